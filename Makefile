@@ -1,0 +1,32 @@
+# Set-up and checks. `make test` and `make demo` are all a fresh machine needs.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: test test-fast lint bench clean help
+
+help:
+	@echo "make test       create $(VENV) if needed, install the project, run the whole test suite"
+	@echo "make test-fast  the unit tests only (no training on real data)"
+	@echo "make lint       ruff and mypy"
+	@echo "make clean      remove caches (keeps $(VENV))"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev,service]'
+	@touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check gacd_core tests
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

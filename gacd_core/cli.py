@@ -1,0 +1,281 @@
+"""The ``gacd`` command line.
+
+    gacd list                                   models, methods, attacks, datasets
+    gacd train    --method at --arch resnet18 --out runs/teacher
+    gacd distill  --method gacd --teacher runs/teacher/student.safetensors --student-arch mobilenetv2 --out runs/s
+    gacd evaluate --weights runs/s/student.safetensors --teacher runs/teacher/student.safetensors --out runs/eval
+
+Each takes a specification file (``--spec``, JSON or YAML) and flags that override it; ``--set
+a.b=value`` overrides any field. Each writes ``student.safetensors`` (train, distill), ``report.json``
+and ``report.html`` into ``--out``. A training job interrupted (Ctrl-C, a crash) continues from its
+last epoch when the same command runs again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from gacd_core import catalog
+from gacd_core.errors import GACDError, SpecError
+from gacd_core.spec import load_spec_file, parse_spec, set_path
+
+TEACHERLESS = ("natural", "at")
+# Where a flag lands in the job specification (error messages name the flag too).
+FLAGS: dict[str, str] = {
+    "method": "method",
+    "arch": "student.arch",
+    "student_arch": "student.arch",
+    "teacher": "teacher.weights",
+    "teacher_arch": "teacher.arch",
+    "dataset": "dataset.name",
+    "data_root": "dataset.root",
+    "data_path": "dataset.path",
+    "train_subset": "dataset.train_subset",
+    "test_subset": "dataset.test_subset",
+    "val_size": "dataset.val_size",
+    "epochs": "hyperparameters.epochs",
+    "batch_size": "hyperparameters.batch_size",
+    "lr": "hyperparameters.lr",
+    "eval_subset": "evaluation.subset",
+    "autoattack": "evaluation.autoattack",
+    "autoattack_subset": "evaluation.autoattack_subset",
+    "device": "device",
+    "precision": "precision",
+    "seed": "seed",
+}
+FIELD_TO_FLAG = {v: "--" + k.replace("_", "-") for k, v in FLAGS.items() if k not in ("arch", "student_arch")}
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--spec", type=Path, help="job specification file (JSON or YAML)")
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--dataset", help=f"one of: {', '.join(catalog.DATASETS)}")
+    p.add_argument("--data-root", help="folder holding the dataset (default $GACD_DATA_ROOT or ./data)")
+    p.add_argument("--data-path", help="custom datasets: an .npz file or an ImageFolder directory")
+    p.add_argument("--train-subset", type=int, help="train on this many images (class-stratified)")
+    p.add_argument("--test-subset", type=int, help="evaluate on this many test images (class-stratified)")
+    p.add_argument("--eval-subset", type=int, help="run the protocol on this many of the test images")
+    p.add_argument("--autoattack", action="store_true", default=None, help="also run standard AutoAttack")
+    p.add_argument("--autoattack-subset", type=int, help="AutoAttack on this many images (default 1000)")
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+    p.add_argument("--precision", choices=["fp32", "bf16"])
+    p.add_argument("--seed", type=int)
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override any field, e.g. --set hyperparameters.method_params.reweight=hard",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _training(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--val-size", type=int, help="hold out this many training images for per-epoch monitoring")
+    p.add_argument("--no-resume", action="store_true", help="ignore a checkpoint left in --out")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gacd", description="Robust model compression: GACD and its baselines.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("list", help="list models, methods, attacks and datasets")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("train", help="train a model without a teacher (natural or at): how to make a teacher")
+    p.add_argument("--method", default=None, help="natural or at (default at)")
+    p.add_argument("--arch", help="architecture (gacd list)")
+    _common(p)
+    _training(p)
+    p = sub.add_parser("distill", help="distil a teacher into a student")
+    p.add_argument("--method", default=None, help="kd, ard, rslad, crd or gacd (default gacd)")
+    p.add_argument("--teacher", help="teacher weights (.safetensors, or .pt with --teacher-arch)")
+    p.add_argument("--teacher-arch", help="the teacher's architecture, for weights without gacd metadata")
+    p.add_argument("--student-arch", help="the student's architecture (gacd list)")
+    _common(p)
+    _training(p)
+    p = sub.add_parser("evaluate", help="evaluate saved weights under the protocol")
+    p.add_argument("--weights", type=Path, required=True, help="the model to evaluate (.safetensors from gacd)")
+    p.add_argument("--teacher", help="a teacher to compare with (agreement, CKA, compression)")
+    _common(p)
+    return parser
+
+
+def _parse_value(text: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def build_spec(args: argparse.Namespace) -> dict[str, Any]:
+    """The specification file, then flags, then ``--set`` overrides, as one dict."""
+    data: dict[str, Any] = load_spec_file(args.spec) if args.spec else {}
+    if args.command == "train":
+        data.setdefault("method", "at")
+    elif args.command == "distill":
+        data.setdefault("method", "gacd")
+    elif args.command == "evaluate":
+        data["method"] = "natural"  # evaluation trains nothing; the method is read from the weights
+    for name, path in FLAGS.items():
+        value = getattr(args, name, None)
+        if value is None or (args.command == "evaluate" and name == "teacher"):
+            continue
+        set_path(data, path, str(value) if isinstance(value, Path) else value)
+    for item in args.set:
+        if "=" not in item:
+            raise SpecError([("--set", f"expected FIELD=VALUE, got {item!r}")])
+        key, value = item.split("=", 1)
+        set_path(data, key.strip(), _parse_value(value))
+    method = data.get("method")
+    if args.command == "train" and method not in TEACHERLESS:
+        raise SpecError(
+            [
+                (
+                    "method",
+                    f"gacd train makes models without a teacher: --method natural or at, not {method!r}"
+                    " (use gacd distill for the others)",
+                )
+            ]
+        )
+    if args.command == "distill" and method in TEACHERLESS:
+        raise SpecError([("method", f"{method!r} uses no teacher: use gacd train --method {method}")])
+    return data
+
+
+class _Display:
+    """A tqdm progress bar over training steps, with stage lines for the rest of the job."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar: Any = None
+
+    def progress(self, p: Any) -> None:
+        if self.quiet:
+            return
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(
+                total=p.total_steps,
+                initial=p.global_step - p.step,
+                unit="step",
+                dynamic_ncols=True,
+                file=sys.stderr,
+                desc="training",
+            )
+        self.bar.update(p.global_step - self.bar.n)
+        if p.phase == "start":
+            return
+        parts = " ".join(f"{k}={v:.3g}" for k, v in list(p.parts.items())[:4])
+        self.bar.set_postfix_str(
+            f"epoch {p.epoch}/{p.epochs} loss={p.loss:.4g} {parts} {p.images_per_second:.0f} img/s"
+        )
+        if p.phase == "epoch" and p.record is not None:
+            r = p.record
+            val = ""
+            if r.get("val_pgd_acc") is not None:
+                val = f", val clean {100 * r['val_clean_acc']:.1f}% pgd10 {100 * r['val_pgd_acc']:.1f}%"
+            self.bar.write(
+                f"epoch {p.epoch}/{p.epochs}: loss {r['loss']:.4f}, train acc {100 * r['train_acc']:.1f}%"
+                f"{val}, {r['images_per_second']:.0f} img/s"
+            )
+
+    def stage(self, name: str, fraction: float) -> None:
+        if self.quiet:
+            return
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if fraction == 0.0 or name.startswith("loading"):
+            print(f"{name} ...", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _summary(report: dict[str, Any], out: Path) -> None:
+    from gacd_core.evaluation import summary_line
+
+    keys = ("clean_acc", "fgsm_acc", "pgd20_acc", "cw_acc", "autoattack_acc")
+    print(f"student ({report['student']['arch']}): {summary_line(report['metrics'], keys)}")
+    if report.get("teacher_metrics"):
+        print(f"teacher ({report['teacher']['arch']}): {summary_line(report['teacher_metrics'], keys)}")
+    comp = report.get("compression") or {}
+    if comp.get("params_ratio"):
+        speed = f", {comp['speedup']:.2f}x faster" if comp.get("speedup") else ""
+        print(f"compression: {comp['params_ratio']:.1f}x fewer parameters, {comp['macs_ratio']:.1f}x fewer MACs{speed}")
+    files = [f for f in ("student.safetensors", "report.json", "report.html") if (out / f).exists()]
+    print(f"wrote {', '.join(str(out / f) for f in files)}")
+
+
+def _list(as_json: bool) -> int:
+    tables = {
+        "models": catalog.MODELS,
+        "methods": catalog.METHODS,
+        "attacks": catalog.ATTACKS,
+        "datasets": catalog.DATASETS,
+    }
+    if as_json:
+        print(json.dumps(tables, indent=2))
+        return 0
+    for title, table in tables.items():
+        print(f"{title}:")
+        width = max(len(k) for k in table)
+        for name, text in table.items():
+            print(f"  {name:<{width}}  {text}")
+    return 0
+
+
+def _error(exc: GACDError) -> int:
+    fields = exc.errors if isinstance(exc, SpecError) else [(exc.field or "", exc.message)]
+    for field, message in fields:
+        flag = FIELD_TO_FLAG.get(field)
+        where = f"{field} ({flag})" if flag else field
+        print(f"gacd: error: {where}: {message}" if where else f"gacd: error: {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "list":
+        return _list(args.json)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("auto-attack").setLevel(logging.WARNING)
+    logging.getLogger("gacd.trainer").setLevel(logging.WARNING)  # the progress bar shows epochs
+    display = _Display(args.quiet)
+    try:
+        spec = parse_spec(build_spec(args))
+        from gacd_core.jobs import Callbacks, run_evaluation, run_job
+
+        cb = Callbacks(progress=display.progress, stage=display.stage)
+        if args.command == "evaluate":
+            report = run_evaluation(args.weights, args.out, spec, teacher_weights=args.teacher, callbacks=cb)
+        else:
+            report = run_job(spec, args.out, callbacks=cb, resume=not args.no_resume)
+    except GACDError as exc:
+        display.close()
+        return _error(exc)
+    except KeyboardInterrupt:
+        display.close()
+        print(
+            f"\ngacd: interrupted; run the same command to continue from the last checkpoint in {args.out}",
+            file=sys.stderr,
+        )
+        return 130
+    display.close()
+    _summary(report, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""Typed exceptions raised by the core. Torch-free.
+
+The CLI prints them as one readable line; the service maps them to HTTP problems with a stable
+``code``. Each carries the ``field`` of the job specification it is about, when there is one.
+"""
+
+from __future__ import annotations
+
+
+class GACDError(Exception):
+    """Base class of every error the core raises on purpose."""
+
+    code = "gacd_error"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+
+class UnknownNameError(GACDError, KeyError):
+    """A model, method, attack or dataset name that no registry holds."""
+
+    code = "unknown_name"
+
+    def __init__(self, kind: str, name: str, valid: list[str], *, field: str | None = None) -> None:
+        super().__init__(f"unknown {kind} {name!r}; valid: {', '.join(valid)}", field=field)
+        self.kind = kind
+        self.name = name
+        self.valid = valid
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return GACDError.__str__(self)
+
+
+class SpecError(GACDError, ValueError):
+    """A job specification that does not validate. ``errors`` holds one entry per bad field."""
+
+    code = "invalid_spec"
+
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        self.errors = errors
+        text = "; ".join(f"{loc}: {msg}" if loc else msg for loc, msg in errors)
+        super().__init__(text, field=errors[0][0] if errors else None)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class WeightsError(GACDError):
+    """Model weights that cannot be loaded: bad file, unknown architecture, shape mismatch, NaN."""
+
+    code = "invalid_weights"
+
+
+class TeacherLoadError(WeightsError):
+    """The teacher's weights do not load into the declared architecture."""
+
+    code = "invalid_teacher"
+
+
+class DatasetError(GACDError):
+    """A dataset that is missing, malformed or does not fit the job."""
+
+    code = "invalid_dataset"
+
+
+class CheckpointError(GACDError):
+    """A checkpoint that cannot be resumed from."""
+
+    code = "invalid_checkpoint"
+
+
+class TrainingStopped(GACDError):
+    """Raised by the trainer when its stop callback asks it to stop."""
+
+    code = "stopped"
+
+    def __init__(self, epoch: int, step: int) -> None:
+        super().__init__(f"training stopped at epoch {epoch}, step {step}")
+        self.epoch = epoch
+        self.step = step

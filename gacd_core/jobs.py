@@ -1,0 +1,344 @@
+"""Whole jobs: a :class:`~gacd_core.spec.JobSpec` in, ``student.safetensors`` and the reports out.
+
+:func:`run_job` is what the CLI's ``train`` and ``distill`` and the service's workers call;
+:func:`run_evaluation` is ``gacd evaluate``. Both take callbacks (training progress, stages of the
+evaluation, a stop request) so that callers can show progress or cancel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gacd_core import evaluation as E
+from gacd_core.data import DatasetBundle, load_dataset
+from gacd_core.errors import SpecError, TeacherLoadError, TrainingStopped, UnknownNameError, WeightsError
+from gacd_core.methods import METHODS, MethodContext
+from gacd_core.models import ImageClassifier, create_model, load_model_file, read_info, save_weights
+from gacd_core.report import SCHEMA, environment, now, sha256_file, write_report
+from gacd_core.spec import EvaluationSpec, JobSpec, TeacherSpec
+from gacd_core.trainer import CHECKPOINT_NAME, Progress, Trainer, TrainResult
+
+log = logging.getLogger("gacd.jobs")
+STUDENT_FILE = "student.safetensors"
+
+
+@dataclass
+class Callbacks:
+    """Hooks a caller passes to a job.
+
+    Attributes:
+        progress: training progress, every few steps and after each epoch.
+        stage: (stage name, fraction done) outside training: ``loading``, ``evaluating student``, ...
+        should_stop: polled during training and evaluation; True stops the job with
+            :class:`~gacd_core.errors.TrainingStopped`.
+    """
+
+    progress: Callable[[Progress], None] | None = None
+    stage: Callable[[str, float], None] | None = None
+    should_stop: Callable[[], bool] | None = None
+
+    def at(self, name: str, fraction: float = 0.0) -> None:
+        if self.should_stop is not None and self.should_stop():
+            raise TrainingStopped(-1, -1)
+        if self.stage is not None:
+            self.stage(name, fraction)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is CUDA when available, else the CPU; an unavailable device is a spec error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SpecError([("device", f"{name} was asked for but this machine has no CUDA device")])
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise SpecError([("device", f"{name} does not exist ({torch.cuda.device_count()} CUDA devices)")])
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise SpecError([("device", "mps was asked for but is not available")])
+    return dev
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def load_teacher(ts: TeacherSpec, input_size: int = 32) -> ImageClassifier:
+    """Load the teacher a job names; every failure is a :class:`TeacherLoadError` naming the field."""
+    if ts.weights is None:
+        raise SpecError([("teacher.weights", "a teacher id must be resolved to a weights file before the job runs")])
+    try:
+        return load_model_file(
+            ts.weights, arch=ts.arch, num_classes=ts.num_classes, mean=ts.mean, std=ts.std, input_size=input_size
+        )
+    except UnknownNameError as exc:
+        raise TeacherLoadError(exc.message, field="teacher.arch") from None
+    except WeightsError as exc:
+        raise TeacherLoadError(exc.message, field="teacher.weights") from None
+
+
+def fingerprint(spec: JobSpec) -> str:
+    """A digest of what determines training (not evaluation or metadata): a checkpoint resumes only a
+    job with the same fingerprint."""
+    d = spec.public_dict()
+    keep = {k: d[k] for k in ("method", "teacher", "student", "dataset", "hyperparameters", "seed", "precision")}
+    return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_job(
+    spec: JobSpec,
+    out_dir: str | Path,
+    *,
+    callbacks: Callbacks | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = True,
+) -> dict[str, Any]:
+    """Train (``natural``, ``at``) or distil (the others), save the student, evaluate, write reports.
+
+    Args:
+        out_dir: receives ``student.safetensors``, ``report.json`` and ``report.html``.
+        checkpoint_dir: where the per-epoch checkpoint goes (default ``out_dir``); with ``resume``, an
+            existing checkpoint there is continued from.
+
+    Returns:
+        The report (also written to ``out_dir``).
+    """
+    cb = callbacks or Callbacks()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else out
+    device = resolve_device(spec.device)
+    seed_everything(spec.seed)
+    cb.at("loading data")
+    on_gpu = spec.dataset.on_device and device.type == "cuda"
+    data = load_dataset(spec.dataset, device=device if on_gpu else None)
+    teacher = None
+    if spec.teacher is not None:
+        cb.at("loading teacher")
+        teacher = load_teacher(spec.teacher, data.image_size).to(device)
+    student = create_model(
+        spec.student.arch, data.num_classes, mean=spec.student.mean or data.mean, std=spec.student.std or data.std
+    )
+    method = METHODS.get(spec.method)(
+        student, teacher, spec.params, MethodContext(data.num_classes, data.train.labels, spec.hyperparameters.attack)
+    ).to(device)
+    trainer = Trainer(
+        method,
+        data.train,
+        spec.hyperparameters,
+        device=device,
+        precision=spec.precision,
+        seed=spec.seed,
+        val=data.val,
+        augment=spec.dataset.augment,
+        checkpoint_dir=ckpt_dir,
+        progress=cb.progress,
+        should_stop=cb.should_stop,
+        val_eps=spec.evaluation.eps,
+        fingerprint=fingerprint(spec),
+    )
+    ckpt = ckpt_dir / CHECKPOINT_NAME
+    log.info(
+        "%s: training %s (%s) on %s, %d images, %d epochs, device %s",
+        spec.method,
+        spec.student.arch,
+        "teacher " + teacher.arch if teacher else "no teacher",
+        data.name,
+        len(data.train),
+        spec.hyperparameters.epochs,
+        device,
+    )
+    result = trainer.fit(resume_from=ckpt if resume and ckpt.is_file() else None)
+    student.eval()
+    info = {
+        "method": spec.method,
+        "dataset": data.name,
+        "class_names": data.class_names,
+        "classes": spec.dataset.classes,
+        "input_size": data.image_size,
+        "created_at": now(),
+    }
+    student_path = save_weights(student, out / STUDENT_FILE, info)
+    kind = "train" if spec.method in ("natural", "at") else "distill"
+    report = evaluate_and_report(
+        kind,
+        spec.method,
+        student,
+        teacher,
+        data,
+        spec.evaluation,
+        device,
+        out,
+        cb,
+        spec_dict=spec.public_dict(),
+        training=result,
+        student_file=student_path,
+        precision=spec.precision,
+    )
+    return report
+
+
+def run_evaluation(
+    weights: str | Path,
+    out_dir: str | Path,
+    spec: JobSpec,
+    *,
+    teacher_weights: str | Path | None = None,
+    callbacks: Callbacks | None = None,
+) -> dict[str, Any]:
+    """Evaluate a saved model under the protocol (and against a teacher, when given)."""
+    cb = callbacks or Callbacks()
+    device = resolve_device(spec.device)
+    cb.at("loading data")
+    data = load_dataset(spec.dataset)
+    try:
+        model = load_model_file(weights, input_size=data.image_size)
+    except WeightsError as exc:
+        raise WeightsError(exc.message, field="weights") from None
+    if model.num_classes != data.num_classes:
+        raise SpecError([("dataset", f"the model has {model.num_classes} classes, {data.name} has {data.num_classes}")])
+    teacher = None
+    if teacher_weights is not None:
+        teacher = load_teacher(TeacherSpec(weights=str(teacher_weights)), data.image_size)
+    return evaluate_and_report(
+        "evaluate",
+        read_info(weights).get("method"),
+        model.to(device),
+        teacher.to(device) if teacher else None,
+        data,
+        spec.evaluation,
+        device,
+        Path(out_dir),
+        cb,
+        spec_dict=spec.public_dict(),
+        training=None,
+        student_file=Path(weights),
+        precision=spec.precision,
+    )
+
+
+def evaluate_and_report(
+    kind: str,
+    method: str | None,
+    student: ImageClassifier,
+    teacher: ImageClassifier | None,
+    data: DatasetBundle,
+    ev: EvaluationSpec,
+    device: torch.device,
+    out_dir: Path,
+    cb: Callbacks,
+    *,
+    spec_dict: dict[str, Any],
+    training: TrainResult | None,
+    student_file: Path,
+    precision: str = "fp32",
+) -> dict[str, Any]:
+    """Run the protocol on the student (and teacher), measure compression, write both reports."""
+    test = E.evaluation_set(data.test, ev)
+    same_labels = teacher is not None and teacher.num_classes == student.num_classes
+    cb.at("evaluating student", 0.0)
+    s_eval = E.evaluate_model(
+        student,
+        test,
+        ev,
+        device,
+        keep_adv=teacher is not None,
+        on_progress=lambda _s, f: cb.at("evaluating student", f),
+    )
+    log.info("student: %s", E.summary_line(s_eval.metrics))
+    t_eval, agreement, structure = None, None, None
+    if teacher is not None:
+        if same_labels and ev.teacher:
+            cb.at("evaluating teacher", 0.0)
+            t_eval = E.evaluate_model(
+                teacher, test, ev, device, on_progress=lambda _s, f: cb.at("evaluating teacher", f)
+            )
+            log.info("teacher: %s", E.summary_line(t_eval.metrics))
+        else:  # across tasks the teacher's accuracy means nothing here; its features still do
+            images = test.images.float().div(255)
+            feats, logits = E.features_and_logits(teacher, images, device, ev.batch_size)
+            t_eval = E.Evaluation({}, logits, feats)
+        cb.at("structure", 0.0)
+        agreement, structure = E.pair_metrics(student, teacher, s_eval, t_eval, device, same_labels, ev.batch_size)
+    cb.at("compression", 0.0)
+    autocast = torch.bfloat16 if precision == "bf16" and device.type == "cuda" else None
+    comp = E.compression(
+        student,
+        teacher,
+        device,
+        data.image_size,
+        min(ev.batch_size, 256),
+        measure=ev.throughput,
+        autocast_dtype=autocast,
+    )
+    teacher_metrics = t_eval.metrics if (t_eval is not None and t_eval.metrics) else None
+    report = {
+        "schema": SCHEMA,
+        "kind": kind,
+        "method": method,
+        "created_at": now(),
+        "spec": spec_dict,
+        "student": {
+            "arch": student.arch,
+            "params": comp["student_params"],
+            "macs": comp["student_macs"],
+            "num_classes": student.num_classes,
+            "mean": list(student.mean),
+            "std": list(student.std),
+            "file": student_file.name,
+            "sha256": sha256_file(student_file),
+        },
+        "teacher": None
+        if teacher is None
+        else {
+            "arch": teacher.arch,
+            "params": comp["teacher_params"],
+            "macs": comp["teacher_macs"],
+            "num_classes": teacher.num_classes,
+            "mean": list(teacher.mean),
+            "std": list(teacher.std),
+        },
+        "dataset": {**data.describe(), "test_size": len(test)},
+        "protocol": E.protocol_description(ev, len(test), student.num_classes),
+        "metrics": s_eval.metrics,
+        "teacher_metrics": teacher_metrics,
+        "agreement": agreement,
+        "structure": structure,
+        "compression": comp,
+        "training": None
+        if training is None
+        else {
+            "epochs": training.epochs,
+            "seconds": training.seconds,
+            "images_per_second": training.images_per_second,
+            "resumed_from_epoch": training.resumed_from_epoch,
+            "history": training.history,
+        },
+        "environment": environment(device),
+    }
+    cb.at("writing report", 1.0)
+    write_report(report, out_dir)
+    return report
+
+
+__all__ = [
+    "STUDENT_FILE",
+    "Callbacks",
+    "fingerprint",
+    "load_teacher",
+    "resolve_device",
+    "run_evaluation",
+    "run_job",
+]

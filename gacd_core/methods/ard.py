@@ -1,0 +1,34 @@
+"""``ard``: Adversarially Robust Distillation (Goldblum, Fowl, Feizi & Goldstein, AAAI 2020, Eq. 3):
+alpha * tau^2 * KL(softmax(T(x)/tau) || softmax(S(x')/tau)) + (1 - alpha) * CE(S(x), y), where x' is PGD
+on the student's cross-entropy. With alpha = 1 (our default) it is GACD.md's ``tau^2 * KL(T(x)/tau ||
+S(x')/tau)``."""
+
+from __future__ import annotations
+
+import torch
+
+from gacd_core.attacks import ce_loss, kl_div
+from gacd_core.methods.base import Method, StepOutput, register_method
+
+
+@register_method("ard")
+class ARD(Method):
+    needs_teacher = True
+
+    def __init__(self, *args, **kw) -> None:
+        super().__init__(*args, **kw)
+        self.require_same_labels("teacher")
+
+    def training_step(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> StepOutput:
+        p = self.params
+        _, t_logits = self.teacher_outputs(x)
+        x_adv = self.adversary(self.student, x, y)
+        adv_logits = self.student(x_adv)
+        kd = p.temperature**2 * kl_div(t_logits, adv_logits, p.temperature)
+        parts = {"kd_adv": kd.detach()}
+        loss = p.alpha * kd
+        if p.alpha < 1:
+            ce = ce_loss(self.student(x), y).mean()
+            loss = loss + (1 - p.alpha) * ce
+            parts["ce"] = ce.detach()
+        return StepOutput(loss, parts, adv_logits)

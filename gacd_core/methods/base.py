@@ -1,0 +1,130 @@
+"""What a training method is (after mdistiller's ``Distiller``).
+
+A method owns the student, the frozen teacher (kept in eval mode whatever ``train()`` is called with)
+and any extra trainable modules (projection heads) and buffers (memory banks) in ``extras``. Its
+``training_step(x, y, idx)`` runs its inner adversary, if any, and returns the loss with its named
+parts. The shared trainer does everything else. Adding a method: one file in this package with a
+class decorated by ``@register_method(name)``, its import in ``__init__``, and its name in
+:data:`gacd_core.catalog.METHODS` (its parameters in :mod:`gacd_core.spec`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from gacd_core import catalog
+from gacd_core.attacks import PGD
+from gacd_core.errors import SpecError
+from gacd_core.models import ImageClassifier
+from gacd_core.registry import Registry
+from gacd_core.spec import TrainAttackSpec
+
+
+@dataclass
+class MethodContext:
+    """Facts about the job a method may need.
+
+    Attributes:
+        num_classes: the student's classes.
+        train_labels: labels of the training split, indexed like the batches' ``idx``.
+        attack: the inner adversary's configuration.
+    """
+
+    num_classes: int
+    train_labels: torch.Tensor
+    attack: TrainAttackSpec = field(default_factory=TrainAttackSpec)
+
+    @property
+    def train_size(self) -> int:
+        return len(self.train_labels)
+
+
+@dataclass
+class StepOutput:
+    """A training step's loss, its named parts (detached, for logs) and the student's logits on the
+    inputs it was trained on (for training accuracy)."""
+
+    loss: torch.Tensor
+    parts: dict[str, torch.Tensor]
+    logits: torch.Tensor
+
+
+class Method(nn.Module):
+    """Base class of every training method."""
+
+    name: ClassVar[str] = ""
+    needs_teacher: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        student: ImageClassifier,
+        teacher: ImageClassifier | None,
+        params: Any,
+        ctx: MethodContext,
+    ) -> None:
+        super().__init__()
+        if self.needs_teacher and teacher is None:
+            raise SpecError([("teacher", f"method {self.name!r} needs a teacher")])
+        self.student = student
+        self.teacher = teacher
+        if teacher is not None:
+            teacher.eval()
+            teacher.requires_grad_(False)
+        self.params = params
+        self.ctx = ctx
+        self.extras = nn.ModuleDict()
+        a = ctx.attack
+        self.adversary = PGD(a.eps, a.steps, a.step_size, a.random_start)
+
+    # The teacher is frozen: it stays in eval mode whatever the trainer asks.
+    def train(self, mode: bool = True) -> Method:
+        super().train(mode)
+        if self.teacher is not None:
+            self.teacher.eval()
+        return self
+
+    def trainable_parameters(self) -> Iterator[nn.Parameter]:
+        """Student parameters, then those of the extras."""
+        yield from self.student.parameters()
+        yield from self.extras.parameters()
+
+    def training_step(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> StepOutput:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def teacher_outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(pooled features, logits) of the frozen teacher."""
+        assert self.teacher is not None
+        return self.teacher.forward_all(x)
+
+    def require_same_labels(self, field_name: str) -> None:
+        """Soft-label terms compare teacher and student outputs class by class."""
+        assert self.teacher is not None
+        if self.teacher.num_classes != self.ctx.num_classes:
+            raise SpecError(
+                [
+                    (
+                        field_name,
+                        f"the teacher has {self.teacher.num_classes} classes and the dataset {self.ctx.num_classes}: "
+                        f"method {self.name!r} compares their outputs class by class and needs one label set",
+                    )
+                ]
+            )
+
+
+METHODS: Registry[type[Method]] = Registry("method", catalog.METHODS)
+
+
+def register_method(name: str):
+    """Register a :class:`Method` subclass under ``name`` and set its ``name``."""
+
+    def deco(cls: type[Method]) -> type[Method]:
+        cls.name = name
+        return METHODS.register(name)(cls)
+
+    return deco

@@ -1,0 +1,218 @@
+"""The contrastive objective shared by ``crd`` and ``gacd``: projection heads, critic, negatives.
+
+Notation of GACD.md: f_T, f_S pooled penultimate features; g_T, g_S trainable linear heads to d
+dimensions followed by L2 normalisation; tau the temperature; N negatives; M the training-set size.
+
+Critic (Tian, Krishnan & Isola, "Contrastive Representation Distillation", ICLR 2020, Eq. 19)::
+
+    h(t, s) = exp(g_T(t)·g_S(s)/tau) / (exp(g_T(t)·g_S(s)/tau) + N/M)
+
+computed in log space as ``log h = logsigmoid(u)``, ``log(1 - h) = logsigmoid(-u)`` with
+``u = g_T(t)·g_S(s)/tau - log Z - log(N/M)``. ``Z`` is a partition constant: with
+``critic_normalization = "crd"`` it is estimated once, on the first batch, as M times the mean of
+exp(score/tau) over negatives, which is what CRD's released code does; with ``"none"`` it is 1, the
+formula read literally. The literal reading puts each of the N negative terms near log(1/(1 + N/M))
+at initialisation, so the loss and its gradient grow with N (about 1.4 N at N/M = 0.33): with the
+default N = 16384 the contrastive term would swamp every other term. See docs/method.md.
+
+Loss (GACD.md, item 4; CRD's Eq. 20 with the sample weights of GACD)::
+
+    L = -mean_i [ w_i log h(T_i, S'_i) + sum_{j=1..N} log(1 - h(T_j, S'_i)) ]
+
+where T_i = g_T(f_T(x_i)) is the anchor, S'_i = g_S(f_S(x'_i)) the student on the (adversarial or
+clean) input, and T_j teacher embeddings of N other samples drawn from a memory bank (momentum update
+and renormalisation after every step, as in CRD), by default from classes other than y_i.
+
+In-batch mode (InfoNCE, van den Oord et al. 2018) serves data without stable indices: the candidates
+of sample i are the batch's teacher embeddings, ``L = mean_i w_i * -log softmax_j(S'_i·T_j/tau)[i]``,
+with same-class candidates other than i masked out when ``other_class_negatives`` is set.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ContrastiveObjective(nn.Module):
+    """Heads, memory bank and critic.
+
+    Args:
+        teacher_dim, student_dim: sizes of f_T and f_S.
+        train_labels: labels of the training split, indexed like the batches' ``idx``.
+        params: the method's contrastive parameters (:class:`gacd_core.spec.CRDParams` or
+            :class:`gacd_core.spec.GACDParams`).
+    """
+
+    memory: torch.Tensor
+    labels: torch.Tensor
+    class_order: torch.Tensor
+    class_start: torch.Tensor
+    class_count: torch.Tensor
+    log_z: torch.Tensor
+
+    def __init__(self, teacher_dim: int, student_dim: int, train_labels: torch.Tensor, params) -> None:
+        super().__init__()
+        d = params.feat_dim
+        self.tau = float(params.nce_temperature)
+        self.mode = params.negatives
+        self.other_class = bool(params.other_class_negatives)
+        self.momentum = float(params.memory_momentum)
+        self.normalization = params.critic_normalization
+        self.embed_t = nn.Linear(teacher_dim, d)
+        self.embed_s = nn.Linear(student_dim, d)
+
+        labels = train_labels.detach().long().cpu()
+        m = len(labels)
+        n_classes = int(labels.max()) + 1 if m else 1
+        counts = torch.bincount(labels, minlength=n_classes)
+        self.train_size = m
+        # N is capped by what can be drawn: the smallest other-class pool, or M - 1.
+        pool = int((m - counts.max()).item()) if self.other_class else m - 1
+        self.n_negatives = max(1, min(int(params.n_negatives), pool))
+        self.register_buffer("labels", labels)
+        self.register_buffer("class_order", torch.argsort(labels, stable=True))
+        self.register_buffer("class_start", torch.cumsum(counts, 0) - counts)
+        self.register_buffer("class_count", counts)
+        if self.mode == "memory":
+            bound = 1.0 / math.sqrt(d / 3)
+            memory = torch.empty(m, d).uniform_(-bound, bound)
+            self.register_buffer("memory", F.normalize(memory, dim=1))
+        else:
+            self.register_buffer("memory", torch.empty(0, d))
+        # log Z of the critic; NaN until estimated on the first batch ("crd"), 0 for "none".
+        self.register_buffer("log_z", torch.tensor(float("nan") if self.normalization == "crd" else 0.0))
+        self._log_z: float | None = None  # host copy of log_z, so that steps need no device sync
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._log_z = None
+
+    # --- embeddings ---------------------------------------------------------------------------
+    def teacher_embed(self, f_t: torch.Tensor) -> torch.Tensor:
+        """g_T(f_T(x)), L2-normalised."""
+        return F.normalize(self.embed_t(f_t.float()), dim=1)
+
+    def student_embed(self, f_s: torch.Tensor) -> torch.Tensor:
+        """g_S(f_S(x)), L2-normalised."""
+        return F.normalize(self.embed_s(f_s.float()), dim=1)
+
+    # --- negatives ----------------------------------------------------------------------------
+    def sample_negatives(self, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """(B, N) memory indices: uniformly from other classes, or from all samples but i."""
+        b, n = len(idx), self.n_negatives
+        dev = self.memory.device
+        y, idx = y.to(dev), idx.to(dev)
+        u = torch.rand(b, n, device=dev)
+        if self.other_class:
+            count = self.class_count[y][:, None]
+            start = self.class_start[y][:, None]
+            r = (u * (self.train_size - count)).long()
+            pos = torch.where(r < start, r, r + count)  # skip the block of the sample's own class
+            return self.class_order[pos.clamp_max(self.train_size - 1)]
+        r = (u * (self.train_size - 1)).long()
+        return r + (r >= idx[:, None]).long()  # skip the sample itself
+
+    @torch.no_grad()
+    def maybe_estimate_z(self, t_emb: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> None:
+        """Estimate CRD's partition constant on the first batch: Z = M * mean exp(score / tau)."""
+        if self.mode != "memory" or not math.isnan(self._host_log_z()):
+            return
+        neg = self.memory[self.sample_negatives(y, idx)]  # (B, N, d)
+        scores = torch.einsum("bnd,bd->bn", neg, t_emb.float()) / self.tau
+        log_mean = torch.logsumexp(scores.flatten(), 0) - math.log(scores.numel())
+        self.log_z.fill_(math.log(self.train_size) + float(log_mean))
+        self._log_z = None
+
+    def _host_log_z(self) -> float:
+        if self._log_z is None:
+            self._log_z = float(self.log_z)
+        return self._log_z
+
+    def _offset(self) -> float:
+        """log Z + log(N / M): subtracted from score/tau inside the sigmoid."""
+        log_z = 0.0 if self.normalization == "none" else self._host_log_z()
+        if math.isnan(log_z):
+            raise RuntimeError("the critic's partition constant is not estimated yet (call maybe_estimate_z)")
+        return log_z + math.log(self.n_negatives / self.train_size)
+
+    # --- critic and loss ----------------------------------------------------------------------
+    def log_h_positive(self, t_emb: torch.Tensor, s_emb: torch.Tensor) -> torch.Tensor:
+        """Per-sample log-probability of the positive pairs (t_emb[i], s_emb[i]).
+
+        In memory mode this is ``log h(T_i, S_i)``; in in-batch mode ``log softmax_j(S_i·T_j/tau)[i]``.
+        The guided attack minimises it.
+        """
+        if self.mode == "in_batch":
+            return -self._in_batch_terms(t_emb, s_emb, None)
+        pos = (t_emb.float() * s_emb.float()).sum(1) / self.tau
+        return F.logsigmoid(pos - self._offset())
+
+    def _in_batch_terms(self, t_emb: torch.Tensor, s_emb: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        logits = s_emb.float() @ t_emb.float().t() / self.tau  # (B, B): student i against teacher j
+        if self.other_class and y is not None:
+            same = (y[:, None] == y[None, :]) & ~torch.eye(len(y), dtype=torch.bool, device=y.device)
+            logits = logits.masked_fill(same, float("-inf"))
+        target = torch.arange(len(logits), device=logits.device)
+        return F.cross_entropy(logits, target, reduction="none")
+
+    def loss(
+        self,
+        t_emb: torch.Tensor,
+        s_emb: torch.Tensor,
+        y: torch.Tensor,
+        idx: torch.Tensor,
+        weights: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The weighted contrastive loss and its parts (positive and negative terms)."""
+        w = torch.ones(len(y), device=s_emb.device) if weights is None else weights.float()
+        if self.mode == "in_batch":
+            per = self._in_batch_terms(t_emb, s_emb, y)
+            loss = (w * per).mean()
+            return loss, {"nce": loss.detach()}
+        self.maybe_estimate_z(t_emb.detach(), y, idx)
+        offset = self._offset()
+        neg = self.memory[self.sample_negatives(y, idx)]  # (B, N, d), a copy: no autograd link
+        pos_u = (t_emb.float() * s_emb.float()).sum(1) / self.tau - offset
+        neg_u = torch.einsum("bnd,bd->bn", neg, s_emb.float()) / self.tau - offset
+        pos_term = -(w * F.logsigmoid(pos_u)).mean()
+        neg_term = -F.logsigmoid(-neg_u).sum(1).mean()
+        return pos_term + neg_term, {"nce_pos": pos_term.detach(), "nce_neg": neg_term.detach()}
+
+    @torch.no_grad()
+    def update_memory(self, t_emb: torch.Tensor, idx: torch.Tensor) -> None:
+        """memory[i] <- normalise(momentum * memory[i] + (1 - momentum) * T_i) (CRD's update)."""
+        if self.mode != "memory":
+            return
+        idx = idx.to(self.memory.device)
+        mixed = self.memory[idx] * self.momentum + t_emb.detach().float() * (1 - self.momentum)
+        self.memory[idx] = F.normalize(mixed, dim=1)
+
+
+def reliability_weights(
+    t_logits: torch.Tensor, y: torch.Tensor, mode: str, beta: float = 1.0, cross_task: bool = False
+) -> torch.Tensor:
+    """Sample weights w_i from the teacher's reliability on x_i (GACD.md, item 3), mean 1 over the batch.
+
+    ``none``: 1; ``hard``: 1 when the teacher classifies x_i correctly, else 0; ``soft``:
+    p_T(y_i | x_i) ** beta, or the teacher's max probability when its labels are not the student's
+    (cross-task). A batch the teacher gets entirely wrong under ``hard`` gets all-zero weights.
+    """
+    n = len(t_logits)
+    if mode == "none":
+        return torch.ones(n, device=t_logits.device)
+    probs = F.softmax(t_logits.detach().float(), dim=1)
+    if mode == "hard":
+        if cross_task:
+            raise ValueError("hard reweighting needs the teacher's labels")
+        w = (probs.argmax(1) == y).float()
+    elif mode == "soft":
+        p = probs.amax(1) if cross_task else probs.gather(1, y[:, None]).squeeze(1)
+        w = p.pow(beta)
+    else:
+        raise ValueError(f"unknown reweighting {mode!r}")
+    mean = w.mean()
+    return w / mean if float(mean) > 0 else w

@@ -1,0 +1,105 @@
+"""``gacd``: Guided Adversarial Contrastive Distillation (Bai, Chen, Zhao, Wen, Jiang & Kot, "Feature
+Distillation With Guided Adversarial Contrastive Learning", arXiv 2009.09922), as GACD.md specifies it.
+
+Per batch:
+
+1. the frozen teacher embeds the clean input: anchor T_i = g_T(f_T(x_i)) (item 2), and gives the
+   sample weights w_i from its reliability on x_i (item 3, :func:`reliability_weights`);
+2. the guided attack finds x'_i in the eps-ball maximising -log h(T_i, S(x_i + d)), the student in eval
+   mode (item 5); ``attack: ce`` swaps in PGD on the student's cross-entropy for ablations;
+3. the loss (item 6) is
+
+       L = lambda_nce * L_GACD(T, S(x')) + lambda_kd * tau_kd^2 * KL(T(x)/tau_kd || S(x')/tau_kd)
+           + lambda_ce * CE(S(x'), y)
+
+   with L_GACD the weighted contrastive loss of item 4 (:class:`ContrastiveObjective`);
+4. the memory bank takes the anchors T_i (momentum 0.5, renormalised).
+
+Across tasks (teacher and student label sets differ) only the feature terms apply: lambda_kd must be 0
+and soft weights use the teacher's maximum probability.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from gacd_core.attacks import GuidedContrastiveAttack, ce_loss, kl_div
+from gacd_core.errors import SpecError
+from gacd_core.methods.base import Method, StepOutput, register_method
+from gacd_core.methods.contrastive import ContrastiveObjective, reliability_weights
+from gacd_core.models import ImageClassifier
+
+
+@register_method("gacd")
+class GACD(Method):
+    needs_teacher = True
+
+    def __init__(self, *args, **kw) -> None:
+        super().__init__(*args, **kw)
+        p = self.params
+        assert self.teacher is not None
+        self.cross_task = p.cross_task if p.cross_task is not None else self.teacher.num_classes != self.ctx.num_classes
+        field = "hyperparameters.method_params"
+        if self.cross_task and p.lambda_kd > 0:
+            raise SpecError(
+                [
+                    (
+                        f"{field}.lambda_kd",
+                        (
+                            f"the teacher has {self.teacher.num_classes} classes and the dataset "
+                            f"{self.ctx.num_classes}: across tasks the KD term is undefined, set lambda_kd to 0"
+                        ),
+                    )
+                ]
+            )
+        if self.cross_task and p.reweight == "hard":
+            raise SpecError(
+                [(f"{field}.reweight", "'hard' needs the teacher's labels; use 'soft' or 'none' across tasks")]
+            )
+        self.extras["contrast"] = ContrastiveObjective(
+            self.teacher.num_features, self.student.num_features, self.ctx.train_labels, p
+        )
+        a = self.ctx.attack
+        self.guided = GuidedContrastiveAttack(a.eps, a.steps, a.step_size, a.random_start)
+
+    @property
+    def contrast(self) -> ContrastiveObjective:
+        mod = self.extras["contrast"]
+        assert isinstance(mod, ContrastiveObjective)
+        return mod
+
+    def _student_embed(self, student: ImageClassifier, x: torch.Tensor) -> torch.Tensor:
+        f_s = student.forward_head(student.forward_features(x), pre_logits=True)
+        return self.contrast.student_embed(f_s)
+
+    def adversarial_examples(
+        self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, t_emb: torch.Tensor
+    ) -> torch.Tensor:
+        """x' for this batch: the guided attack (default) or PGD on the student's CE."""
+        if self.params.attack == "ce":
+            return self.adversary(self.student, x, y)
+        self.contrast.maybe_estimate_z(t_emb.detach(), y, idx)
+        return self.guided(
+            self.student, x, t_emb, self._student_embed, self.contrast.log_h_positive, head=self.contrast
+        )
+
+    def training_step(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> StepOutput:
+        p = self.params
+        f_t, t_logits = self.teacher_outputs(x)
+        t_emb = self.contrast.teacher_embed(f_t)
+        w = reliability_weights(t_logits, y, p.reweight, p.beta, self.cross_task)
+        x_adv = self.adversarial_examples(x, y, idx, t_emb)
+        f_s, logits = self.student.forward_all(x_adv)
+        nce, parts = self.contrast.loss(t_emb, self.contrast.student_embed(f_s), y, idx, w)
+        loss = p.lambda_nce * nce
+        if p.lambda_kd > 0:
+            kd = p.kd_temperature**2 * kl_div(t_logits, logits, p.kd_temperature)
+            loss = loss + p.lambda_kd * kd
+            parts["kd_adv"] = kd.detach()
+        if p.lambda_ce > 0:
+            ce = ce_loss(logits, y).mean()
+            loss = loss + p.lambda_ce * ce
+            parts["ce_adv"] = ce.detach()
+        parts["weight_min"] = w.min().detach()
+        self.contrast.update_memory(t_emb, idx)
+        return StepOutput(loss, parts, logits)

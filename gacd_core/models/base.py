@@ -1,0 +1,103 @@
+"""The one model API every architecture follows (after timm).
+
+Every model takes pixels in [0, 1]; normalisation is a layer inside the model, so attacks never guess
+it. ``forward_features(x)`` returns the last feature map, ``forward_head(f, pre_logits=True)`` the
+pooled penultimate features that GACD and CRD embed, ``forward_head(f)`` the logits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2471, 0.2435, 0.2616)
+
+
+class Normalize(nn.Module):
+    """(x - mean) / std per channel. Its buffers are not persistent: mean and std travel in the
+    weights file's metadata, so a plain state_dict from another codebase loads without them."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        if len(mean) != 3 or len(std) != 3:
+            raise ValueError("mean and std need three values (RGB)")
+        if any(s <= 0 for s in std):
+            raise ValueError("std values must be > 0")
+        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}"
+
+
+class ImageClassifier(nn.Module):
+    """Base class: subclasses build ``self.body(x)`` (normalised input -> feature map) and a linear
+    classifier named by ``classifier_name``.
+
+    Attributes:
+        arch: the registry name this model was created under (set by ``create_model``).
+        num_classes: size of the output.
+        num_features: size of the pooled penultimate features.
+    """
+
+    classifier_name = "linear"
+    normalize: Normalize
+
+    def __init__(self, num_classes: int, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.arch = ""
+        self.num_classes = int(num_classes)
+        self.num_features = 0
+        self.normalize = Normalize(mean, std)
+
+    # --- to implement -------------------------------------------------------------------------
+    def body(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    # --- the shared API ------------------------------------------------------------------------
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pixels in [0, 1] -> the last feature map (N, C, h, w)."""
+        return self.body(self.normalize(x))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Feature map -> pooled features (``pre_logits=True``) or logits."""
+        x = torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+        if pre_logits:
+            return x
+        return self.classifier(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def forward_all(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(pooled features, logits) in one pass."""
+        feats = self.forward_head(self.forward_features(x), pre_logits=True)
+        return feats, self.classifier(feats)
+
+    @property
+    def classifier(self) -> nn.Module:
+        mod = getattr(self, self.classifier_name)
+        assert isinstance(mod, nn.Module)
+        return mod
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        return tuple(float(v) for v in self.normalize.mean.flatten().tolist())
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return tuple(float(v) for v in self.normalize.std.flatten().tolist())
+
+    def config(self) -> dict[str, Any]:
+        """What ``create_model`` needs to rebuild this model."""
+        return {"arch": self.arch, "num_classes": self.num_classes, "mean": list(self.mean), "std": list(self.std)}

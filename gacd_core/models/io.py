@@ -1,0 +1,268 @@
+"""Saving and loading model weights. Uploaded weights are data, never code.
+
+Our format is a ``.safetensors`` file whose metadata names the architecture, the number of classes
+and the input normalisation, so :func:`load_weights` rebuilds the model from the file alone. Weights
+from elsewhere (a ``.safetensors`` without our metadata, or a ``.pt``/``.pth`` holding a state_dict)
+load through :func:`load_model_file` given the architecture; ``.pt`` files are read with
+``torch.load(weights_only=True)``, which refuses any pickle that would build objects other than
+tensors and plain containers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from gacd_core.errors import GACDError, UnknownNameError, WeightsError
+from gacd_core.models.base import ImageClassifier
+from gacd_core.models.registry import create_model
+
+FORMAT = "gacd-model/1"
+SAFETENSORS_SUFFIXES = (".safetensors",)
+PICKLE_SUFFIXES = (".pt", ".pth", ".bin")
+# Containers that training scripts commonly wrap a state_dict in.
+_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "student")
+# Prefixes added by DataParallel, torch.compile or wrappers.
+_PREFIXES = ("module.", "_orig_mod.", "model.")
+# Keys some published checkpoints carry for modules their forward never uses (TRADES' WRN).
+_IGNORABLE_PREFIXES = ("sub_block1.",)
+
+
+def save_weights(model: ImageClassifier, path: str | Path, info: Mapping[str, Any] | None = None) -> Path:
+    """Write ``model`` to ``path`` (.safetensors) with the metadata :func:`load_weights` needs.
+
+    Args:
+        info: extra JSON-serialisable facts to keep with the weights (dataset, class names, method).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    meta = {
+        "format": FORMAT,
+        "arch": model.arch,
+        "num_classes": str(model.num_classes),
+        "mean": json.dumps(list(model.mean)),
+        "std": json.dumps(list(model.std)),
+        "info": json.dumps(dict(info or {})),
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(state, str(tmp), metadata=meta)
+    os.replace(tmp, path)
+    return path
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata of a .safetensors file ({} when it has none)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"{Path(path).name} is not a readable .safetensors file: {exc}") from None
+
+
+def read_info(path: str | Path) -> dict[str, Any]:
+    """The ``info`` mapping saved with :func:`save_weights`."""
+    meta = read_metadata(path)
+    try:
+        info = json.loads(meta.get("info", "{}"))
+    except json.JSONDecodeError:
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def load_weights(path: str | Path, map_location: str | torch.device = "cpu") -> ImageClassifier:
+    """Rebuild a model saved by :func:`save_weights` from the file alone."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"no such file: {path}")
+    meta = read_metadata(path)
+    if meta.get("format") != FORMAT:
+        raise WeightsError(
+            f"{path.name} has no gacd metadata (architecture, classes, normalisation); "
+            "load it with load_model_file(path, arch=..., num_classes=...)"
+        )
+    return load_model_file(path, map_location=map_location)
+
+
+def load_model_file(
+    path: str | Path,
+    *,
+    arch: str | None = None,
+    num_classes: int | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    map_location: str | torch.device = "cpu",
+    check_forward: bool = True,
+    input_size: int = 32,
+) -> ImageClassifier:
+    """Load weights from a .safetensors or .pt/.pth file into a registered architecture.
+
+    Values given here must agree with the file's metadata when it has ours; a file without it needs
+    ``arch`` and ``num_classes``. The loaded model is checked: every key and shape matches the
+    architecture, every value is finite and, with ``check_forward``, a forward pass gives finite
+    logits of the right shape.
+
+    Raises:
+        WeightsError: with a message that says what is wrong (mismatched keys and shapes listed).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"no such file: {path}")
+    suffix = path.suffix.lower()
+    if suffix in SAFETENSORS_SUFFIXES:
+        meta = read_metadata(path)
+        if meta.get("format") == FORMAT:
+            arch, num_classes, mean, std = _merge_metadata(meta, arch, num_classes, mean, std)
+        state = _read_safetensors(path)
+    elif suffix in PICKLE_SUFFIXES:
+        state = _read_torch_state(path)
+    else:
+        raise WeightsError(
+            f"unsupported weights file {path.name!r}: use .safetensors, or .pt/.pth holding a state_dict"
+        )
+    if arch is None or num_classes is None:
+        raise WeightsError(f"{path.name} does not say its architecture: give arch and num_classes")
+    try:
+        model = create_model(arch, num_classes=num_classes, mean=mean, std=std)
+    except UnknownNameError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise WeightsError(f"cannot build {arch!r}: {exc}") from None
+    load_state(model, state, source=path.name)
+    if check_forward:
+        check_model(model, input_size=input_size)
+    return model.to(map_location)
+
+
+def load_state(model: ImageClassifier, state: Mapping[str, torch.Tensor], source: str = "weights") -> None:
+    """Strictly load ``state`` into ``model`` after normalising common wrappers, with a readable error."""
+    state = {k: v for k, v in _strip_prefixes(dict(state)).items() if not k.startswith(_IGNORABLE_PREFIXES)}
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [
+        f"{k}: file {tuple(state[k].shape)} vs {model.arch} {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing keys ({_some(missing)})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys ({_some(unexpected)})")
+    if shapes:
+        problems.append(f"{len(shapes)} shape mismatches ({_some(shapes)})")
+    if problems:
+        raise WeightsError(
+            f"{source} does not fit {model.arch} with {model.num_classes} classes: " + "; ".join(problems)
+        )
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise WeightsError(f"{source} holds NaN or infinite values in {len(bad)} tensors ({_some(bad)})")
+    model.load_state_dict({k: v for k, v in state.items()}, strict=True)
+
+
+def check_model(model: ImageClassifier, input_size: int = 32) -> None:
+    """A forward pass on two random images must give finite logits of shape (2, num_classes)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            x = torch.rand(2, 3, input_size, input_size, generator=torch.Generator().manual_seed(0))
+            out = model(x.to(next(model.parameters()).device))
+    except RuntimeError as exc:
+        raise WeightsError(f"a forward pass of {model.arch} failed: {exc}") from None
+    finally:
+        model.train(was_training)
+    if tuple(out.shape) != (2, model.num_classes):
+        raise WeightsError(f"{model.arch} gave outputs of shape {tuple(out.shape)}, expected (2, {model.num_classes})")
+    if not bool(torch.isfinite(out).all()):
+        raise WeightsError(f"{model.arch} gives non-finite logits on a forward pass")
+
+
+# --------------------------------------------------------------------------------------------------
+def _merge_metadata(
+    meta: dict[str, str],
+    arch: str | None,
+    num_classes: int | None,
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+) -> tuple[str, int, list[float], list[float]]:
+    try:
+        f_arch = meta["arch"]
+        f_classes = int(meta["num_classes"])
+        f_mean = [float(v) for v in json.loads(meta["mean"])]
+        f_std = [float(v) for v in json.loads(meta["std"])]
+    except (KeyError, ValueError, TypeError) as exc:
+        raise WeightsError(f"corrupt gacd metadata: {exc}") from None
+    if arch is not None and arch != f_arch:
+        raise WeightsError(f"the file holds a {f_arch!r}, not a {arch!r}")
+    if num_classes is not None and num_classes != f_classes:
+        raise WeightsError(f"the file's model has {f_classes} classes, not {num_classes}")
+    for name, given, saved in (("mean", mean, f_mean), ("std", std, f_std)):
+        if given is not None and len(given) != len(saved):
+            raise WeightsError(f"{name} needs {len(saved)} values (RGB), got {len(given)}")
+        if given is not None and any(not math.isclose(a, b, rel_tol=1e-5) for a, b in zip(given, saved, strict=True)):
+            raise WeightsError(f"the file's model normalises with {name} {saved}, not {list(given)}")
+    return f_arch, f_classes, f_mean, f_std
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        out: dict[str, torch.Tensor] = {}
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            for k in f.keys():  # noqa: SIM118 (safe_open is not a Mapping)
+                out[k] = f.get_tensor(k)
+        return out
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise WeightsError(f"{path.name} is not a readable .safetensors file: {exc}") from None
+
+
+def _read_torch_state(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise WeightsError(
+            f"{path.name} holds more than tensors and was refused (weights are read with "
+            f"weights_only=True and never executed): {str(exc).splitlines()[0]}"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, AttributeError, ImportError, GACDError) as exc:
+        raise WeightsError(f"{path.name} is not a readable PyTorch file: {str(exc).splitlines()[0]}") from None
+    for _ in range(2):  # unwrap {"state_dict": {...}} and the like
+        if isinstance(obj, Mapping) and not all(isinstance(v, torch.Tensor) for v in obj.values()):
+            inner = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
+            if inner is None:
+                break
+            obj = inner
+    if not isinstance(obj, Mapping) or not obj:
+        raise WeightsError(f"{path.name} does not hold a state_dict (a mapping of names to tensors)")
+    state = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    others = [str(k) for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+    if others:
+        raise WeightsError(f"{path.name}: the state_dict holds non-tensor entries ({_some(others)})")
+    return state
+
+
+def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    changed = True
+    while changed and state:
+        changed = False
+        for prefix in _PREFIXES:
+            if all(k.startswith(prefix) for k in state):
+                state = {k[len(prefix) :]: v for k, v in state.items()}
+                changed = True
+    return state
+
+
+def _some(items: list[str], n: int = 8) -> str:
+    shown = ", ".join(items[:n])
+    return shown + (f", ... {len(items) - n} more" if len(items) > n else "")

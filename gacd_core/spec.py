@@ -1,0 +1,552 @@
+"""The job specification: one pydantic model shared by the CLI, the worker and the HTTP API.
+
+This module must stay importable without torch (the service imports it), so names are checked
+against :mod:`gacd_core.catalog`, not against the torch registries.
+
+A job is ``JobSpec``: what to train (``method``), from what (``teacher``), into what (``student``), on
+what (``dataset``), how (``hyperparameters``), how it is judged (``evaluation``), and where it runs
+(``device``, ``precision``, ``seed``). ``parse_spec`` is the one entry point that turns user input
+(a dict, JSON or YAML) into a validated ``JobSpec`` or a :class:`~gacd_core.errors.SpecError` whose
+messages name each bad field.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from gacd_core import catalog
+from gacd_core.errors import SpecError
+
+EPS_8 = 8 / 255
+TEACHER_METHODS = ("kd", "ard", "rslad", "crd", "gacd")
+TEACHERLESS_METHODS = ("natural", "at")
+ROBUST_METHODS = ("at", "ard", "rslad", "gacd")  # methods whose training uses an inner adversary
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+def _check_name(value: str, valid: dict[str, str], kind: str) -> str:
+    if value not in valid:
+        raise ValueError(f"unknown {kind} {value!r}; valid: {', '.join(valid)}")
+    return value
+
+
+RGB = tuple[float, float, float]
+
+
+# --------------------------------------------------------------------------------------------------
+# Who: teacher and student
+# --------------------------------------------------------------------------------------------------
+class TeacherSpec(_Strict):
+    """The frozen robust teacher.
+
+    ``weights`` is a path readable by the process that runs the job (the worker resolves a service
+    ``id`` to one). ``arch``, ``num_classes``, ``mean`` and ``std`` are read from a ``.safetensors``
+    file's metadata when absent here; a bare ``.pt`` state_dict needs ``arch`` and ``num_classes``.
+    """
+
+    weights: str | None = Field(None, description="path to .safetensors or .pt (state_dict) weights")
+    id: str | None = Field(None, description="a teacher id of the HTTP service; resolved by the worker")
+    arch: str | None = None
+    num_classes: int | None = Field(None, ge=2, le=100_000)
+    mean: RGB | None = None
+    std: RGB | None = None
+
+    @field_validator("arch")
+    @classmethod
+    def _arch(cls, v: str | None) -> str | None:
+        return None if v is None else _check_name(v, catalog.MODELS, "model")
+
+    @field_validator("std")
+    @classmethod
+    def _std(cls, v: RGB | None) -> RGB | None:
+        if v is not None and any(s <= 0 for s in v):
+            raise ValueError("every std must be > 0")
+        return v
+
+    @model_validator(mode="after")
+    def _source(self) -> TeacherSpec:
+        if self.weights is None and self.id is None:
+            raise ValueError("weights: give the teacher's weights (a file path) or its id")
+        return self
+
+
+class StudentSpec(_Strict):
+    """The model being trained. For ``natural`` and ``at`` jobs it is the only model."""
+
+    arch: str = "mobilenetv2"
+    mean: RGB | None = Field(None, description="input normalisation; default: the dataset's statistics")
+    std: RGB | None = None
+
+    @field_validator("arch")
+    @classmethod
+    def _arch(cls, v: str) -> str:
+        return _check_name(v, catalog.MODELS, "model")
+
+    @field_validator("std")
+    @classmethod
+    def _std(cls, v: RGB | None) -> RGB | None:
+        if v is not None and any(s <= 0 for s in v):
+            raise ValueError("every std must be > 0")
+        return v
+
+
+# --------------------------------------------------------------------------------------------------
+# What: the dataset
+# --------------------------------------------------------------------------------------------------
+class DatasetSpec(_Strict):
+    """Where the images come from and which of them a job uses.
+
+    Subsets are deterministic and class-stratified, drawn with a fixed seed that does not depend on
+    the job's seed, so that two jobs naming the same subset see the same images.
+    """
+
+    name: str = "cifar10"
+    root: str | None = Field(None, description="data root; default $GACD_DATA_ROOT or ./data")
+    path: str | None = Field(None, description="custom datasets: an .npz file or an ImageFolder directory")
+    id: str | None = Field(None, description="custom datasets: a dataset id of the HTTP service")
+    train_subset: int | None = Field(None, ge=1, description="use this many training images")
+    test_subset: int | None = Field(None, ge=1, description="use this many test images")
+    val_size: int = Field(
+        0, ge=0, description="hold this many training images out for per-epoch monitoring (never tuned on)"
+    )
+    classes: list[int] | None = Field(
+        None, min_length=2, description="keep only these classes, relabelled 0..k-1 in this order"
+    )
+    image_size: int | None = Field(None, ge=8, le=1024, description="resize images to this side")
+    download: bool = Field(False, description="download a built-in dataset when it is missing")
+    on_device: bool = Field(False, description="keep the whole dataset on the GPU as uint8")
+    augment: bool = Field(True, description="random crop (padding 4) and horizontal flip while training")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _check_name(v, catalog.DATASETS, "dataset")
+
+    @field_validator("classes")
+    @classmethod
+    def _classes(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None:
+            if len(set(v)) != len(v):
+                raise ValueError("classes must not repeat")
+            if any(c < 0 for c in v):
+                raise ValueError("classes must be >= 0")
+        return v
+
+    @model_validator(mode="after")
+    def _source(self) -> DatasetSpec:
+        if self.name == "custom":
+            if self.path is None and self.id is None:
+                raise ValueError("path: a custom dataset needs a path (.npz or ImageFolder directory) or an id")
+        elif self.path is not None or self.id is not None:
+            raise ValueError(f"path: path and id are for custom datasets; {self.name!r} is read from root")
+        return self
+
+
+# --------------------------------------------------------------------------------------------------
+# How: hyperparameters, with per-method parameters
+# --------------------------------------------------------------------------------------------------
+class TrainAttackSpec(_Strict):
+    """The inner adversary of robust methods: L-inf PGD."""
+
+    eps: float = Field(EPS_8, ge=0, le=1)
+    steps: int = Field(10, ge=1, le=1000)
+    step_size: float = Field(2 / 255, gt=0, le=1)
+    random_start: bool = True
+
+
+class _MethodParams(_Strict):
+    # The discriminator; filled in from JobSpec.method and left out of dumps.
+    method: str = Field(exclude=True)
+
+
+class NaturalParams(_MethodParams):
+    method: Literal["natural"] = Field("natural", exclude=True)
+
+
+class ATParams(_MethodParams):
+    method: Literal["at"] = Field("at", exclude=True)
+
+
+class KDParams(_MethodParams):
+    """Hinton et al. 2015: alpha * tau^2 * KL(T(x)/tau || S(x)/tau) + (1 - alpha) * CE(S(x), y)."""
+
+    method: Literal["kd"] = Field("kd", exclude=True)
+    temperature: float = Field(4.0, gt=0, le=100)
+    alpha: float = Field(0.9, ge=0, le=1)
+
+
+class ARDParams(_MethodParams):
+    """Goldblum et al. 2020: alpha * tau^2 * KL(T(x)/tau || S(x')/tau) + (1 - alpha) * CE(S(x), y).
+
+    With the default alpha = 1 this is exactly GACD.md's definition of ``ard``.
+    """
+
+    method: Literal["ard"] = Field("ard", exclude=True)
+    temperature: float = Field(30.0, gt=0, le=100)
+    alpha: float = Field(1.0, ge=0, le=1)
+
+
+class RSLADParams(_MethodParams):
+    """Zi et al. 2021: adv_weight * KL(T(x) || S(x')) + clean_weight * KL(T(x) || S(x))."""
+
+    method: Literal["rslad"] = Field("rslad", exclude=True)
+    adv_weight: float = Field(5 / 6, ge=0, le=10)
+    clean_weight: float = Field(1 / 6, ge=0, le=10)
+
+
+class _ContrastiveParams(_MethodParams):
+    """Shared by ``crd`` and ``gacd``: projection heads, critic and negatives (docs/method.md)."""
+
+    feat_dim: int = Field(128, ge=2, le=4096, description="projection dimension d")
+    nce_temperature: float = Field(0.07, gt=0, le=10, description="critic temperature tau")
+    negatives: Literal["memory", "in_batch"] = "memory"
+    n_negatives: int = Field(16384, ge=1, le=1_000_000, description="N, capped by the data available")
+    memory_momentum: float = Field(0.5, ge=0, lt=1)
+    other_class_negatives: bool = True
+    critic_normalization: Literal["crd", "none"] = Field(
+        "crd", description="crd: divide exp(s/tau) by CRD's partition constant Z; none: Z = 1"
+    )
+    lambda_nce: float = Field(0.8, ge=0, le=100)
+    lambda_kd: float = Field(0.0, ge=0, le=100)
+    lambda_ce: float = Field(1.0, ge=0, le=100)
+    kd_temperature: float = Field(4.0, gt=0, le=100)
+
+
+class CRDParams(_ContrastiveParams):
+    method: Literal["crd"] = Field("crd", exclude=True)
+
+
+class GACDParams(_ContrastiveParams):
+    method: Literal["gacd"] = Field("gacd", exclude=True)
+    reweight: Literal["none", "hard", "soft"] = "soft"
+    beta: float = Field(1.0, ge=0, le=10, description="soft reweighting exponent")
+    attack: Literal["guided", "ce"] = Field("guided", description="guided contrastive or CE (ablation)")
+    cross_task: bool | None = Field(
+        None, description="teacher and student label sets differ; None: when their class counts differ"
+    )
+    # Provisional defaults, from the CPU ablation in docs/method.md; the GPU ablation settles them.
+    lambda_nce: float = Field(0.1, ge=0, le=100)
+    lambda_kd: float = Field(1.0, ge=0, le=100)
+    lambda_ce: float = Field(1.0, ge=0, le=100)
+    kd_temperature: float = Field(1.0, gt=0, le=100)
+
+    @model_validator(mode="after")
+    def _cross_task(self) -> GACDParams:
+        if self.cross_task:
+            if self.lambda_kd > 0:
+                raise ValueError("lambda_kd: must be 0 when teacher and student label sets differ")
+            if self.reweight == "hard":
+                raise ValueError("reweight: 'hard' needs the teacher's labels; use 'soft' or 'none' across tasks")
+        return self
+
+
+MethodParams = Annotated[
+    NaturalParams | ATParams | KDParams | ARDParams | RSLADParams | CRDParams | GACDParams,
+    Field(discriminator="method"),
+]
+METHOD_PARAMS: dict[str, type[_MethodParams]] = {
+    "natural": NaturalParams,
+    "at": ATParams,
+    "kd": KDParams,
+    "ard": ARDParams,
+    "rslad": RSLADParams,
+    "crd": CRDParams,
+    "gacd": GACDParams,
+}
+
+
+class HyperParameters(_Strict):
+    """The optimisation: one trainer serves every method."""
+
+    epochs: int = Field(100, ge=1, le=10_000)
+    batch_size: int = Field(128, ge=1, le=65_536)
+    optimizer: Literal["sgd"] = "sgd"
+    lr: float = Field(0.1, gt=0, le=100)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = False
+    weight_decay: float = Field(5e-4, ge=0, le=1)
+    schedule: Literal["piecewise", "cosine", "constant"] = "piecewise"
+    milestones: list[float] = Field(
+        default_factory=lambda: [0.5, 0.75], description="piecewise: fractions of training, x gamma"
+    )
+    gamma: float = Field(0.1, gt=0, le=1)
+    warmup_epochs: float = Field(0.0, ge=0, description="linear warm-up of the learning rate")
+    attack: TrainAttackSpec = Field(default_factory=TrainAttackSpec)
+    method_params: MethodParams | None = Field(
+        None, description="parameters of the chosen method; omitted ones take the method's defaults"
+    )
+
+    @field_validator("milestones")
+    @classmethod
+    def _milestones(cls, v: list[float]) -> list[float]:
+        if any(not 0 < m < 1 for m in v):
+            raise ValueError("milestones are fractions of training, each strictly between 0 and 1")
+        if sorted(set(v)) != v:
+            raise ValueError("milestones must be strictly increasing")
+        return v
+
+    @model_validator(mode="after")
+    def _warmup(self) -> HyperParameters:
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError("warmup_epochs: must be smaller than epochs")
+        return self
+
+
+# --------------------------------------------------------------------------------------------------
+# Judged how: the evaluation protocol
+# --------------------------------------------------------------------------------------------------
+DEFAULT_EPS_SWEEP = [0.0, 2 / 255, 4 / 255, 8 / 255, 12 / 255, 16 / 255]
+
+
+class EvaluationSpec(_Strict):
+    """The fixed protocol of GACD.md: clean, FGSM, PGD-20, CW-inf and, when asked, AutoAttack.
+
+    Step sizes scale with ``eps`` (eps/4 for PGD-20 and CW, eps for FGSM), which gives exactly the
+    protocol's 2/255 at eps = 8/255. Evaluation always runs in fp32.
+    """
+
+    eps: float = Field(EPS_8, gt=0, le=1)
+    attacks: list[str] = Field(default_factory=lambda: list(catalog.EVAL_ATTACKS))
+    subset: int | None = Field(None, ge=1, description="evaluate on this many test images")
+    autoattack: bool = False
+    autoattack_subset: int | None = Field(1000, ge=1, description="AutoAttack on this many test images")
+    eps_sweep: list[float] = Field(default_factory=lambda: list(DEFAULT_EPS_SWEEP))
+    batch_size: int = Field(256, ge=1, le=65_536)
+    teacher: bool = Field(True, description="also evaluate the teacher under the same protocol")
+    throughput: bool = Field(True, description="measure inference throughput of teacher and student")
+
+    @field_validator("attacks")
+    @classmethod
+    def _attacks(cls, v: list[str]) -> list[str]:
+        for name in v:
+            _check_name(name, catalog.EVAL_ATTACKS, "evaluation attack")
+        if len(set(v)) != len(v):
+            raise ValueError("attacks must not repeat")
+        return v
+
+    @field_validator("eps_sweep")
+    @classmethod
+    def _sweep(cls, v: list[float]) -> list[float]:
+        if len(v) > 32:
+            raise ValueError("at most 32 eps values")
+        if any(not 0 <= e <= 1 for e in v):
+            raise ValueError("each eps must be in [0, 1]")
+        return sorted(set(v))
+
+
+# --------------------------------------------------------------------------------------------------
+# The job
+# --------------------------------------------------------------------------------------------------
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+MetadataValue = str | int | float | bool | None
+
+
+class JobSpec(_Strict):
+    """One training job: the same object for the CLI, the worker and the HTTP API."""
+
+    method: str = "gacd"
+    teacher: TeacherSpec | None = None
+    student: StudentSpec = Field(default_factory=StudentSpec)
+    dataset: DatasetSpec = Field(default_factory=DatasetSpec)
+    hyperparameters: HyperParameters = Field(default_factory=HyperParameters)
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 autocast applies on CUDA only")
+    metadata: dict[str, MetadataValue] = Field(default_factory=dict, description="free-form labels")
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, v: str) -> str:
+        return _check_name(v, catalog.METHODS, "method")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if not _DEVICE.match(v):
+            raise ValueError("device must be auto, cpu, cuda, cuda:N or mps")
+        return v
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, v: dict[str, MetadataValue]) -> dict[str, MetadataValue]:
+        if len(v) > 64:
+            raise ValueError("at most 64 metadata keys")
+        for key, val in v.items():
+            if len(key) > 64 or (isinstance(val, str) and len(val) > 1024):
+                raise ValueError("metadata keys are at most 64 characters, values at most 1024")
+            if isinstance(val, float) and not math.isfinite(val):
+                raise ValueError("metadata numbers must be finite")
+        return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tag_method_params(cls, data: Any) -> Any:
+        # The method's parameters are validated by the model of the job's method: copy the method
+        # name into them as the union's discriminator (it is excluded again from dumps).
+        if not isinstance(data, dict):
+            return data
+        method = data.get("method", "gacd")
+        if not isinstance(method, str) or method not in METHOD_PARAMS:
+            return data
+        hyper = data.get("hyperparameters")
+        if hyper is None:
+            hyper = {}
+        if isinstance(hyper, HyperParameters):
+            hyper = hyper.model_dump()
+        if not isinstance(hyper, dict):
+            return data
+        params = hyper.get("method_params")
+        if isinstance(params, BaseModel):
+            params = params.model_dump()
+        if params is None:
+            params = {}
+        if isinstance(params, dict):
+            params = {**params, "method": method}
+        return {**data, "hyperparameters": {**hyper, "method_params": params}}
+
+    @model_validator(mode="after")
+    def _consistency(self) -> JobSpec:
+        if self.method in TEACHER_METHODS and self.teacher is None:
+            raise ValueError(
+                f"teacher: method {self.method!r} distils from a teacher: give teacher.weights or teacher.id"
+            )
+        if self.method in TEACHERLESS_METHODS and self.teacher is not None:
+            raise ValueError(f"teacher: method {self.method!r} trains without a teacher: remove 'teacher'")
+        ds = self.dataset
+        if ds.val_size and ds.train_subset and ds.val_size >= ds.train_subset:
+            raise ValueError("dataset.val_size: must be smaller than dataset.train_subset")
+        return self
+
+    @property
+    def params(self) -> _MethodParams:
+        """The method's parameters, with defaults filled in."""
+        p = self.hyperparameters.method_params
+        assert p is not None  # always set by _tag_method_params
+        return p
+
+    def public_dict(self) -> dict[str, Any]:
+        """The resolved specification as JSON-compatible data (every default written out)."""
+        return self.model_dump(mode="json")
+
+
+# --------------------------------------------------------------------------------------------------
+# Parsing user input into a JobSpec with readable errors
+# --------------------------------------------------------------------------------------------------
+def _model_fields_at(loc: tuple[Any, ...]) -> list[str] | None:
+    """The field names of the model that holds ``loc`` (for 'unknown field' messages)."""
+    model: Any = JobSpec
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        if part in METHOD_PARAMS:  # the tag of the method_params union
+            model = METHOD_PARAMS[part]
+            continue
+        fields = getattr(model, "model_fields", None)
+        field = fields.get(part) if isinstance(fields, dict) else None
+        if field is None:
+            return None
+        ann = field.annotation
+        nxt = None
+        for cand in getattr(ann, "__args__", (ann,)):
+            if isinstance(cand, type) and issubclass(cand, BaseModel):
+                nxt = cand
+                break
+        if part == "method_params":
+            nxt = None  # resolved by the union tag that follows
+        model = nxt if nxt is not None else model
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return [n for n, f in model.model_fields.items() if not f.exclude]
+    return None
+
+
+_FIELD_PREFIX = re.compile(r"^([a-z_][a-z0-9_.]*): (.*)$", re.S)
+
+
+def _format_errors(exc: ValidationError) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        if err["type"] == "union_tag_invalid":
+            continue  # an unknown method is reported on 'method' itself
+        shown = ".".join(str(p) for p in loc if p not in METHOD_PARAMS or p == loc[0])
+        msg = str(err["msg"])
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+            # Cross-field checks name their field as "field: message", relative to where they run.
+            m = _FIELD_PREFIX.match(msg)
+            if m:
+                field, msg = m.group(1), m.group(2)
+                top = field.split(".")[0]
+                nested = bool(loc) or top not in JobSpec.model_fields
+                shown = ".".join(p for p in (shown, field) if p) if nested else field
+        if err["type"] == "extra_forbidden":
+            fields = _model_fields_at(loc)
+            msg = "unknown field" + (f"; valid fields: {', '.join(fields)}" if fields else "")
+        elif "input" in err and err["type"] not in ("missing", "model_type", "dict_type", "value_error"):
+            given = err["input"]
+            if isinstance(given, str | int | float | bool) or given is None:
+                msg = f"{msg} (got {json.dumps(given)})"
+        out.append((shown, msg))
+    return out or [("", str(exc))]
+
+
+def parse_spec(data: dict[str, Any] | JobSpec) -> JobSpec:
+    """Validate user input into a :class:`JobSpec`.
+
+    Raises:
+        SpecError: one entry per bad field, each naming the field and saying what is wrong.
+    """
+    if isinstance(data, JobSpec):
+        return data
+    if not isinstance(data, dict):
+        raise SpecError([("", "a job specification is a JSON object")])
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(_format_errors(exc)) from None
+
+
+def load_spec_file(path: str | Path) -> dict[str, Any]:
+    """Read a JSON or YAML specification file (YAML through ``yaml.safe_load``, never a full loader)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError([("spec", f"cannot read {p}: {exc.strerror or exc}")]) from None
+    try:
+        if p.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as exc:  # json.JSONDecodeError, yaml.YAMLError
+        raise SpecError([("spec", f"{p} is not valid {p.suffix.lstrip('.') or 'YAML'}: {exc}")]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SpecError([("spec", f"{p} must hold a mapping at the top level")])
+    return data
+
+
+def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``data['a']['b'] = value`` for ``dotted == 'a.b'``, creating mappings on the way."""
+    node = data
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value

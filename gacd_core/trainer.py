@@ -1,0 +1,390 @@
+"""One trainer for every method: SGD, a per-step learning-rate schedule, checkpoints that resume exactly.
+
+The trainer knows nothing about any method: it feeds batches to ``method.training_step`` and steps the
+optimiser on the loss it returns. Around that it provides what a job needs: bf16 autocast and
+channels-last on CUDA, a progress callback (epoch, step, loss parts, images/s, ETA), a stop callback
+checked every few steps, per-epoch monitoring on a held-out validation split, and a checkpoint after
+every epoch holding everything needed to continue exactly (student, extra modules and buffers such as
+projection heads and memory bank, optimiser, scheduler, RNG states, history).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gacd_core.attacks import PGD
+from gacd_core.data import Batches, ImageSet
+from gacd_core.errors import CheckpointError, TrainingStopped
+from gacd_core.methods import Method
+from gacd_core.spec import HyperParameters
+
+log = logging.getLogger("gacd.trainer")
+CHECKPOINT_FORMAT = "gacd-checkpoint/1"
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+@dataclass
+class Progress:
+    """What the progress callback receives. ``phase`` is ``start`` once before the first step of a run
+    (loss NaN), ``step`` during an epoch, and ``epoch`` once an epoch (with its monitoring and
+    checkpoint) is complete; then ``record`` holds its history row."""
+
+    phase: str
+    epoch: int
+    epochs: int
+    step: int
+    steps_per_epoch: int
+    global_step: int
+    total_steps: int
+    loss: float
+    parts: dict[str, float]
+    lr: float
+    images_per_second: float
+    eta_seconds: float
+    record: dict[str, Any] | None = None
+
+    @property
+    def fraction(self) -> float:
+        return self.global_step / max(1, self.total_steps)
+
+
+@dataclass
+class TrainResult:
+    epochs: int
+    seconds: float
+    images_per_second: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    resumed_from_epoch: int | None = None
+
+
+def lr_factor(hyper: HyperParameters, steps_per_epoch: int) -> Callable[[int], float]:
+    """The learning-rate multiplier at optimiser step ``s`` (0-based), evaluated per step so that short
+    runs get a smooth schedule: linear warm-up, then piecewise (x gamma at each milestone fraction of
+    training), cosine to zero, or constant."""
+    total = hyper.epochs * steps_per_epoch
+    warm = hyper.warmup_epochs * steps_per_epoch
+
+    def factor(s: int) -> float:
+        if s < warm:
+            return (s + 1) / warm
+        if hyper.schedule == "piecewise":
+            return float(hyper.gamma ** sum(s >= m * total for m in hyper.milestones))
+        if hyper.schedule == "cosine":
+            t = (s - warm) / max(1.0, total - warm)
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+        return 1.0
+
+    return factor
+
+
+def _rng_state() -> dict[str, Any]:
+    np_state: Any = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [np_state[0], torch.from_numpy(np.asarray(np_state[1]).astype(np.int64)), *list(np_state)[2:]],
+        "python": random.getstate(),
+    }
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state.get("numpy")
+    if n:
+        np.random.set_state((n[0], n[1].numpy().astype(np.uint32), *n[2:]))
+    if state.get("python"):
+        random.setstate(_as_tuple(state["python"]))
+
+
+def _as_tuple(obj: Any) -> Any:
+    return tuple(_as_tuple(o) for o in obj) if isinstance(obj, list | tuple) else obj
+
+
+class _Accumulator:
+    """Sums of the loss, its parts and correct predictions over an epoch, kept on the device."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.loss = torch.zeros((), device=device)
+        self.parts: dict[str, torch.Tensor] = {}
+        self.correct = torch.zeros((), dtype=torch.long, device=device)
+        self.seen = 0
+
+    def add(self, loss: torch.Tensor, parts: dict[str, torch.Tensor], logits: torch.Tensor, y: torch.Tensor) -> None:
+        self.loss += loss.detach().float()
+        for k, v in parts.items():
+            self.parts[k] = self.parts.get(k, torch.zeros_like(self.loss)) + v.detach().float()
+        self.correct += (logits.detach().argmax(1) == y).sum()
+        self.seen += len(y)
+
+    def means(self, steps: int, epoch: int) -> tuple[float, dict[str, float]]:
+        """Mean loss and parts over ``steps`` steps; a non-finite loss stops training."""
+        loss = float(self.loss) / max(1, steps)
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"the training loss became {loss} in epoch {epoch}")
+        return loss, {k: float(v) / max(1, steps) for k, v in self.parts.items()}
+
+    def accuracy(self) -> float:
+        return int(self.correct) / max(1, self.seen)
+
+
+class Trainer:
+    """Train ``method`` on ``train``.
+
+    Args:
+        method: the method, already on ``device``.
+        train: the training split.
+        hyper: epochs, batch size, optimiser and schedule.
+        device: where training runs.
+        precision: ``fp32``, or ``bf16`` for autocast on CUDA (ignored elsewhere, with a warning).
+        seed: seeds data order and augmentation (with the epoch number).
+        val: a held-out split for per-epoch clean and PGD-10 accuracy (never used to pick a model).
+        augment: random crop and flip.
+        checkpoint_dir: where ``checkpoint.pt`` is written after every epoch.
+        progress: called every ``log_every`` steps and after every epoch.
+        should_stop: checked every ``check_every`` steps; when it returns True, training raises
+            :class:`TrainingStopped` (the last epoch's checkpoint remains).
+        channels_last: channels-last memory format (default: on CUDA only).
+        val_eps: the radius of the per-epoch PGD-10 monitoring.
+        fingerprint: identifies the job; a checkpoint with another fingerprint is refused.
+    """
+
+    def __init__(
+        self,
+        method: Method,
+        train: ImageSet,
+        hyper: HyperParameters,
+        *,
+        device: torch.device,
+        precision: str = "fp32",
+        seed: int = 0,
+        val: ImageSet | None = None,
+        augment: bool = True,
+        checkpoint_dir: Path | None = None,
+        progress: Callable[[Progress], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        check_every: int = 10,
+        log_every: int = 20,
+        channels_last: bool | None = None,
+        val_eps: float = 8 / 255,
+        fingerprint: str | None = None,
+    ) -> None:
+        self.method, self.hyper, self.device, self.val = method, hyper, device, val
+        self.checkpoint_dir = checkpoint_dir
+        self.progress, self.should_stop = progress, should_stop
+        self.check_every, self.log_every = max(1, check_every), max(1, log_every)
+        self.val_eps = val_eps
+        self.fingerprint = fingerprint
+        self.autocast = precision == "bf16" and device.type == "cuda"
+        if precision == "bf16" and not self.autocast:
+            log.warning("bf16 autocast applies on CUDA only; training in fp32 on %s", device.type)
+        self.channels_last = device.type == "cuda" if channels_last is None else channels_last
+        if self.channels_last:
+            method.to(memory_format=torch.channels_last)
+        self.batches = Batches(
+            train,
+            hyper.batch_size,
+            shuffle=True,
+            augment=augment,
+            drop_last=True,
+            device=device,
+            seed=seed,
+            channels_last=self.channels_last,
+        )
+        self.steps_per_epoch = len(self.batches)
+        self.optimizer = torch.optim.SGD(
+            list(method.trainable_parameters()),
+            lr=hyper.lr,
+            momentum=hyper.momentum,
+            weight_decay=hyper.weight_decay,
+            nesterov=hyper.nesterov and hyper.momentum > 0,
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor(hyper, self.steps_per_epoch))
+        self.history: list[dict[str, Any]] = []
+        self.epoch = 0  # completed epochs
+        self.seconds = 0.0  # training time of completed epochs, this run and earlier ones
+
+    # --- checkpoints --------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "fingerprint": self.fingerprint,
+            "epoch": self.epoch,
+            "seconds": self.seconds,
+            "student": self.method.student.state_dict(),
+            "extras": self.method.extras.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "history": self.history,
+            "rng": _rng_state(),
+        }
+
+    def save_checkpoint(self) -> Path | None:
+        if self.checkpoint_dir is None:
+            return None
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        path = self.checkpoint_dir / CHECKPOINT_NAME
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)
+        return path
+
+    def load_checkpoint(self, path: Path) -> None:
+        """Restore a checkpoint written by :meth:`save_checkpoint` (read with ``weights_only=True``)."""
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise CheckpointError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0]}") from None
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"{path} is not a gacd checkpoint")
+        if self.fingerprint is not None and state.get("fingerprint") not in (None, self.fingerprint):
+            raise CheckpointError(f"{path} belongs to another job (its specification differs)")
+        if state["epoch"] > self.hyper.epochs:
+            raise CheckpointError(f"{path} is at epoch {state['epoch']}, past this job's {self.hyper.epochs} epochs")
+        try:
+            self.method.student.load_state_dict(state["student"])
+            self.method.extras.load_state_dict(state["extras"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"{path} does not match this job: {str(exc).splitlines()[0]}") from None
+        self.epoch, self.seconds, self.history = int(state["epoch"]), float(state["seconds"]), list(state["history"])
+        _set_rng_state(state["rng"])
+
+    # --- training -----------------------------------------------------------------------------
+    def fit(self, resume_from: Path | None = None) -> TrainResult:
+        """Train for the remaining epochs; with ``resume_from``, continue from that checkpoint."""
+        resumed = None
+        if resume_from is not None:
+            self.load_checkpoint(resume_from)
+            resumed = self.epoch
+            log.info("resumed from %s at epoch %d", resume_from, self.epoch)
+        total_steps = self.hyper.epochs * self.steps_per_epoch
+        run_start, run_steps = time.perf_counter(), 0
+        if self.progress is not None and self.epoch < self.hyper.epochs:
+            self._report("start", self.epoch + 1, 0, run_start, 0, total_steps, float("nan"), {})
+        for epoch in range(self.epoch + 1, self.hyper.epochs + 1):
+            t0 = time.perf_counter()
+            self.method.train()
+            self.batches.set_epoch(epoch)
+            # Running sums stay on the device; the host reads them only when it reports.
+            acc = _Accumulator(self.device)
+            for step, (x, y, idx) in enumerate(self.batches, start=1):
+                if self.should_stop is not None and (step - 1) % self.check_every == 0 and self.should_stop():
+                    raise TrainingStopped(epoch, step)
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
+                    out = self.method.training_step(x, y, idx)
+                self.optimizer.zero_grad(set_to_none=True)
+                out.loss.backward()
+                self.optimizer.step()
+                self.scheduler.step()
+                run_steps += 1
+                acc.add(out.loss, out.parts, out.logits, y)
+                if step % self.log_every == 0:
+                    loss_mean, parts = acc.means(step, epoch)
+                    if self.progress is not None:
+                        self._report("step", epoch, step, run_start, run_steps, total_steps, loss_mean, parts)
+            train_seconds = time.perf_counter() - t0
+            self.seconds += train_seconds
+            loss_mean, parts = acc.means(self.steps_per_epoch, epoch)
+            record: dict[str, Any] = {
+                "epoch": epoch,
+                "lr": self.optimizer.param_groups[0]["lr"],
+                "loss": loss_mean,
+                "loss_parts": parts,
+                "train_acc": acc.accuracy(),
+                "seconds": train_seconds,
+                "images_per_second": acc.seen / max(train_seconds, 1e-9),
+            }
+            if self.val is not None:
+                record.update(self.monitor())
+            self.history.append(record)
+            self.epoch = epoch
+            self.save_checkpoint()
+            log.info(
+                "epoch %d/%d loss %.4f train_acc %.4f %.0f img/s",
+                epoch,
+                self.hyper.epochs,
+                record["loss"],
+                record["train_acc"],
+                record["images_per_second"],
+            )
+            if self.progress is not None:
+                self._report(
+                    "epoch", epoch, self.steps_per_epoch, run_start, run_steps, total_steps, loss_mean, parts, record
+                )
+        images = sum(r["images_per_second"] * r["seconds"] for r in self.history)
+        return TrainResult(self.epoch, self.seconds, images / max(self.seconds, 1e-9), list(self.history), resumed)
+
+    def _report(
+        self,
+        phase: str,
+        epoch: int,
+        step: int,
+        run_start: float,
+        run_steps: int,
+        total_steps: int,
+        loss: float,
+        parts: dict[str, float],
+        record: dict[str, Any] | None = None,
+    ) -> None:
+        assert self.progress is not None
+        elapsed = time.perf_counter() - run_start
+        global_step = (epoch - 1) * self.steps_per_epoch + step
+        rate = run_steps / max(elapsed, 1e-9)
+        eta = (total_steps - global_step) / rate if rate > 0 else float("nan")
+        self.progress(
+            Progress(
+                phase=phase,
+                epoch=epoch,
+                epochs=self.hyper.epochs,
+                step=step,
+                steps_per_epoch=self.steps_per_epoch,
+                global_step=global_step,
+                total_steps=total_steps,
+                loss=loss,
+                parts=parts,
+                lr=self.optimizer.param_groups[0]["lr"],
+                images_per_second=rate * self.hyper.batch_size,
+                eta_seconds=eta,
+                record=record,
+            )
+        )
+
+    @torch.no_grad()
+    def _accuracy(self, batches: Batches, attack: PGD | None) -> float:
+        model = self.method.student
+        correct = 0
+        for x, y, _ in batches:
+            if attack is not None:
+                with torch.enable_grad():
+                    x = attack(model, x, y)
+            correct += int((model(x).argmax(1) == y).sum())
+        return correct / max(1, len(batches.data))
+
+    def monitor(self) -> dict[str, float]:
+        """Clean and PGD-10 (eps/4 steps) accuracy on the validation split, student in eval mode."""
+        assert self.val is not None
+        model = self.method.student
+        was = model.training
+        model.eval()
+        try:
+            batches = Batches(self.val, 256, device=self.device, channels_last=self.channels_last)
+            return {
+                "val_clean_acc": self._accuracy(batches, None),
+                "val_pgd_acc": self._accuracy(batches, PGD(self.val_eps, 10, self.val_eps / 4)),
+            }
+        finally:
+            model.train(was)

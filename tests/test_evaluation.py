@@ -1,0 +1,100 @@
+"""The protocol's bookkeeping and the structural metrics."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gacd_core.data import ImageSet
+from gacd_core.evaluation import (
+    class_correlation,
+    compression,
+    evaluate_model,
+    evaluation_set,
+    linear_cka,
+    logit_corr_diff,
+    protocol_description,
+)
+from gacd_core.models import create_model
+from gacd_core.spec import EvaluationSpec
+
+pytestmark = pytest.mark.unit
+
+
+def test_linear_cka_properties_and_golden_value():
+    torch.manual_seed(0)
+    x = torch.randn(200, 16)
+    q, _ = torch.linalg.qr(torch.randn(16, 16))
+    assert linear_cka(x, x) == pytest.approx(1.0)
+    assert linear_cka(x, 3.0 * x @ q + 5.0) == pytest.approx(1.0)  # orthogonal, isotropic scale, shift
+    assert linear_cka(x, torch.randn(200, 16)) < 0.2
+    # golden: X = [[1,0],[0,1],[0,0]], Y = [[1],[2],[3]], computed by hand with centred columns
+    gx = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
+    gy = torch.tensor([[1.0], [2.0], [3.0]])
+    # Xc = [[2/3,-1/3],[-1/3,2/3],[-1/3,-1/3]], Yc = [[-1],[0],[1]]: Yc'Xc = [-1, 0], so the numerator
+    # is 1; Xc'Xc = [[6/9,-3/9],[-3/9,6/9]] has Frobenius norm sqrt(10/9); Yc'Yc = [[2]]
+    assert linear_cka(gx, gy) == pytest.approx(1 / (2 * (10 / 9) ** 0.5))
+
+
+def test_logit_correlation_difference():
+    torch.manual_seed(1)
+    z = torch.randn(500, 5)
+    assert logit_corr_diff(z, z) == pytest.approx(0.0, abs=1e-12)
+    assert logit_corr_diff(z, 2 * z + 1) == pytest.approx(0.0, abs=1e-6)  # correlation ignores scale
+    c = class_correlation(z)
+    assert torch.allclose(torch.diagonal(c), torch.ones(5, dtype=torch.float64))
+    mixed = z.clone()
+    mixed[:, 1] = z[:, 0] + 0.1 * torch.randn(500)  # classes 0 and 1 become strongly correlated
+    assert logit_corr_diff(z, mixed) > 0.05
+
+
+def _set(n: int = 40) -> ImageSet:
+    gen = torch.Generator().manual_seed(0)
+    return ImageSet(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=gen), torch.arange(n) % 10)
+
+
+def test_evaluation_subset_is_stratified_and_protocol_is_described():
+    ev = EvaluationSpec(subset=20, autoattack=True, autoattack_subset=10)
+    data = evaluation_set(_set(), ev)
+    assert len(data) == 20 and torch.bincount(data.labels).tolist() == [2] * 10
+    desc = protocol_description(ev, len(data), 10)
+    assert desc["eps_255"] == pytest.approx(8.0) and desc["norm"] == "Linf"
+    assert desc["attacks"] == ["fgsm", "pgd20", "cw", "autoattack"]
+    assert desc["attack_params"]["pgd20"]["steps"] == 20 and desc["attack_params"]["cw"]["kappa"] == 50.0
+    assert desc["autoattack_size"] == 10 and desc["precision"] == "fp32"
+    assert desc["attack_params"]["autoattack"]["attacks"] == ["apgd-ce", "apgd-t", "fab-t", "square"]
+
+
+def test_evaluate_model_metrics_are_consistent_and_reproducible():
+    torch.manual_seed(0)
+    model = create_model("tiny_resnet")
+    model.train()
+    ev = EvaluationSpec(eps_sweep=[0.0, 2 / 255, 8 / 255], batch_size=16)
+    data = _set()
+    a = evaluate_model(model, data, ev, torch.device("cpu"), keep_adv=True)
+    b = evaluate_model(model, data, ev, torch.device("cpu"))
+    assert model.training  # restored
+    m = a.metrics
+    assert m == {**b.metrics, "seconds": m["seconds"]}  # seeded random starts: the same numbers again
+    for key in ("clean_acc", "fgsm_acc", "pgd20_acc", "cw_acc"):
+        assert 0.0 <= m[key] <= 1.0
+    assert m["pgd20_acc"] <= m["clean_acc"] and m["autoattack_acc"] is None
+    assert [p["eps"] for p in m["eps_sweep"]] == pytest.approx([0.0, 2 / 255, 8 / 255])
+    assert m["eps_sweep"][0]["acc"] == m["clean_acc"] and m["eps_sweep"][-1]["acc"] == m["pgd20_acc"]
+    assert len(m["per_class"]["clean"]) == 10
+    per_class_mean = sum(m["per_class"]["clean"]) / 10  # 4 images per class
+    assert per_class_mean == pytest.approx(m["clean_acc"])
+    assert a.adv_inputs is not None and a.adv_inputs.shape == (40, 3, 32, 32)
+    assert float((a.adv_inputs - data.images.float() / 255).abs().max()) <= 8 / 255 + 1e-6
+    assert a.clean_feats.shape == (40, model.num_features) and a.clean_logits.shape == (40, 10)
+
+
+def test_compression_counts_and_speed():
+    student, teacher = create_model("tiny_resnet"), create_model("resnet10_w8")
+    out = compression(student, teacher, torch.device("cpu"), 32, 8)
+    assert (
+        out["params_ratio"] == pytest.approx(out["teacher_params"] / out["student_params"]) and out["params_ratio"] > 3
+    )
+    assert out["macs_ratio"] > 3
+    assert out["speedup"] == pytest.approx(out["student_images_per_second"] / out["teacher_images_per_second"])
+    assert out["speedup"] > 0

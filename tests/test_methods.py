@@ -1,0 +1,170 @@
+"""Each method: one real training step on tiny models; the frozen teacher stays frozen; label-set
+rules; the memory bank's sampling and update; the critic's normalisation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gacd_core.errors import SpecError
+from gacd_core.methods import METHODS, ContrastiveObjective, MethodContext
+from gacd_core.models import create_model
+from gacd_core.spec import GACDParams, TrainAttackSpec, parse_spec
+
+pytestmark = pytest.mark.unit
+TEACHER_METHODS = ["kd", "ard", "rslad", "crd", "gacd"]
+
+
+def build(
+    method: str, teacher_classes: int = 10, student_classes: int = 10, params: dict | None = None, n_train: int = 200
+):
+    torch.manual_seed(0)
+    doc = {"method": method, "hyperparameters": {"method_params": params or {}}}
+    if method in TEACHER_METHODS:
+        doc["teacher"] = {"weights": "unused"}
+    spec = parse_spec(doc)
+    labels = torch.arange(n_train) % student_classes
+    teacher = create_model("tiny_wrn", num_classes=teacher_classes) if method in TEACHER_METHODS else None
+    student = create_model("tiny_resnet", num_classes=student_classes)
+    ctx = MethodContext(student_classes, labels, TrainAttackSpec(steps=2))
+    return METHODS.get(method)(student, teacher, spec.params, ctx), labels
+
+
+@pytest.mark.parametrize("name", sorted(METHODS.names()))
+def test_one_training_step(name):
+    method, labels = build(name)
+    method.train()
+    x = torch.rand(16, 3, 32, 32)
+    idx = torch.arange(16) * 3
+    out = method.training_step(x, labels[idx], idx)
+    assert out.loss.ndim == 0 and math.isfinite(float(out.loss.detach()))
+    assert out.logits.shape == (16, 10)
+    assert all(v.ndim == 0 and not v.requires_grad for v in out.parts.values())
+    out.loss.backward()
+    grads = [p.grad for p in method.student.parameters()]
+    assert all(g is not None for g in grads) and any(float(g.abs().sum()) > 0 for g in grads)
+    if name in ("crd", "gacd"):
+        assert all(p.grad is not None for p in method.extras.parameters())
+    if method.teacher is not None:
+        assert not method.teacher.training
+        assert all(p.grad is None and not p.requires_grad for p in method.teacher.parameters())
+
+
+def test_teacher_stays_in_eval_mode():
+    method, _ = build("gacd")
+    method.train()
+    assert method.student.training and not method.teacher.training
+    assert all(not m.training for m in method.teacher.modules())
+
+
+@pytest.mark.parametrize("name", ["kd", "ard", "rslad"])
+def test_soft_label_methods_need_one_label_set(name):
+    with pytest.raises(SpecError) as err:
+        build(name, teacher_classes=5, student_classes=10)
+    assert err.value.field == "teacher" and "5 classes" in str(err.value)
+
+
+def test_gacd_across_tasks():
+    with pytest.raises(SpecError) as err:
+        build("gacd", teacher_classes=5, student_classes=10)
+    assert err.value.field == "hyperparameters.method_params.lambda_kd"
+    method, labels = build("gacd", teacher_classes=5, student_classes=10, params={"lambda_kd": 0})
+    assert method.cross_task
+    method.train()
+    out = method.training_step(torch.rand(8, 3, 32, 32), labels[:8], torch.arange(8))
+    assert "kd_adv" not in out.parts and math.isfinite(float(out.loss.detach()))
+    with pytest.raises(SpecError) as err:
+        build("gacd", teacher_classes=5, student_classes=10, params={"lambda_kd": 0, "reweight": "hard"})
+    assert err.value.field == "hyperparameters.method_params.reweight"
+
+
+def test_gacd_ce_attack_ablation_and_in_batch_mode_run():
+    for params in ({"attack": "ce"}, {"negatives": "in_batch"}):
+        method, labels = build("gacd", params=params)
+        method.train()
+        out = method.training_step(torch.rand(8, 3, 32, 32), labels[:8], torch.arange(8))
+        assert math.isfinite(float(out.loss.detach()))
+
+
+# ---- memory bank ----------------------------------------------------------------------------------
+def _objective(labels: torch.Tensor, **kw) -> ContrastiveObjective:
+    return ContrastiveObjective(8, 8, labels, GACDParams(feat_dim=4, **kw))
+
+
+def test_other_class_negatives_never_share_the_anchor_class_and_cover_the_pool():
+    torch.manual_seed(0)
+    labels = torch.tensor([0] * 30 + [1] * 50 + [2] * 20)
+    obj = _objective(labels, n_negatives=50)
+    y = torch.tensor([0, 1, 2, 1])
+    neg = torch.cat([obj.sample_negatives(y, torch.tensor([0, 30, 80, 31])) for _ in range(80)], dim=1)
+    assert neg.shape == (4, 4000)
+    for i in range(4):
+        assert not bool((labels[neg[i]] == y[i]).any())
+    # anchor of class 1: the pool is the 50 samples of classes 0 and 2, each drawn about 80 times
+    counts = torch.bincount(neg[1], minlength=100)
+    pool = labels != 1
+    assert int((counts[pool] == 0).sum()) == 0 and int(counts[~pool].sum()) == 0
+    assert float(counts[pool].float().std() / counts[pool].float().mean()) < 0.25
+
+
+def test_negatives_cap_and_self_exclusion():
+    labels = torch.tensor([0] * 30 + [1] * 50 + [2] * 20)
+    assert _objective(labels, n_negatives=16384).n_negatives == 50  # smallest other-class pool: 100 - 50
+    obj = _objective(labels, n_negatives=16384, other_class_negatives=False)
+    assert obj.n_negatives == 99
+    idx = torch.tensor([0, 57, 99])
+    neg = obj.sample_negatives(labels[idx], idx)
+    assert all(not bool((neg[i] == idx[i]).any()) for i in range(3))
+    assert int(neg.min()) >= 0 and int(neg.max()) <= 99
+
+
+def test_memory_update_is_momentum_then_renormalise():
+    torch.manual_seed(0)
+    labels = torch.arange(20) % 4
+    obj = _objective(labels, memory_momentum=0.5)
+    old = obj.memory.clone()
+    emb = F.normalize(torch.randn(3, 4), dim=1)
+    idx = torch.tensor([2, 7, 11])
+    obj.update_memory(emb, idx)
+    expect = F.normalize(0.5 * old[idx] + 0.5 * emb, dim=1)
+    assert torch.allclose(obj.memory[idx], expect, atol=1e-6)
+    untouched = torch.ones(20, dtype=torch.bool)
+    untouched[idx] = False
+    assert torch.equal(obj.memory[untouched], old[untouched])
+    assert torch.allclose(obj.memory.norm(dim=1), torch.ones(20), atol=1e-5)
+
+
+def test_memory_bank_and_partition_constant_are_in_the_state_dict():
+    labels = torch.arange(40) % 4
+    obj = _objective(labels, n_negatives=16)
+    assert math.isnan(float(obj.log_z))
+    emb = F.normalize(torch.randn(4, 4), dim=1)
+    obj.loss(emb, emb, labels[:4], torch.arange(4))
+    assert math.isfinite(float(obj.log_z))
+    state = obj.state_dict()
+    assert {"memory", "log_z", "labels"} <= set(state)
+    other = _objective(labels, n_negatives=16)
+    other.load_state_dict(state)
+    assert float(other.log_z) == float(obj.log_z) and torch.equal(other.memory, obj.memory)
+    assert other._offset() == obj._offset()
+
+
+def test_literal_critic_scales_with_n_and_crd_normalisation_does_not():
+    """Why critic_normalization defaults to "crd" (docs/method.md): with Z = 1, each of the N negative
+    terms is about log(1 + N/M) at initialisation, so the loss grows linearly in N."""
+    torch.manual_seed(0)
+    labels = torch.arange(50_000) % 10
+    s = F.normalize(torch.randn(32, 128), dim=1)
+    t = F.normalize(torch.randn(32, 128), dim=1)
+    y, idx = labels[:32], torch.arange(32)
+    neg = {}
+    for norm in ("none", "crd"):
+        for n in (1024, 16384):
+            obj = ContrastiveObjective(8, 8, labels, GACDParams(n_negatives=n, critic_normalization=norm))
+            _, parts = obj.loss(t, s, y, idx)
+            neg[norm, n] = float(parts["nce_neg"])
+    assert neg["none", 16384] > 10_000 and neg["none", 16384] / neg["none", 1024] > 5
+    assert 0.5 < neg["crd", 16384] < 2.0 and 0.5 < neg["crd", 1024] < 2.0
