@@ -4,12 +4,16 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test test-fast lint bench clean help
+SHARED_DATA ?= ../shared/data
+
+.PHONY: test test-fast lint data venv clean help
 
 help:
 	@echo "make test       create $(VENV) if needed, install the project, run the whole test suite"
 	@echo "make test-fast  the unit tests only (no training on real data)"
 	@echo "make lint       ruff and mypy"
+	@echo "make data       CIFAR-10 into ./data (decoded from $(SHARED_DATA) when present, else downloaded)"
+	@echo "make venv       create $(VENV) and install the project, nothing else"
 	@echo "make clean      remove caches (keeps $(VENV))"
 
 $(STAMP): pyproject.toml
@@ -17,6 +21,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev,service]'
 	@touch $(STAMP)
+
+venv: $(STAMP)
+
+data: $(STAMP)
+	@if [ -f data/cifar-10-batches-py/test_batch ]; then echo "data/cifar-10-batches-py is already there"; \
+	elif [ -f $(SHARED_DATA)/cifar10/make_batches.py ]; then $(PY) $(SHARED_DATA)/cifar10/make_batches.py data; \
+	else $(PY) -c "from torchvision.datasets import CIFAR10; CIFAR10('data', train=True, download=True)"; fi
 
 test: $(STAMP)
 	$(PY) -m pytest

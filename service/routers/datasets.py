@@ -1,0 +1,158 @@
+"""``/v1/datasets``: the built-in datasets (and whether the workers' data root holds them) and the
+tenant's own datasets: an ``.npz`` of uint8 images and int labels, or a zip of an ImageFolder tree.
+
+Like teachers, an upload is stored here and validated by a worker (``status`` goes ``validating ->
+ready | invalid``); a zip is unpacked there, refusing absolute paths, ``..``, links and archives that
+expand far beyond their size. A job names a custom dataset as ``{"name": "custom", "id": ...}``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from gacd_core import catalog
+from service.artifacts import ArtifactStore
+from service.deps import QueueDep, SettingsDep, StoreDep, Tenant
+from service.errors import APIError, not_found, responses
+from service.schemas import DatasetList, DatasetPublic, public_dataset
+from service.store import new_id, now_iso, valid_id
+from service.uploads import receive_file
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+
+# What a worker's data root must hold for each built-in dataset (the standard layouts).
+BUILTIN_FILES: dict[str, list[str]] = {
+    "cifar10": [f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)] + ["cifar-10-batches-py/test_batch"],
+    "cifar100": ["cifar-100-python/train", "cifar-100-python/test"],
+    "stl10": [f"stl10_binary/{s}_{k}.bin" for s in ("train", "test") for k in ("X", "y")],
+}
+BUILTIN_INFO: dict[str, dict[str, Any]] = {
+    "cifar10": {"num_classes": 10, "train_size": 50_000, "test_size": 10_000, "image_size": 32},
+    "cifar100": {"num_classes": 100, "train_size": 50_000, "test_size": 10_000, "image_size": 32},
+    "stl10": {"num_classes": 10, "train_size": 5_000, "test_size": 8_000, "image_size": 96},
+}
+FORMATS = {".npz": "npz", ".zip": "imagefolder-zip"}
+
+_UPLOAD_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": ".npz (x_train, y_train, x_test, y_test as uint8 images and int labels) "
+                            "or .zip of train/<class>/<image> and test/<class>/<image>",
+                        },
+                        "name": {"type": "string", "maxLength": 200},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+def builtin(name: str, data_root: Path) -> dict[str, Any]:
+    available = all((data_root / f).is_file() for f in BUILTIN_FILES[name])
+    return {
+        "id": name,
+        "object": "dataset",
+        "builtin": True,
+        "name": name,
+        "status": "available" if available else "missing",
+        "error": None if available else f"the workers' data root does not hold {name}",
+        **BUILTIN_INFO[name],
+    }
+
+
+@router.get("", response_model=DatasetList, summary="Built-in datasets and your own", responses=responses())
+def list_datasets(tenant: Tenant, store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
+    data = [builtin(n, settings.data_root) for n in catalog.DATASETS if n != "custom"]
+    page = store.list(tenant.name, "ds", 1000)
+    data += [public_dataset(r) for r in page.data]
+    return {"data": data}
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=DatasetPublic,
+    summary="Upload a custom dataset (.npz or a zip of an ImageFolder tree)",
+    responses=responses(400, 413, 415, 422),
+    openapi_extra=_UPLOAD_DOC,
+)
+async def create_dataset(
+    request: Request, tenant: Tenant, store: StoreDep, settings: SettingsDep, queue: QueueDep
+) -> dict[str, Any]:
+    arts = ArtifactStore(settings.artifact_root)
+    did = new_id("ds")
+    folder = arts.dataset_dir(tenant.name, did)
+    try:
+        up = await receive_file(request, folder, "upload.bin", settings.max_upload_bytes)
+        suffix = Path(up.filename or "").suffix.lower()
+        if suffix not in FORMATS:
+            raise APIError(422, "unsupported_file", f"file: {up.filename!r} is neither .npz nor .zip", "file")
+        unknown = sorted(set(up.fields) - {"name"})
+        if unknown:
+            raise APIError(422, "invalid_request", f"unknown field {unknown[0]!r}; valid: file, name", unknown[0])
+        name = up.fields.get("name", "").strip() or Path(up.filename or "dataset").stem
+        if len(name) > 200:
+            raise APIError(422, "invalid_request", "name: at most 200 characters", "name")
+        assert up.path is not None
+        final = folder / ("data.npz" if suffix == ".npz" else "upload.zip")
+        up.path.rename(final)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    rec = {
+        "id": did,
+        "object": "dataset",
+        "tenant": tenant.name,
+        "name": name[:200],
+        "format": FORMATS[suffix],
+        "status": "validating",
+        "error": None,
+        "sha256": up.sha256,
+        "bytes": up.size,
+        "file": arts.relative(final),
+        "created_at": now_iso(),
+    }
+    store.create(rec)
+    queue.validate_dataset(did)
+    return public_dataset(rec)
+
+
+def get_owned(store: Any, tenant: str, did: str) -> dict[str, Any]:
+    rec = store.get(did, tenant) if valid_id(did, "ds") else None
+    if rec is None:
+        raise not_found("dataset", did)
+    return rec
+
+
+@router.get("/{dataset_id}", response_model=DatasetPublic, summary="Get a dataset", responses=responses(404))
+def get_dataset(dataset_id: str, tenant: Tenant, store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
+    if dataset_id in BUILTIN_FILES:
+        return builtin(dataset_id, settings.data_root)
+    return public_dataset(get_owned(store, tenant.name, dataset_id))
+
+
+@router.delete("/{dataset_id}", status_code=204, summary="Delete a custom dataset", responses=responses(404, 409))
+def delete_dataset(dataset_id: str, tenant: Tenant, store: StoreDep, settings: SettingsDep) -> Response:
+    if dataset_id in BUILTIN_FILES:
+        raise APIError(409, "conflict", f"{dataset_id} is built in and cannot be deleted")
+    rec = get_owned(store, tenant.name, dataset_id)
+    active = store.active_jobs_using(tenant.name, "dataset", dataset_id)
+    if active:
+        raise APIError(409, "conflict", f"dataset {dataset_id} is used by unfinished jobs: {', '.join(active[:5])}")
+    store.delete(dataset_id, tenant.name)
+    ArtifactStore.remove_tree(ArtifactStore(settings.artifact_root).dataset_dir(tenant.name, rec["id"]))
+    return Response(status_code=204)

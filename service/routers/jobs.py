@@ -1,0 +1,325 @@
+"""``/v1/jobs``: submit a job, follow it (status, events, live events), cancel it, download its outputs.
+
+A job's body is the job specification of :mod:`gacd_core.spec`, the same one the CLI reads, with the
+teacher and a custom dataset named by their ids (``{"teacher": {"id": ...}}``,
+``{"dataset": {"name": "custom", "id": ...}}``); file paths are the service's business and are refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import mimetypes
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from gacd_core.errors import SpecError
+from gacd_core.spec import JobSpec, parse_spec
+from service.artifacts import ArtifactStore
+from service.deps import QueueDep, SettingsDep, StoreDep, Tenant
+from service.errors import APIError, not_found, responses, spec_error
+from service.schemas import ArtifactList, EventList, JobList, JobPublic, public_job
+from service.store import JOB_STATUSES, TERMINAL, Store, TransitionRefused, new_id, now_iso, valid_id
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+EXAMPLE = {
+    "method": "gacd",
+    "teacher": {"id": "tch_0123456789abcdef01234567"},
+    "student": {"arch": "mobilenetv2"},
+    "dataset": {"name": "cifar10", "train_subset": 5000, "test_subset": 1000},
+    "hyperparameters": {"epochs": 10, "batch_size": 128, "method_params": {"reweight": "soft"}},
+    "evaluation": {"autoattack": False},
+    "seed": 0,
+    "metadata": {"experiment": "mobile-v1"},
+}
+_CREATE_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": JobSpec.model_json_schema(), "example": EXAMPLE}},
+    },
+    "parameters": [
+        {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string", "maxLength": 200},
+            "description": "same key and body: the same job back; same key, other body: 409",
+        }
+    ],
+}
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """The request's JSON body, read with a size limit (413) and parsed (400 when malformed)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise APIError(413, "too_large", f"the JSON body is over {limit} bytes")
+    chunks, n = [], 0
+    async for chunk in request.stream():
+        n += len(chunk)
+        if n > limit:
+            raise APIError(413, "too_large", f"the JSON body is over {limit} bytes")
+        chunks.append(chunk)
+    try:
+        return json.loads(b"".join(chunks) or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise APIError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+
+
+def _refuse_paths(body: dict[str, Any]) -> None:
+    teacher = body.get("teacher")
+    if isinstance(teacher, dict) and teacher.get("weights") is not None:
+        raise APIError(422, "invalid_spec", "teacher.weights: name the teacher by its id (teacher.id)", "teacher.weights")
+    dataset = body.get("dataset")
+    if isinstance(dataset, dict):
+        for key in ("root", "path"):
+            if dataset.get(key) is not None:
+                raise APIError(
+                    422, "invalid_spec", f"dataset.{key}: the service chooses data locations; name a custom dataset "
+                    "by its id (dataset.id)", f"dataset.{key}",
+                )  # fmt: skip
+
+
+def _check_refs(spec: JobSpec, tenant: str, store: Store) -> tuple[str | None, str | None]:
+    teacher_id = dataset_id = None
+    if spec.teacher is not None:
+        tid = spec.teacher.id
+        if tid is None:
+            raise APIError(422, "invalid_spec", "teacher.id: required (upload the teacher first)", "teacher.id")
+        rec = store.get(tid, tenant) if valid_id(tid, "tch") else None
+        if rec is None:
+            raise not_found("teacher", tid)
+        if rec["status"] == "validating":
+            raise APIError(409, "teacher_not_ready", f"teacher {tid} is still being validated; retry when ready", "teacher.id")
+        if rec["status"] != "ready":
+            raise APIError(422, "invalid_teacher", f"teacher {tid} is invalid: {rec.get('error')}", "teacher.id")
+        teacher_id = tid
+    if spec.dataset.name == "custom":
+        did = spec.dataset.id
+        if did is None:
+            raise APIError(422, "invalid_spec", "dataset.id: required for a custom dataset", "dataset.id")
+        rec = store.get(did, tenant) if valid_id(did, "ds") else None
+        if rec is None:
+            raise not_found("dataset", did)
+        if rec["status"] == "validating":
+            raise APIError(409, "dataset_not_ready", f"dataset {did} is still being validated", "dataset.id")
+        if rec["status"] != "ready":
+            raise APIError(422, "invalid_dataset", f"dataset {did} is invalid: {rec.get('error')}", "dataset.id")
+        dataset_id = did
+    elif spec.dataset.id is not None:
+        raise APIError(422, "invalid_spec", "dataset.id: only custom datasets have an id", "dataset.id")
+    return teacher_id, dataset_id
+
+
+def _digest(body: Any) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobPublic,
+    summary="Submit a training or distillation job",
+    responses=responses(400, 404, 409, 413, 422),
+    openapi_extra=_CREATE_DOC,
+)
+async def create_job(
+    request: Request,
+    tenant: Tenant,
+    store: StoreDep,
+    settings: SettingsDep,
+    queue: QueueDep,
+    idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=200, include_in_schema=False),
+) -> JSONResponse:
+    body = await read_json(request, settings.max_json_bytes)
+    if not isinstance(body, dict):
+        raise APIError(422, "invalid_spec", "the body must be a JSON object (a job specification)")
+    _refuse_paths(body)
+    try:
+        spec = parse_spec(body)
+    except SpecError as exc:
+        raise spec_error(exc) from None
+    teacher_id, dataset_id = _check_refs(spec, tenant.name, store)
+    job_id = new_id("job")
+    if idempotency_key is not None:
+        digest = _digest(body)
+        earlier = store.claim_idempotency(tenant.name, idempotency_key, digest, job_id)
+        if earlier is not None:
+            if earlier["body"] != digest:
+                raise APIError(409, "idempotency_conflict", "this Idempotency-Key was used with another body")
+            rec = None
+            for _ in range(50):  # the first request may still be creating the job
+                rec = store.get(earlier["job_id"], tenant.name)
+                if rec is not None:
+                    break
+                await asyncio.sleep(0.05)
+            if rec is None:
+                raise APIError(409, "idempotency_conflict", "the first request with this key did not create a job")
+            return JSONResponse(public_job(rec), status_code=202, headers={"Location": f"/v1/jobs/{rec['id']}"})
+    spec_dict = spec.public_dict()
+    metadata = spec_dict.pop("metadata", {})
+    rec = {
+        "id": job_id,
+        "object": "job",
+        "tenant": tenant.name,
+        "status": "queued",
+        "created_at": now_iso(),
+        "started_at": None,
+        "finished_at": None,
+        "spec": spec_dict,
+        "metadata": metadata,
+        "progress": {"epoch": 0, "epochs": spec.hyperparameters.epochs, "fraction": 0.0, "eta_seconds": None,
+                     "stage": "queued", "metrics": {}},
+        "error": None,
+        "artifacts": [],
+        "teacher_id": teacher_id,
+        "dataset_id": dataset_id,
+        "attempts": 0,
+    }  # fmt: skip
+    store.create(rec)
+    store.add_event(job_id, "queued", f"{spec.method} job queued", data={"method": spec.method})
+    queue.run_job(job_id)
+    return JSONResponse(public_job(rec), status_code=202, headers={"Location": f"/v1/jobs/{job_id}"})
+
+
+@router.get("", response_model=JobList, summary="List your jobs, newest first", responses=responses(422))
+def list_jobs(
+    tenant: Tenant,
+    store: StoreDep,
+    status: str | None = Query(None, description="only jobs with this status: " + ", ".join(JOB_STATUSES)),
+    limit: int = Query(20, ge=1, le=100),
+    after: str | None = Query(None, description="the last id of the previous page (next_after)"),
+) -> dict[str, Any]:
+    if status is not None and status not in JOB_STATUSES:
+        raise APIError(422, "invalid_request", f"status: one of {', '.join(JOB_STATUSES)}", "status")
+    try:
+        page = store.list(tenant.name, "job", limit, after, status)
+    except KeyError:
+        raise APIError(422, "invalid_request", f"after: no job {after!r}", "after") from None
+    return {"data": [public_job(r) for r in page.data], "has_more": page.has_more, "next_after": page.next_after}
+
+
+def get_owned(store: Store, tenant: str, job_id: str) -> dict[str, Any]:
+    rec = store.get(job_id, tenant) if valid_id(job_id, "job") else None
+    if rec is None:
+        raise not_found("job", job_id)
+    return rec
+
+
+@router.get("/{job_id}", response_model=JobPublic, summary="Get a job", responses=responses(404))
+def get_job(job_id: str, tenant: Tenant, store: StoreDep) -> dict[str, Any]:
+    return public_job(get_owned(store, tenant.name, job_id))
+
+
+@router.post("/{job_id}/cancel", response_model=JobPublic, summary="Cancel a job", responses=responses(404, 409))
+def cancel_job(job_id: str, tenant: Tenant, store: StoreDep) -> dict[str, Any]:
+    rec = get_owned(store, tenant.name, job_id)
+    try:
+        store.transition(job_id, ["queued"], "cancelled", {"finished_at": now_iso()})
+        store.add_event(job_id, "cancelled", "cancelled before it started")
+    except TransitionRefused as exc:
+        if exc.current in ("running", "cancelling"):
+            try:
+                store.transition(job_id, ["running"], "cancelling")
+                store.add_event(job_id, "cancelling", "cancellation requested; the worker stops at its next check")
+            except TransitionRefused as again:
+                if again.current != "cancelling":
+                    raise APIError(409, "conflict", f"job {job_id} is already {again.current}") from None
+        else:
+            raise APIError(409, "conflict", f"job {job_id} is already {exc.current}") from None
+    rec = get_owned(store, tenant.name, job_id)
+    return public_job(rec)
+
+
+@router.get(
+    "/{job_id}/events",
+    response_model=EventList,
+    summary="The job's events; with Accept: text/event-stream, live as server-sent events",
+    responses={**responses(404, 422), 200: {"content": {"text/event-stream": {}}, "description": "events"}},
+)
+async def job_events(
+    request: Request,
+    job_id: str,
+    tenant: Tenant,
+    store: StoreDep,
+    after: str | None = Query(None, description="the id of the last event seen", pattern=r"^\d+-\d+$"),
+    limit: int = Query(100, ge=1, le=1000),
+    last_event_id: str | None = Header(None, alias="Last-Event-ID", include_in_schema=False),
+) -> Any:
+    await run_in_threadpool(get_owned, store, tenant.name, job_id)
+    if "text/event-stream" in request.headers.get("accept", ""):
+        start = after or (last_event_id if last_event_id and _event_id_ok(last_event_id) else None)
+        return StreamingResponse(
+            _sse(request, store, job_id, start),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    data, has_more = await run_in_threadpool(store.events, job_id, after, limit)
+    return {"data": data, "has_more": has_more}
+
+
+def _event_id_ok(value: str) -> bool:
+    a, _, b = value.partition("-")
+    return a.isdigit() and b.isdigit()
+
+
+async def _sse(request: Request, store: Store, job_id: str, after: str | None) -> AsyncIterator[bytes]:
+    last = after
+    idle = 0.0
+    while True:
+        if await request.is_disconnected():
+            return
+        events = await run_in_threadpool(store.wait_events, job_id, last, 2000)
+        for ev in events:
+            last = ev["id"]
+            yield f"id: {ev['id']}\nevent: {ev['type']}\ndata: {json.dumps(ev)}\n\n".encode()
+        if events:
+            idle = 0.0
+            continue
+        status = await run_in_threadpool(store.r.hget, store.k_rec(job_id), "status")
+        if status is None or json.loads(status) in TERMINAL:
+            # one more read so that nothing written with the final status is missed
+            for ev in await run_in_threadpool(store.wait_events, job_id, last, 1):
+                yield f"id: {ev['id']}\nevent: {ev['type']}\ndata: {json.dumps(ev)}\n\n".encode()
+            yield b"event: end\ndata: {}\n\n"
+            return
+        idle += 2.0
+        if idle >= 14.0:
+            idle = 0.0
+            yield b": keep-alive\n\n"
+
+
+@router.get("/{job_id}/artifacts", response_model=ArtifactList, summary="The job's outputs", responses=responses(404))
+def list_artifacts(job_id: str, tenant: Tenant, store: StoreDep) -> dict[str, Any]:
+    rec = get_owned(store, tenant.name, job_id)
+    return {"data": rec.get("artifacts", [])}
+
+
+@router.get(
+    "/{job_id}/artifacts/{name}",
+    summary="Download one output (student.safetensors, report.json, report.html, train.log)",
+    responses={**responses(404), 200: {"content": {"application/octet-stream": {}}, "description": "the file"}},
+    response_class=FileResponse,
+)
+def get_artifact(job_id: str, name: str, tenant: Tenant, store: StoreDep, settings: SettingsDep) -> FileResponse:
+    rec = get_owned(store, tenant.name, job_id)
+    entry = next((a for a in rec.get("artifacts", []) if a["name"] == name), None)
+    if entry is None:
+        raise not_found("artifact", name)
+    arts = ArtifactStore(settings.artifact_root)
+    try:
+        path = arts.child(arts.job_out(tenant.name, job_id), name)
+    except ValueError:
+        raise not_found("artifact", name) from None
+    if not path.is_file():
+        raise APIError(404, "not_found", f"artifact {name!r} is missing from the store")
+    media = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    if name.endswith(".log"):
+        media = "text/plain; charset=utf-8"
+    return FileResponse(path, media_type=media, filename=name, headers={"ETag": f'"{entry["sha256"]}"'})

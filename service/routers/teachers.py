@@ -1,0 +1,255 @@
+"""``/v1/teachers``: upload robust teachers (or register a finished job's student), list, get, delete.
+
+An upload is only stored here; a worker validates it (the weights load into the architecture, shapes
+match, values are finite, a forward pass works) and sets ``status`` to ``ready`` or ``invalid`` with
+the reason in ``error``. Weights are data: ``.safetensors``, or ``.pt`` read with
+``torch.load(weights_only=True)`` on the worker; nothing uploaded is ever executed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Query, Request, Response
+
+from gacd_core import catalog
+from service.artifacts import ArtifactStore, safetensors_metadata
+from service.deps import QueueDep, SettingsDep, StoreDep, Tenant
+from service.errors import APIError, not_found, responses
+from service.schemas import TeacherFromJob, TeacherList, TeacherPublic, public_teacher
+from service.store import new_id, now_iso, valid_id
+from service.uploads import receive_file
+
+router = APIRouter(prefix="/v1/teachers", tags=["teachers"])
+SUFFIXES = {".safetensors": "safetensors", ".pt": "pt", ".pth": "pt"}
+
+_UPLOAD_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file", "arch", "num_classes", "dataset"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary", "description": ".safetensors or .pt state_dict"},
+                        "arch": {"type": "string", "enum": list(catalog.MODELS), "example": "resnet18"},
+                        "num_classes": {"type": "integer", "minimum": 2, "example": 10},
+                        "dataset": {"type": "string", "description": "built-in name or custom dataset id",
+                                    "example": "cifar10"},
+                        "mean": {"type": "string", "description": "JSON list of 3 floats", "example": "[0.4914, 0.4822, 0.4465]"},
+                        "std": {"type": "string", "description": "JSON list of 3 floats", "example": "[0.2471, 0.2435, 0.2616]"},
+                        "name": {"type": "string", "maxLength": 200},
+                    },
+                },
+            },
+            "application/json": {"schema": TeacherFromJob.model_json_schema()},
+        },
+    }
+}  # fmt: skip
+
+
+def _rgb(value: str | None, field: str) -> list[float] | None:
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        parsed = json.loads(text) if text.startswith("[") else [float(v) for v in text.split(",")]
+    except (ValueError, json.JSONDecodeError):
+        raise APIError(422, "invalid_request", f"{field}: three numbers, as [r, g, b] or r,g,b", field) from None
+    if not isinstance(parsed, list) or len(parsed) != 3 or not all(isinstance(v, int | float) for v in parsed):
+        raise APIError(422, "invalid_request", f"{field}: three numbers, as [r, g, b] or r,g,b", field)
+    vals = [float(v) for v in parsed]
+    if not all(math.isfinite(v) for v in vals) or (field == "std" and any(v <= 0 for v in vals)):
+        raise APIError(422, "invalid_request", f"{field}: finite numbers" + (", each > 0" if field == "std" else ""), field)
+    return vals
+
+
+def _check_fields(fields: dict[str, str], tenant: str, store: Any) -> dict[str, Any]:
+    unknown = sorted(set(fields) - {"arch", "num_classes", "dataset", "mean", "std", "name"})
+    if unknown:
+        raise APIError(
+            422, "invalid_request", f"unknown field {unknown[0]!r}; valid: arch, num_classes, dataset, mean, std, name",
+            unknown[0],
+        )  # fmt: skip
+    for req in ("arch", "num_classes", "dataset"):
+        if not fields.get(req, "").strip():
+            raise APIError(422, "invalid_request", f"{req}: required", req)
+    arch = fields["arch"].strip()
+    if arch not in catalog.MODELS:
+        raise APIError(422, "unknown_name", f"arch: unknown model {arch!r}; valid: {', '.join(catalog.MODELS)}", "arch")
+    try:
+        num_classes = int(fields["num_classes"])
+    except ValueError:
+        raise APIError(422, "invalid_request", "num_classes: an integer", "num_classes") from None
+    if not 2 <= num_classes <= 100_000:
+        raise APIError(422, "invalid_request", "num_classes: between 2 and 100000", "num_classes")
+    dataset = fields["dataset"].strip()
+    if dataset not in catalog.DATASETS or dataset == "custom":
+        if not (valid_id(dataset, "ds") and store.get(dataset, tenant)):
+            valid = ", ".join(n for n in catalog.DATASETS if n != "custom")
+            raise APIError(
+                422, "unknown_name", f"dataset: unknown dataset {dataset!r}; valid: {valid} or one of your dataset ids",
+                "dataset",
+            )  # fmt: skip
+    name = fields.get("name", "").strip()
+    if len(name) > 200:
+        raise APIError(422, "invalid_request", "name: at most 200 characters", "name")
+    return {
+        "arch": arch,
+        "num_classes": num_classes,
+        "dataset": dataset,
+        "mean": _rgb(fields.get("mean"), "mean"),
+        "std": _rgb(fields.get("std"), "std"),
+        "name": name,
+    }
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=TeacherPublic,
+    summary="Upload a teacher, or register a finished job's student as one",
+    responses=responses(400, 404, 409, 413, 415, 422),
+    openapi_extra=_UPLOAD_DOC,
+)
+async def create_teacher(
+    request: Request, tenant: Tenant, store: StoreDep, settings: SettingsDep, queue: QueueDep
+) -> dict[str, Any]:
+    ctype = request.headers.get("content-type", "")
+    if ctype.startswith("application/json"):
+        return await _from_job(request, tenant.name, store, settings, queue)
+    arts = ArtifactStore(settings.artifact_root)
+    tid = new_id("tch")
+    folder = arts.teacher_dir(tenant.name, tid)
+    try:
+        up = await receive_file(request, folder, "upload.bin", settings.max_upload_bytes)
+        suffix = Path(up.filename or "").suffix.lower()
+        if suffix not in SUFFIXES:
+            raise APIError(
+                422, "unsupported_file", f"file: {up.filename!r} is neither .safetensors nor .pt/.pth", "file"
+            )
+        if up.size == 0:
+            raise APIError(422, "invalid_request", "file: the file is empty", "file")
+        fields = _check_fields(up.fields, tenant.name, store)
+        assert up.path is not None
+        final = folder / f"weights{'.safetensors' if SUFFIXES[suffix] == 'safetensors' else '.pt'}"
+        up.path.rename(final)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    rec = {
+        "id": tid,
+        "object": "teacher",
+        "tenant": tenant.name,
+        "name": fields["name"] or Path(up.filename or "teacher").stem[:200],
+        "arch": fields["arch"],
+        "num_classes": fields["num_classes"],
+        "dataset": fields["dataset"],
+        "mean": fields["mean"],
+        "std": fields["std"],
+        "sha256": up.sha256,
+        "bytes": up.size,
+        "status": "validating",
+        "error": None,
+        "source_job_id": None,
+        "file": arts.relative(final),
+        "created_at": now_iso(),
+    }
+    store.create(rec)
+    queue.validate_teacher(tid)
+    return public_teacher(rec)
+
+
+async def _from_job(request: Request, tenant: str, store: Any, settings: Any, queue: Any) -> dict[str, Any]:
+    raw = await request.body()
+    if len(raw) > settings.max_json_bytes:
+        raise APIError(413, "too_large", f"the JSON body is over {settings.max_json_bytes} bytes")
+    try:
+        body = TeacherFromJob.model_validate_json(raw)
+    except ValueError as exc:
+        raise APIError(422, "invalid_request", f"expected {{'source_job_id': ...}}: {str(exc).splitlines()[0]}") from None
+    job = store.get(body.source_job_id, tenant) if valid_id(body.source_job_id, "job") else None
+    if job is None:
+        raise not_found("job", body.source_job_id)
+    if job["status"] != "succeeded":
+        raise APIError(409, "conflict", f"job {job['id']} is {job['status']}; only a succeeded job's student can be a teacher")
+    arts = ArtifactStore(settings.artifact_root)
+    src = arts.job_out(tenant, job["id"]) / "student.safetensors"
+    try:
+        meta = safetensors_metadata(src)
+        arch, num_classes = meta["arch"], int(meta["num_classes"])
+        mean, std = json.loads(meta["mean"]), json.loads(meta["std"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise APIError(409, "conflict", f"the job's student is not available: {exc}") from None
+    tid = new_id("tch")
+    folder = arts.teacher_dir(tenant, tid)
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / "weights.safetensors"
+    shutil.copyfile(src, final)
+    artifact = next((a for a in job.get("artifacts", []) if a["name"] == "student.safetensors"), None)
+    spec = job["spec"]
+    rec = {
+        "id": tid,
+        "object": "teacher",
+        "tenant": tenant,
+        "name": body.name or f"{spec['method']} {arch} from {job['id']}",
+        "arch": arch,
+        "num_classes": num_classes,
+        "dataset": spec["dataset"].get("id") or spec["dataset"]["name"],
+        "mean": mean,
+        "std": std,
+        "sha256": artifact["sha256"] if artifact else "",
+        "bytes": final.stat().st_size,
+        "status": "validating",
+        "error": None,
+        "source_job_id": job["id"],
+        "file": arts.relative(final),
+        "created_at": now_iso(),
+    }
+    store.create(rec)
+    queue.validate_teacher(tid)
+    return public_teacher(rec)
+
+
+@router.get("", response_model=TeacherList, summary="List your teachers, newest first", responses=responses(404, 422))
+def list_teachers(
+    tenant: Tenant,
+    store: StoreDep,
+    limit: int = Query(20, ge=1, le=100),
+    after: str | None = Query(None, description="the last id of the previous page"),
+) -> dict[str, Any]:
+    try:
+        page = store.list(tenant.name, "tch", limit, after)
+    except KeyError:
+        raise APIError(422, "invalid_request", f"after: no teacher {after!r}", "after") from None
+    return {"data": [public_teacher(r) for r in page.data], "has_more": page.has_more, "next_after": page.next_after}
+
+
+def get_owned(store: Any, tenant: str, tid: str) -> dict[str, Any]:
+    rec = store.get(tid, tenant) if valid_id(tid, "tch") else None
+    if rec is None:
+        raise not_found("teacher", tid)
+    return rec
+
+
+@router.get("/{teacher_id}", response_model=TeacherPublic, summary="Get a teacher", responses=responses(404))
+def get_teacher(teacher_id: str, tenant: Tenant, store: StoreDep) -> dict[str, Any]:
+    return public_teacher(get_owned(store, tenant.name, teacher_id))
+
+
+@router.delete(
+    "/{teacher_id}", status_code=204, summary="Delete a teacher and its weights", responses=responses(404, 409)
+)
+def delete_teacher(teacher_id: str, tenant: Tenant, store: StoreDep, settings: SettingsDep) -> Response:
+    rec = get_owned(store, tenant.name, teacher_id)
+    active = store.active_jobs_using(tenant.name, "teacher", teacher_id)
+    if active:
+        raise APIError(409, "conflict", f"teacher {teacher_id} is used by unfinished jobs: {', '.join(active[:5])}")
+    store.delete(teacher_id, tenant.name)
+    ArtifactStore.remove_tree(ArtifactStore(settings.artifact_root).teacher_dir(tenant.name, rec["id"]))
+    return Response(status_code=204)

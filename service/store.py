@@ -1,0 +1,388 @@
+"""The job store in Redis: records of teachers, datasets and jobs, job events, leases and worker
+heartbeats. Torch-free; the API and the workers share it.
+
+Layout (every key starts with ``gacd:``):
+
+- ``rec:{id}``: a hash per record; each field holds one JSON value (``status``, ``spec``, ...).
+  Ids carry their kind: ``job_...``, ``tch_...``, ``ds_...``.
+- ``idx:{tenant}:{kind}``: a sorted set of the tenant's ids, scored by a global sequence number, so
+  that listings are newest first and a cursor (``after``) is exact.
+- ``events:{job}``: a stream of the job's events, trimmed to ``events_max``.
+- ``lease:{job}``: the fencing token of the worker that runs the job, with a TTL; ``fence:{job}`` is
+  the counter tokens are drawn from. Writes by a worker go through scripts that first check that the
+  lease still holds its token, so a worker that lost its lease can no longer change the job.
+- ``jobs_by_status``: a hash of counts, kept by the status scripts (for ``/metrics``).
+- ``workers``: worker name -> JSON heartbeat.
+- ``idem:{tenant}:{sha256(key)}``: an idempotency key's body digest and job id (24 h).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+KINDS = {"job": "job", "tch": "teacher", "ds": "dataset"}
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelling", "cancelled")
+TERMINAL = ("succeeded", "failed", "cancelled")
+IDEMPOTENCY_TTL = 24 * 3600
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_id(kind: str) -> str:
+    """``job_``/``tch_``/``ds_`` followed by 24 random hex digits."""
+    assert kind in KINDS
+    return f"{kind}_{secrets.token_hex(12)}"
+
+
+def valid_id(value: str, kind: str) -> bool:
+    prefix = kind + "_"
+    rest = value[len(prefix) :]
+    return value.startswith(prefix) and len(rest) == 24 and all(c in "0123456789abcdef" for c in rest)
+
+
+class Fenced(Exception):
+    """A worker's write was refused: its lease on the job is gone (another worker may hold it)."""
+
+
+class TransitionRefused(Exception):
+    """A status change that the job's current status does not allow."""
+
+    def __init__(self, current: str | None) -> None:
+        super().__init__(f"the job is {current}")
+        self.current = current
+
+
+# Set fields of a record if the lease holds the token (KEYS: rec, lease; ARGV: token, f1, v1, ...).
+_FENCED_HSET = """
+if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return 1
+"""
+
+# Change a job's status if it is one of the allowed ones, optionally checking the lease token
+# (KEYS: rec, lease, counts; ARGV: token, new status JSON, allowed statuses JSON list, f1, v1, ...).
+_TRANSITION = """
+if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then return {0, ''} end
+local cur = redis.call('HGET', KEYS[1], 'status')
+if not cur then return {-1, ''} end
+local allowed = cjson.decode(ARGV[3])
+local ok = false
+for _, s in ipairs(allowed) do if cjson.encode(s) == cur then ok = true end end
+if not ok then return {-2, cur} end
+redis.call('HSET', KEYS[1], 'status', ARGV[2])
+for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('HINCRBY', KEYS[3], cjson.decode(cur), -1)
+redis.call('HINCRBY', KEYS[3], cjson.decode(ARGV[2]), 1)
+return {1, cur}
+"""
+
+# Renew a lease if it still holds the token (KEYS: lease; ARGV: token, ttl ms).
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# Release a lease if it holds the token (KEYS: lease; ARGV: token).
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@dataclass
+class Page:
+    data: list[dict[str, Any]]
+    has_more: bool
+    next_after: str | None
+
+
+class Store:
+    """Records, events, leases and heartbeats in one Redis database.
+
+    Args:
+        client: a ``redis.Redis`` with ``decode_responses=True``.
+        events_max: events kept per job.
+    """
+
+    def __init__(self, client: redis.Redis, events_max: int = 10_000, prefix: str = "gacd:") -> None:
+        self.r = client
+        self.events_max = events_max
+        self.p = prefix
+        self._fenced_hset = client.register_script(_FENCED_HSET)
+        self._transition = client.register_script(_TRANSITION)
+        self._renew = client.register_script(_RENEW)
+        self._release = client.register_script(_RELEASE)
+
+    # --- keys ------------------------------------------------------------------------------------
+    def k_rec(self, rid: str) -> str:
+        return f"{self.p}rec:{rid}"
+
+    def k_idx(self, tenant: str, kind: str) -> str:
+        return f"{self.p}idx:{tenant}:{kind}"
+
+    def k_events(self, job_id: str) -> str:
+        return f"{self.p}events:{job_id}"
+
+    def k_lease(self, job_id: str) -> str:
+        return f"{self.p}lease:{job_id}"
+
+    def k_fence(self, job_id: str) -> str:
+        return f"{self.p}fence:{job_id}"
+
+    @property
+    def k_counts(self) -> str:
+        return f"{self.p}jobs_by_status"
+
+    @property
+    def k_workers(self) -> str:
+        return f"{self.p}workers"
+
+    # --- records ---------------------------------------------------------------------------------
+    def create(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Store a new record (``id``, ``tenant`` and ``created_at`` required) and index it."""
+        rid, tenant = record["id"], record["tenant"]
+        kind = rid.split("_", 1)[0]
+        seq = self.r.incr(f"{self.p}seq")
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(self.k_rec(rid), mapping={k: json.dumps(v) for k, v in record.items()})
+        pipe.zadd(self.k_idx(tenant, kind), {rid: seq})
+        if kind == "job":
+            pipe.hincrby(self.k_counts, record["status"], 1)
+        pipe.execute()
+        return record
+
+    def get(self, rid: str, tenant: str | None = None) -> dict[str, Any] | None:
+        """The record, or None when it does not exist or belongs to another tenant."""
+        raw = self.r.hgetall(self.k_rec(rid))
+        if not raw:
+            return None
+        rec = {k: json.loads(v) for k, v in raw.items()}
+        if tenant is not None and rec.get("tenant") != tenant:
+            return None
+        return rec
+
+    def get_status(self, rid: str) -> str | None:
+        """Only the ``status`` field of a record (cheap: workers poll it for cancellation)."""
+        raw = self.r.hget(self.k_rec(rid), "status")
+        return json.loads(raw) if raw else None
+
+    def update(self, rid: str, fields: dict[str, Any], token: str | None = None) -> None:
+        """Set fields of a record; with ``token``, only while the job's lease holds it.
+
+        Raises:
+            Fenced: the lease no longer holds ``token``.
+            KeyError: no such record.
+        """
+        args: list[str] = [token or ""]
+        for k, v in fields.items():
+            args += [k, json.dumps(v)]
+        lease = self.k_lease(rid) if rid.startswith("job_") else self.k_rec(rid) + ":nolease"
+        res = int(self._fenced_hset(keys=[self.k_rec(rid), lease], args=args))
+        if res == 0:
+            raise Fenced(rid)
+        if res == -1:
+            raise KeyError(rid)
+
+    def delete(self, rid: str, tenant: str) -> None:
+        kind = rid.split("_", 1)[0]
+        pipe = self.r.pipeline(transaction=True)
+        pipe.delete(self.k_rec(rid))
+        pipe.zrem(self.k_idx(tenant, kind), rid)
+        if kind == "job":
+            pipe.delete(self.k_events(rid))
+        pipe.execute()
+
+    def list(
+        self, tenant: str, kind: str, limit: int, after: str | None = None, status: str | None = None
+    ) -> Page:
+        """The tenant's records of ``kind``, newest first, ``limit`` at a time after the cursor ``after``."""
+        key = self.k_idx(tenant, kind)
+        hi: str = "+inf"
+        if after is not None:
+            score = self.r.zscore(key, after)
+            if score is None:
+                raise KeyError(after)
+            hi = f"({int(score)}"
+        out: list[dict[str, Any]] = []
+        batch = max(limit + 1, 50)
+        while len(out) <= limit:
+            ids = self.r.zrevrangebyscore(key, hi, "-inf", start=0, num=batch, withscores=True)
+            if not ids:
+                break
+            for rid, score in ids:
+                rec = self.get(rid, tenant)
+                hi = f"({int(score)}"
+                if rec is None or (status is not None and rec.get("status") != status):
+                    continue
+                out.append(rec)
+                if len(out) > limit:
+                    break
+            if len(ids) < batch:
+                break
+        has_more = len(out) > limit
+        data = out[:limit]
+        return Page(data, has_more, data[-1]["id"] if has_more and data else None)
+
+    def active_jobs_using(self, tenant: str, kind: str, rid: str) -> list[str]:
+        """Ids of the tenant's unfinished jobs whose ``teacher_id`` / ``dataset_id`` is ``rid``."""
+        out = []
+        for jid in self.r.zrange(self.k_idx(tenant, "job"), 0, -1):
+            status, ref = self.r.hmget(self.k_rec(jid), ["status", f"{kind}_id"])
+            if status and json.loads(status) not in TERMINAL and ref and json.loads(ref) == rid:
+                out.append(jid)
+        return out
+
+    def active_jobs(self, tenant: str) -> int:
+        """How many of the tenant's jobs are queued or running."""
+        n = 0
+        for jid in self.r.zrange(self.k_idx(tenant, "job"), 0, -1):
+            status = self.r.hget(self.k_rec(jid), "status")
+            if status and json.loads(status) not in TERMINAL:
+                n += 1
+        return n
+
+    # --- jobs: status --------------------------------------------------------------------------
+    def transition(
+        self, job_id: str, allowed: Iterable[str], new: str, fields: dict[str, Any] | None = None, token: str | None = None
+    ) -> str:
+        """Set the job's status to ``new`` if it is one of ``allowed``; returns the previous status.
+
+        Raises:
+            TransitionRefused: the job's status is not one of ``allowed`` (or the job is gone).
+            Fenced: ``token`` is given and the lease no longer holds it.
+        """
+        args = [token or "", json.dumps(new), json.dumps(list(allowed))]
+        for k, v in (fields or {}).items():
+            args += [k, json.dumps(v)]
+        code, cur = self._transition(keys=[self.k_rec(job_id), self.k_lease(job_id), self.k_counts], args=args)
+        code = int(code)
+        if code == 0:
+            raise Fenced(job_id)
+        if code == -1:
+            raise TransitionRefused(None)
+        if code == -2:
+            raise TransitionRefused(json.loads(cur))
+        return str(json.loads(cur))
+
+    def status_counts(self) -> dict[str, int]:
+        raw = self.r.hgetall(self.k_counts)
+        return {s: max(0, int(raw.get(s, 0))) for s in JOB_STATUSES}
+
+    # --- jobs: events ----------------------------------------------------------------------------
+    def add_event(
+        self,
+        job_id: str,
+        type: str,
+        message: str,
+        *,
+        level: str = "info",
+        data: dict[str, Any] | None = None,
+    ) -> str:
+        """Append an event to the job's stream; returns its id."""
+        fields = {
+            "created_at": now_iso(),
+            "level": level,
+            "type": type,
+            "message": message,
+            "data": json.dumps(data or {}),
+        }
+        return str(self.r.xadd(self.k_events(job_id), fields, maxlen=self.events_max, approximate=True))
+
+    def events(self, job_id: str, after: str | None = None, limit: int = 100) -> tuple[list[dict[str, Any]], bool]:
+        """Events after the id ``after`` (oldest first), and whether more follow."""
+        lo = f"({after}" if after else "-"
+        rows = self.r.xrange(self.k_events(job_id), min=lo, max="+", count=limit + 1)
+        out = [self._event(eid, f) for eid, f in rows[:limit]]
+        return out, len(rows) > limit
+
+    def wait_events(self, job_id: str, after: str | None, block_ms: int) -> list[dict[str, Any]]:
+        """Block up to ``block_ms`` for events after ``after``."""
+        res = self.r.xread({self.k_events(job_id): after or "0-0"}, count=100, block=block_ms)
+        if not res:
+            return []
+        return [self._event(eid, f) for eid, f in res[0][1]]
+
+    @staticmethod
+    def _event(eid: str, f: dict[str, str]) -> dict[str, Any]:
+        return {
+            "id": eid,
+            "created_at": f.get("created_at"),
+            "level": f.get("level", "info"),
+            "type": f.get("type", ""),
+            "message": f.get("message", ""),
+            "data": json.loads(f.get("data") or "{}"),
+        }
+
+    # --- jobs: leases ----------------------------------------------------------------------------
+    def acquire_lease(self, job_id: str, ttl_seconds: float) -> str | None:
+        """A new fencing token if nobody holds the job's lease, else None."""
+        token = str(self.r.incr(self.k_fence(job_id)))
+        ok = self.r.set(self.k_lease(job_id), token, nx=True, px=int(ttl_seconds * 1000))
+        return token if ok else None
+
+    def renew_lease(self, job_id: str, token: str, ttl_seconds: float) -> bool:
+        return bool(self._renew(keys=[self.k_lease(job_id)], args=[token, int(ttl_seconds * 1000)]))
+
+    def release_lease(self, job_id: str, token: str) -> None:
+        self._release(keys=[self.k_lease(job_id)], args=[token])
+
+    def lease_holder(self, job_id: str) -> str | None:
+        return self.r.get(self.k_lease(job_id))
+
+    # --- idempotency -----------------------------------------------------------------------------
+    def claim_idempotency(self, tenant: str, key: str, body_digest: str, job_id: str) -> dict[str, Any] | None:
+        """Claim ``key`` for a new job; returns the earlier claim instead when the key was used."""
+        k = f"{self.p}idem:{tenant}:{hashlib.sha256(key.encode()).hexdigest()}"
+        value = json.dumps({"body": body_digest, "job_id": job_id})
+        if self.r.set(k, value, nx=True, ex=IDEMPOTENCY_TTL):
+            return None
+        raw = self.r.get(k)
+        return json.loads(raw) if raw else None
+
+    # --- workers ---------------------------------------------------------------------------------
+    def worker_heartbeat(self, name: str, info: dict[str, Any]) -> None:
+        self.r.hset(self.k_workers, name, json.dumps({**info, "last_seen": time.time()}))
+
+    def worker_gone(self, name: str) -> None:
+        self.r.hdel(self.k_workers, name)
+
+    def workers(self, stale_seconds: float) -> dict[str, dict[str, Any]]:
+        """Workers seen in the last ``stale_seconds``."""
+        cutoff = time.time() - stale_seconds
+        out = {}
+        for name, raw in self.r.hgetall(self.k_workers).items():
+            info = json.loads(raw)
+            if info.get("last_seen", 0) >= cutoff:
+                out[name] = info
+        return out
+
+    def queue_depth(self, queue: str) -> int:
+        """Messages waiting in the Celery queue (the broker's list of that name)."""
+        return int(self.r.llen(queue))
+
+
+def connect(url: str, **kw: Any) -> redis.Redis:
+    """A Redis client that decodes responses and fails fast when Redis is away."""
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=kw.pop("socket_connect_timeout", 2.0),
+        socket_timeout=kw.pop("socket_timeout", 10.0),
+        health_check_interval=kw.pop("health_check_interval", 15),
+        **kw,
+    )

@@ -1,0 +1,203 @@
+"""Uploads streamed straight to disk, with a size limit and nothing left behind on failure.
+
+A multipart body is parsed as it arrives (``python-multipart``'s push parser): the one file part is
+written to a ``.partial`` file in the destination directory while its SHA-256 is computed, small text
+fields are kept in memory. Past the size limit, on a malformed body or when the client goes away, the
+partial file is removed and the request fails (413, 400). Only a complete upload is renamed to its
+final name. If the API process itself dies mid-upload, the ``.partial`` file is what remains; the API
+removes stale ones at start-up (:func:`sweep_partials`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastapi import Request
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect
+
+from service.errors import APIError
+
+PARTIAL_SUFFIX = ".partial"
+MAX_FIELD_BYTES = 64 * 1024
+MAX_FIELDS = 32
+
+
+@dataclass
+class Upload:
+    """A received multipart upload: its text fields and the one file, complete on disk."""
+
+    fields: dict[str, str] = field(default_factory=dict)
+    filename: str | None = None
+    path: Path | None = None
+    size: int = 0
+    sha256: str = ""
+
+    def discard(self) -> None:
+        if self.path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+
+
+class _Receiver:
+    def __init__(self, dest_dir: Path, max_bytes: int, file_field: str) -> None:
+        self.dest_dir, self.max_bytes, self.file_field = dest_dir, max_bytes, file_field
+        self.upload = Upload()
+        self.partial: Path | None = None
+        self._fh = None
+        self._hash = hashlib.sha256()
+        self._headers: dict[str, str] = {}
+        self._hname = b""
+        self._hvalue = b""
+        self._part_name: str | None = None
+        self._part_is_file = False
+        self._buf = bytearray()
+        self.error: APIError | None = None
+
+    # python-multipart callbacks ---------------------------------------------------------------------
+    def on_part_begin(self) -> None:
+        self._headers, self._part_name, self._part_is_file = {}, None, False
+        self._buf = bytearray()
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._hname += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._hvalue += data[start:end]
+
+    def on_header_end(self) -> None:
+        self._headers[self._hname.decode("latin-1").lower()] = self._hvalue.decode("latin-1")
+        self._hname, self._hvalue = b"", b""
+
+    def on_headers_finished(self) -> None:
+        disp, opts = parse_options_header(self._headers.get("content-disposition", ""))
+        if disp != b"form-data" or b"name" not in opts:
+            raise _Reject(APIError(400, "malformed_multipart", "a part lacks 'Content-Disposition: form-data; name=...'"))
+        self._part_name = opts[b"name"].decode("utf-8", "replace")
+        if b"filename" in opts:
+            if self._part_name != self.file_field:
+                raise _Reject(
+                    APIError(422, "invalid_request", f"files go in the field {self.file_field!r}", self._part_name)
+                )
+            if self.partial is not None:
+                raise _Reject(APIError(422, "invalid_request", "send exactly one file", self.file_field))
+            self._part_is_file = True
+            self.upload.filename = Path(opts[b"filename"].decode("utf-8", "replace").replace("\\", "/")).name
+            self.partial = self.dest_dir / f".upload-{secrets.token_hex(8)}{PARTIAL_SUFFIX}"
+            self._fh = open(self.partial, "wb")  # noqa: SIM115 (closed in on_part_end / cleanup)
+        elif len(self.upload.fields) >= MAX_FIELDS:
+            raise _Reject(APIError(422, "invalid_request", f"at most {MAX_FIELDS} form fields"))
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        chunk = data[start:end]
+        if self._part_is_file:
+            assert self._fh is not None
+            self._fh.write(chunk)
+            self._hash.update(chunk)
+            self.upload.size += len(chunk)
+        else:
+            self._buf += chunk
+            if len(self._buf) > MAX_FIELD_BYTES:
+                raise _Reject(APIError(413, "too_large", f"form field {self._part_name!r} is over 64 KiB", self._part_name))
+
+    def on_part_end(self) -> None:
+        if self._part_is_file and self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        elif self._part_name is not None:
+            self.upload.fields[self._part_name] = self._buf.decode("utf-8", "replace")
+
+    def cleanup(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        if self.partial is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.partial.unlink()
+
+
+class _Reject(Exception):
+    def __init__(self, error: APIError) -> None:
+        self.error = error
+
+
+def _too_large(limit: int) -> APIError:
+    return APIError(413, "too_large", f"the upload is over the limit of {limit} bytes")
+
+
+async def receive_file(
+    request: Request, dest_dir: Path, final_name: str, max_bytes: int, file_field: str = "file"
+) -> Upload:
+    """Stream a ``multipart/form-data`` body; the file lands at ``dest_dir / final_name``.
+
+    Raises:
+        APIError: 415 (not multipart), 400 (malformed), 413 (over ``max_bytes``), 422 (no file).
+    """
+    ctype, opts = parse_options_header(request.headers.get("content-type", ""))
+    if ctype != b"multipart/form-data":
+        raise APIError(415, "unsupported_media_type", "send multipart/form-data with the file in the field 'file'")
+    boundary = opts.get(b"boundary")
+    if not boundary:
+        raise APIError(400, "malformed_multipart", "the multipart Content-Type has no boundary")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes + 64 * 1024:
+        raise _too_large(max_bytes)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    rx = _Receiver(dest_dir, max_bytes, file_field)
+    callbacks = {name: getattr(rx, name) for name in (
+        "on_part_begin", "on_part_data", "on_part_end", "on_header_field", "on_header_value", "on_header_end",
+        "on_headers_finished",
+    )}  # fmt: skip
+    parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
+    received = 0
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > max_bytes + 64 * 1024 or rx.upload.size > max_bytes:
+                raise _too_large(max_bytes)
+            parser.write(chunk)
+        parser.finalize()
+        if rx.upload.size > max_bytes:
+            raise _too_large(max_bytes)
+        if rx.partial is None or rx._fh is not None:
+            raise APIError(422, "invalid_request", "the upload has no complete file in the field 'file'", file_field)
+    except _Reject as exc:
+        rx.cleanup()
+        raise exc.error from None
+    except MultipartParseError as exc:
+        rx.cleanup()
+        raise APIError(400, "malformed_multipart", f"the multipart body is malformed: {exc}") from None
+    except ClientDisconnect:
+        rx.cleanup()
+        raise APIError(400, "client_disconnected", "the client went away before the upload completed") from None
+    except BaseException:
+        rx.cleanup()
+        raise
+    final = dest_dir / final_name
+    os.replace(rx.partial, final)
+    up = rx.upload
+    up.path, up.sha256 = final, rx._hash.hexdigest()
+    return up
+
+
+def sweep_partials(root: Path, older_than_seconds: float = 0.0) -> int:
+    """Remove ``.partial`` uploads left by a process that died mid-upload; returns how many."""
+    if not root.is_dir():
+        return 0
+    cutoff = time.time() - older_than_seconds
+    n = 0
+    for p in root.rglob(f"*{PARTIAL_SUFFIX}"):
+        try:
+            if p.is_file() and p.stat().st_mtime <= cutoff:
+                p.unlink()
+                n += 1
+        except OSError:
+            continue
+    return n

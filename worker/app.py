@@ -1,0 +1,63 @@
+"""The Celery application of the GPU workers.
+
+Start one worker per GPU, each running one job at a time::
+
+    GACD_WORKER_DEVICE=cuda:0 celery -A worker.app worker --pool solo --concurrency 1 -Q gacd,gacd.validate
+
+``--pool solo`` runs the job in the worker process itself, so CUDA is initialised only where the job
+runs, and a worker holds exactly one job. The worker publishes a heartbeat to the job store (what
+``/readyz`` and ``/metrics`` count) from a thread, also while a job runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_ready, worker_shutdown
+
+from service.queue import celery_config
+from service.settings import get_settings
+from service.store import Store, connect
+
+log = logging.getLogger("gacd.worker")
+
+settings = get_settings()
+app = Celery("gacd-worker", include=["worker.tasks"])
+app.conf.update(celery_config(settings))
+
+_stop = threading.Event()
+WORKER_NAME = os.environ.get("GACD_WORKER_NAME") or f"{socket.gethostname()}:{os.getpid()}"
+
+
+def worker_store() -> Store:
+    return Store(connect(settings.redis_url), events_max=settings.events_max)
+
+
+def _heartbeat_loop(store: Store, info: dict[str, Any]) -> None:
+    while not _stop.is_set():
+        try:
+            store.worker_heartbeat(WORKER_NAME, info)
+        except Exception as exc:  # Redis away: keep trying, the worker itself goes on
+            log.warning("heartbeat failed: %s", exc)
+        _stop.wait(settings.heartbeat_seconds)
+
+
+@worker_ready.connect
+def _start_heartbeat(**_: Any) -> None:
+    info = {"device": settings.worker_device, "pid": os.getpid(), "host": socket.gethostname()}
+    threading.Thread(target=_heartbeat_loop, args=(worker_store(), info), name="gacd-heartbeat", daemon=True).start()
+    log.info("worker %s ready (device %s)", WORKER_NAME, settings.worker_device)
+
+
+@worker_shutdown.connect
+def _stop_heartbeat(**_: Any) -> None:
+    _stop.set()
+    try:
+        worker_store().worker_gone(WORKER_NAME)
+    except Exception:
+        pass

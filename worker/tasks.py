@@ -1,0 +1,27 @@
+"""Celery tasks: thin wrappers that hand a record id to the job lifecycle or to a validator."""
+
+from __future__ import annotations
+
+from service.queue import RUN_JOB, VALIDATE_DATASET, VALIDATE_TEACHER
+from worker.app import WORKER_NAME, app, settings, worker_store
+
+
+@app.task(name=RUN_JOB)
+def run_job(job_id: str) -> None:
+    from worker.runner import JobRunner
+
+    JobRunner(worker_store(), settings, WORKER_NAME).run(job_id)
+
+
+@app.task(name=VALIDATE_TEACHER)
+def validate_teacher(teacher_id: str) -> None:
+    from worker.validate import validate_teacher as run
+
+    run(worker_store(), settings, teacher_id)
+
+
+@app.task(name=VALIDATE_DATASET)
+def validate_dataset(dataset_id: str) -> None:
+    from worker.validate import validate_dataset as run
+
+    run(worker_store(), settings, dataset_id)

@@ -1,0 +1,213 @@
+"""Validation of uploads, on a worker (it needs torch): teachers and custom datasets.
+
+A teacher is ready when its weights load strictly into the declared architecture (every key and shape),
+every value is finite, and a forward pass gives finite logits of the right shape. A ``.pt`` file is
+read with ``torch.load(weights_only=True)``: a pickle that would build anything but tensors is refused
+and never runs. A valid teacher is rewritten as ``weights.safetensors`` with its architecture, classes
+and normalisation in the metadata, which is the only form jobs read.
+
+A dataset is ready when :mod:`gacd_core.data.custom` reads it: an ``.npz`` (``allow_pickle=False``) or
+a zip of an ImageFolder tree. Zips are unpacked here member by member, refusing absolute paths, ``..``,
+links and special files, more than ``MAX_MEMBERS`` members, and archives that expand beyond
+``MAX_RATIO`` times their size (a zip bomb); the bytes written are counted, not taken from the headers.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import stat
+import zipfile
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from gacd_core.errors import DatasetError, GACDError
+from service.artifacts import ArtifactStore
+from service.settings import Settings
+from service.store import Store
+
+log = logging.getLogger("gacd.worker")
+MAX_MEMBERS = 200_000
+MAX_RATIO = 50  # expanded bytes per compressed byte, over the whole archive
+MAX_EXPANDED = 64 << 30
+
+
+def _default_norm(dataset: str, store: Store, tenant: str) -> tuple[list[float] | None, list[float] | None]:
+    if dataset == "cifar10":
+        from gacd_core.models.base import CIFAR10_MEAN, CIFAR10_STD
+
+        return list(CIFAR10_MEAN), list(CIFAR10_STD)
+    if dataset == "cifar100":
+        from gacd_core.data.cifar import CIFAR100_MEAN, CIFAR100_STD
+
+        return list(CIFAR100_MEAN), list(CIFAR100_STD)
+    if dataset.startswith("ds_"):
+        rec = store.get(dataset, tenant)
+        if rec and rec.get("mean") and rec.get("std"):
+            return rec["mean"], rec["std"]
+    return None, None
+
+
+def _input_size(dataset: str, store: Store, tenant: str) -> int:
+    if dataset == "stl10":
+        return 96
+    if dataset.startswith("ds_"):
+        rec = store.get(dataset, tenant)
+        if rec and rec.get("image_size"):
+            return int(rec["image_size"])
+    return 32
+
+
+def validate_teacher(store: Store, settings: Settings, teacher_id: str) -> None:
+    from gacd_core.models import load_model_file, save_weights
+
+    rec = store.get(teacher_id)
+    if rec is None or rec.get("status") != "validating":
+        return
+    arts = ArtifactStore(settings.artifact_root)
+    path = arts.absolute(rec["file"])
+    tenant = rec["tenant"]
+    mean, std = rec.get("mean"), rec.get("std")
+    try:
+        from gacd_core.models.io import FORMAT, read_metadata
+
+        has_meta = path.suffix == ".safetensors" and read_metadata(path).get("format") == FORMAT
+        if not has_meta and (mean is None or std is None):
+            d_mean, d_std = _default_norm(rec["dataset"], store, tenant)
+            mean, std = mean or d_mean, std or d_std
+        model = load_model_file(
+            path,
+            arch=rec["arch"],
+            num_classes=int(rec["num_classes"]),
+            mean=mean,
+            std=std,
+            input_size=_input_size(rec["dataset"], store, tenant),
+        )
+        final = path.with_name("weights.safetensors")
+        tmp = path.with_name("weights.validated.safetensors")
+        save_weights(model, tmp, {"dataset": rec["dataset"], "teacher_id": teacher_id, "source": rec["sha256"]})
+        if path != final:
+            path.unlink(missing_ok=True)
+        tmp.replace(final)
+        store.update(
+            teacher_id,
+            {"status": "ready", "error": None, "file": arts.relative(final), "mean": list(model.mean),
+             "std": list(model.std)},
+        )  # fmt: skip
+        log.info("teacher %s is ready (%s, %d classes)", teacher_id, rec["arch"], rec["num_classes"])
+    except GACDError as exc:
+        store.update(teacher_id, {"status": "invalid", "error": exc.message})
+        log.info("teacher %s is invalid: %s", teacher_id, exc.message)
+    except Exception as exc:
+        log.exception("teacher %s: validation failed", teacher_id)
+        store.update(teacher_id, {"status": "invalid", "error": f"validation failed: {type(exc).__name__}: {exc}"})
+
+
+def safe_extract(archive: Path, dest: Path) -> None:
+    """Unpack ``archive`` into ``dest``, refusing anything that could escape it or explode.
+
+    Raises:
+        DatasetError: naming the offending member.
+    """
+    compressed = archive.stat().st_size
+    budget = min(MAX_EXPANDED, max(64 << 20, MAX_RATIO * compressed))
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DatasetError(f"not a readable zip file: {exc}", field="file") from None
+    with zf:
+        members = zf.infolist()
+        if len(members) > MAX_MEMBERS:
+            raise DatasetError(f"the zip holds {len(members)} members; at most {MAX_MEMBERS}", field="file")
+        declared = sum(m.file_size for m in members)
+        if declared > budget:
+            raise DatasetError(
+                f"the zip expands to {declared} bytes, more than {MAX_RATIO}x its size (a zip bomb?)", field="file"
+            )
+        dest.mkdir(parents=True, exist_ok=True)
+        root = dest.resolve()
+        written = 0
+        for m in members:
+            name = m.filename
+            pure = PurePosixPath(name.replace("\\", "/"))
+            if name.startswith(("/", "\\")) or pure.is_absolute() or (len(name) > 1 and name[1] == ":"):
+                raise DatasetError(f"the zip member {name!r} has an absolute path", field="file")
+            if ".." in pure.parts:
+                raise DatasetError(f"the zip member {name!r} leaves the archive's folder ('..')", field="file")
+            mode = (m.external_attr >> 16) & 0xFFFF
+            if mode and (stat.S_ISLNK(mode) or not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))):
+                raise DatasetError(f"the zip member {name!r} is a link or special file", field="file")
+            target = (root / pure).resolve()
+            if not target.is_relative_to(root):
+                raise DatasetError(f"the zip member {name!r} leaves the archive's folder", field="file")
+            if m.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(m) as src, open(target, "wb") as out:
+                while True:
+                    chunk = src.read(1 << 20)
+                    if not chunk:
+                        break
+                    written += len(chunk)
+                    if written > budget:
+                        raise DatasetError(
+                            f"the zip expands beyond {MAX_RATIO}x its size (a zip bomb?); stopped at {name!r}",
+                            field="file",
+                        )
+                    out.write(chunk)
+
+
+def _single_root(folder: Path) -> Path:
+    """A zip of ``mydata/train/...`` unpacks to ``folder/mydata``: use that as the dataset's root."""
+    if (folder / "train").is_dir():
+        return folder
+    entries = [p for p in folder.iterdir() if not p.name.startswith((".", "__MACOSX"))]
+    if len(entries) == 1 and entries[0].is_dir() and (entries[0] / "train").is_dir():
+        return entries[0]
+    return folder
+
+
+def validate_dataset(store: Store, settings: Settings, dataset_id: str) -> None:
+    from gacd_core.data.base import channel_stats
+    from gacd_core.data.custom import read_image_folder, read_npz
+
+    rec = store.get(dataset_id)
+    if rec is None or rec.get("status") != "validating":
+        return
+    arts = ArtifactStore(settings.artifact_root)
+    path = arts.absolute(rec["file"])
+    folder = path.parent / "folder"
+    try:
+        if rec["format"] == "npz":
+            raw = read_npz(path)
+            data_path = path
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+            safe_extract(path, folder)
+            data_path = _single_root(folder)
+            raw = read_image_folder(data_path, None)
+            path.unlink(missing_ok=True)  # the unpacked tree is what jobs read
+        h, w = raw.train.images.shape[-2:]
+        mean, std = (raw.mean, raw.std) if raw.mean is not None else channel_stats(raw.train.images)
+        info: dict[str, Any] = {
+            "status": "ready",
+            "error": None,
+            "path": arts.relative(data_path),
+            "num_classes": len(raw.class_names),
+            "class_names": [str(c) for c in raw.class_names][:1000],
+            "train_size": len(raw.train),
+            "test_size": len(raw.test),
+            "image_size": int(h) if h == w else None,
+            "mean": list(mean),
+            "std": list(std),
+        }
+        store.update(dataset_id, info)
+        log.info("dataset %s is ready (%d classes, %d train images)", dataset_id, info["num_classes"], len(raw.train))
+    except GACDError as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        store.update(dataset_id, {"status": "invalid", "error": exc.message})
+    except Exception as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        log.exception("dataset %s: validation failed", dataset_id)
+        store.update(dataset_id, {"status": "invalid", "error": f"validation failed: {type(exc).__name__}: {exc}"})
