@@ -104,7 +104,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", type=Path, required=True, help="the model to evaluate (.safetensors from gacd)")
     p.add_argument("--teacher", help="a teacher to compare with (agreement, CKA, compression)")
     _common(p)
+    _plugins(sub)
     return parser
+
+
+PLUGIN_GROUP = "gacd.commands"
+
+
+def _plugins(sub: Any) -> None:
+    """Commands other packages add (the HTTP service adds ``serve``, ``submit``, ``status``, ...).
+
+    Each entry point of the ``gacd.commands`` group is a ``register(subparsers)`` function whose
+    parsers set ``run`` to a function of the parsed arguments. gacd_core itself imports none of them.
+    """
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=PLUGIN_GROUP):
+        try:
+            register = ep.load()
+        except ImportError as exc:  # the package's optional dependencies are not installed
+            logging.getLogger("gacd").debug("commands of %s unavailable: %s", ep.value, exc)
+            continue
+        register(sub)
 
 
 def _parse_value(text: str) -> Any:
@@ -249,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "list":
         return _list(args.json)
+    if getattr(args, "run", None) is not None:  # a command added by a plugin
+        return int(args.run(args))
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
     logging.getLogger("auto-attack").setLevel(logging.WARNING)
     logging.getLogger("gacd.trainer").setLevel(logging.WARNING)  # the progress bar shows epochs

@@ -103,7 +103,8 @@ class JobRunner:
         try:
             self.store.transition(
                 job_id, ["queued", "running"], "running",
-                {"started_at": rec.get("started_at") or now_iso(), "attempts": attempt, "worker": self.worker},
+                {"started_at": rec.get("started_at") or now_iso(), "attempts": attempt, "worker": self.worker,
+                 "progress": {**(rec.get("progress") or {}), "stage": "starting"}},
                 token,
             )  # fmt: skip
         except TransitionRefused as exc:
@@ -119,7 +120,7 @@ class JobRunner:
         )  # fmt: skip
         out_dir.mkdir(parents=True, exist_ok=True)
         handler = _log_to(out_dir / "train.log")
-        reporter = _Reporter(self.store, job_id, token, lease)
+        reporter = _Reporter(self.store, job_id, token, lease, rec.get("progress") or {})
         try:
             from gacd_core.jobs import Callbacks, run_job
 
@@ -232,9 +233,16 @@ class JobRunner:
 class _Reporter:
     """Turns gacd_core's callbacks into job progress, events and cancellation checks."""
 
-    def __init__(self, store: Store, job_id: str, token: str, lease: _Lease) -> None:
+    def __init__(self, store: Store, job_id: str, token: str, lease: _Lease, initial: dict[str, Any]) -> None:
         self.store, self.job_id, self.token, self.lease = store, job_id, token, lease
-        self.last: dict[str, Any] = {"epoch": 0, "epochs": 0, "fraction": 0.0, "eta_seconds": None, "metrics": {}}
+        self.last: dict[str, Any] = {
+            "epoch": initial.get("epoch", 0),
+            "epochs": initial.get("epochs", 0),
+            "fraction": initial.get("fraction", 0.0),
+            "eta_seconds": None,
+            "stage": "starting",
+            "metrics": initial.get("metrics") or {},
+        }
         self._written = 0.0
         self._checked = 0.0
         self._stop = False
@@ -264,7 +272,6 @@ class _Reporter:
             if r.get("val_pgd_acc") is not None:
                 text += f", val clean {100 * r['val_clean_acc']:.1f}%, val pgd {100 * r['val_pgd_acc']:.1f}%"
             self.store.add_event(self.job_id, "epoch", text, data={"epoch": p.epoch, **metrics})
-            log.info(text)
 
     def stage(self, name: str, fraction: float) -> None:
         changed = self.last.get("stage") != name
