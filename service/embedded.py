@@ -123,7 +123,7 @@ class Service:
         redis_url: str | None = None,
     ) -> None:
         self.var = Path(var).resolve()
-        self.host, self.port, self.device = host, port, device
+        self.host, self.port, self.device = host, port or free_port(), device
         self.data_root = Path(data_root or os.environ.get("GACD_DATA_ROOT", "data")).resolve()
         self.external_redis = redis_url
         self.redis: RedisServer | None = None

@@ -1,0 +1,580 @@
+"""The job service end to end: a real Redis server (started here), a real Celery worker process, and the
+API in this process. Tiny models and tiny data, so the whole file runs in a minute or two on a CPU.
+
+Two API apps share the store: ``api`` sends jobs to the queue the worker consumes; ``idle`` sends them to
+a queue no worker reads, so those jobs stay ``queued`` for as long as a test needs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from _fakes import RunsCode, make_cifar10, make_npz
+from fastapi.testclient import TestClient
+
+from gacd_core.models import create_model, save_weights
+from service.app import create_app
+from service.commands import worker_command
+from service.embedded import RedisServer
+from service.queue import Queue
+from service.settings import Settings
+from service.store import Store, connect
+
+pytestmark = [pytest.mark.api, pytest.mark.worker]
+
+ALICE, BOB = "alice-key-" + "a" * 24, "bob-key-" + "b" * 24
+QUEUE = "gacdtest"
+TIMEOUT = 240
+
+
+# --------------------------------------------------------------------------------------------------
+# Fixtures: Redis, a worker process, two API apps
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    base = tmp_path_factory.mktemp("service")
+    redis_server = RedisServer(base / "redis", appendonly=False).start()
+    data_root = base / "data"
+    make_cifar10(data_root, n_train=200, n_test=40)
+    settings = dict(
+        redis_url=redis_server.url,
+        artifact_root=base / "artifacts",
+        data_root=data_root,
+        api_keys=f"{ALICE}=alice,{BOB}=bob",
+        queue=QUEUE,
+        heartbeat_seconds=0.5,
+        lease_seconds=10,
+        worker_stale_seconds=5,
+    )
+    worker_env = {
+        **os.environ,
+        **{f"GACD_{k.upper()}": str(v) for k, v in settings.items()},
+        "GACD_WORKER_DEVICE": "cpu",
+        "GACD_WORKER_NAME": "test-worker",
+        "OMP_NUM_THREADS": "1",
+    }
+    log = open(base / "worker.log", "wb")  # noqa: SIM115
+    argv = [sys.executable, "-m", *worker_command(f"{QUEUE},{QUEUE}.validate", "test@%h")]
+    worker = subprocess.Popen(argv, env=worker_env, stdout=log, stderr=subprocess.STDOUT)
+    store = Store(connect(redis_server.url))
+    deadline = time.monotonic() + 60
+    while not store.workers(5):
+        if worker.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the worker did not start: " + (base / "worker.log").read_text()[-3000:])
+        time.sleep(0.2)
+    try:
+        yield {"settings": settings, "base": base, "store": store, "worker_log": base / "worker.log"}
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        redis_server.stop()
+
+
+def _app(env: dict[str, Any], **over: Any) -> TestClient:
+    return TestClient(create_app(Settings(**{**env["settings"], **over})))
+
+
+@pytest.fixture(scope="module")
+def api(env: dict[str, Any]) -> TestClient:
+    return _app(env)
+
+
+@pytest.fixture(scope="module")
+def idle(env: dict[str, Any]) -> TestClient:
+    return _app(env, queue="nobody-reads-this")
+
+
+def H(key: str = ALICE, **extra: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}", **extra}
+
+
+def wait_for(fn: Any, what: str, timeout: float = TIMEOUT, env: dict[str, Any] | None = None) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            tail = env["worker_log"].read_text()[-4000:] if env else ""
+            raise AssertionError(f"timed out waiting for {what}\n{tail}")
+        time.sleep(0.2)
+
+
+def wait_status(client: TestClient, kind: str, rid: str, statuses: tuple[str, ...], env: dict[str, Any]) -> dict:
+    def check() -> dict | None:
+        rec = client.get(f"/v1/{kind}/{rid}", headers=H()).json()
+        return rec if rec["status"] in statuses else None
+
+    return wait_for(check, f"{kind} {rid} to be {statuses}", env=env)
+
+
+def teacher_file(tmp: Path, arch: str = "tiny_resnet", fmt: str = "pt") -> Path:
+    torch.manual_seed(0)
+    model = create_model(arch, 10)
+    if fmt == "pt":
+        path = tmp / f"{arch}.pt"
+        torch.save({"state_dict": model.state_dict()}, path)
+        return path
+    return save_weights(model, tmp / f"{arch}.safetensors")
+
+
+def upload_teacher(client: TestClient, path: Path, key: str = ALICE, **fields: str) -> Any:
+    data = {"arch": "tiny_resnet", "num_classes": "10", "dataset": "cifar10", **fields}
+    with open(path, "rb") as f:
+        return client.post("/v1/teachers", headers=H(key), data=data, files={"file": (path.name, f)})
+
+
+def upload_dataset(client: TestClient, path: Path, key: str = ALICE) -> Any:
+    with open(path, "rb") as f:
+        return client.post("/v1/datasets", headers=H(key), files={"file": (path.name, f)})
+
+
+def small_job(method: str = "gacd", teacher: str | None = None, **over: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "method": method,
+        "student": {"arch": "tiny_wrn"},
+        "dataset": {"name": "cifar10", "train_subset": 64, "test_subset": 16},
+        "hyperparameters": {"epochs": 2, "batch_size": 32, "attack": {"steps": 1}},
+        "evaluation": {"eps_sweep": [0, 8 / 255], "throughput": False},
+        "seed": 0,
+    }
+    if teacher:
+        doc["teacher"] = {"id": teacher}
+        if method == "gacd":
+            doc["hyperparameters"]["method_params"] = {"n_negatives": 16}
+    for k, v in over.items():
+        doc[k] = v
+    return doc
+
+
+def files_under(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+
+
+@pytest.fixture(scope="module")
+def ready_teacher(api: TestClient, env: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> str:
+    r = upload_teacher(api, teacher_file(tmp_path_factory.mktemp("t")))
+    assert r.status_code == 201, r.text
+    return wait_status(api, "teachers", r.json()["id"], ("ready", "invalid"), env)["id"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Health, auth, OpenAPI
+# --------------------------------------------------------------------------------------------------
+def test_health_and_readiness_see_the_worker(api: TestClient) -> None:
+    assert api.get("/healthz").json()["status"] == "ok"
+    r = api.get("/readyz")
+    assert r.status_code == 200 and r.json()["checks"] == {"redis": "ok", "workers": 1}
+    metrics = api.get("/metrics").text
+    assert "gacd_workers 1.0" in metrics and "gacd_store_up 1.0" in metrics
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer nope"}, {"Authorization": f"Basic {ALICE}"}])
+def test_every_request_needs_a_known_key(api: TestClient, headers: dict[str, str]) -> None:
+    for method, path in [("GET", "/v1/jobs"), ("GET", "/v1/teachers"), ("GET", "/v1/datasets"), ("POST", "/v1/jobs")]:
+        r = api.request(method, path, headers=headers)
+        assert r.status_code == 401, (method, path)
+        assert r.json()["error"]["code"] == "unauthorized"
+
+
+def test_openapi_documents_examples_and_errors(api: TestClient) -> None:
+    doc = api.get("/openapi.json").json()
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            if path.startswith("/v1/"):
+                assert "401" in op["responses"] and "503" in op["responses"], (method, path)
+                err = op["responses"]["401"]["content"]["application/json"]["schema"]["$ref"]
+                assert err.endswith("/ErrorBody")
+    create = doc["paths"]["/v1/jobs"]["post"]
+    assert create["requestBody"]["content"]["application/json"]["example"]["method"] == "gacd"
+    assert {"404", "409", "413", "422"} <= set(create["responses"])
+    assert api.get("/docs").status_code == 200
+
+
+# --------------------------------------------------------------------------------------------------
+# The lifecycle
+# --------------------------------------------------------------------------------------------------
+def test_whole_lifecycle_on_a_custom_dataset(api: TestClient, env: dict[str, Any], ready_teacher: str, tmp_path: Path) -> None:
+    teacher = api.get(f"/v1/teachers/{ready_teacher}", headers=H()).json()
+    assert teacher["status"] == "ready" and teacher["error"] is None and teacher["arch"] == "tiny_resnet"
+    npz = tmp_path / "mydata.npz"
+    make_npz(npz, n_train=60, n_test=20, num_classes=10, size=32)
+    r = upload_dataset(api, npz)
+    assert r.status_code == 201, r.text
+    assert r.json()["sha256"] == hashlib.sha256(npz.read_bytes()).hexdigest()
+    ds = wait_status(api, "datasets", r.json()["id"], ("ready", "invalid"), env)
+    assert ds["status"] == "ready", ds
+    assert (ds["num_classes"], ds["train_size"], ds["test_size"], ds["image_size"]) == (10, 60, 20, 32)
+    listed = api.get("/v1/datasets", headers=H()).json()["data"]
+    assert {"cifar10", ds["id"]} <= {d["id"] for d in listed}
+    assert next(d for d in listed if d["id"] == "cifar10")["status"] == "available"
+
+    spec = small_job("gacd", ready_teacher, dataset={"name": "custom", "id": ds["id"]}, metadata={"run": "t1"})
+    r = api.post("/v1/jobs", headers=H(), json=spec)
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert r.headers["location"] == f"/v1/jobs/{job['id']}"
+    assert job["status"] == "queued" and job["metadata"] == {"run": "t1"}
+    assert job["spec"]["teacher"]["id"] == ready_teacher and job["spec"]["teacher"]["weights"] is None
+
+    seen: list[float] = []
+
+    def done() -> dict | None:
+        j = api.get(f"/v1/jobs/{job['id']}", headers=H()).json()
+        seen.append(j["progress"]["fraction"])
+        return j if j["status"] in ("succeeded", "failed", "cancelled") else None
+
+    final = wait_for(done, "the job to finish", env=env)
+    assert final["status"] == "succeeded", final["error"]
+    assert final["started_at"] and final["finished_at"] and final["attempts"] == 1
+    assert final["progress"]["fraction"] == 1.0 and final["progress"]["epoch"] == 2
+    assert seen == sorted(seen)  # progress never goes back
+    assert 0.0 <= final["progress"]["metrics"]["pgd20_acc"] <= 1.0
+
+    events = api.get(f"/v1/jobs/{job['id']}/events", headers=H()).json()
+    types = [e["type"] for e in events["data"]]
+    assert types[0] == "queued" and types[1] == "started" and types[-1] == "succeeded"
+    assert types.count("epoch") == 2
+    assert types.index("epoch") < types.index("stage", types.index("epoch"))  # evaluation after training
+    ids = [tuple(map(int, e["id"].split("-"))) for e in events["data"]]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    later = api.get(f"/v1/jobs/{job['id']}/events", headers=H(), params={"after": events["data"][2]["id"]}).json()
+    assert [e["id"] for e in later["data"]] == [e["id"] for e in events["data"][3:]]
+
+    arts = api.get(f"/v1/jobs/{job['id']}/artifacts", headers=H()).json()["data"]
+    assert {a["name"] for a in arts} == {"student.safetensors", "report.json", "report.html", "train.log"}
+    for a in arts:
+        got = api.get(f"/v1/jobs/{job['id']}/artifacts/{a['name']}", headers=H())
+        assert got.status_code == 200
+        assert len(got.content) == a["bytes"] and hashlib.sha256(got.content).hexdigest() == a["sha256"]
+    report = api.get(f"/v1/jobs/{job['id']}/artifacts/report.json", headers=H()).json()
+    assert report["method"] == "gacd" and report["dataset"]["name"] == "custom"
+    assert report["teacher"]["arch"] == "tiny_resnet" and report["student"]["arch"] == "tiny_wrn"
+    assert "epoch 2/2" in api.get(f"/v1/jobs/{job['id']}/artifacts/train.log", headers=H()).text
+
+    # the same events, as server-sent events
+    with api.stream("GET", f"/v1/jobs/{job['id']}/events", headers=H(Accept="text/event-stream")) as s:
+        assert s.headers["content-type"].startswith("text/event-stream")
+        text = "".join(s.iter_text())
+    sse_ids = [line[4:] for line in text.splitlines() if line.startswith("id: ")]
+    assert sse_ids == [e["id"] for e in events["data"]] and text.rstrip().endswith("data: {}")
+    assert 'gacd_jobs{status="succeeded"}' in api.get("/metrics").text
+
+    # the student of the job becomes a teacher
+    r = api.post("/v1/teachers", headers=H(), json={"source_job_id": job["id"]})
+    assert r.status_code == 201, r.text
+    t2 = wait_status(api, "teachers", r.json()["id"], ("ready", "invalid"), env)
+    assert t2["status"] == "ready" and t2["arch"] == "tiny_wrn" and t2["source_job_id"] == job["id"]
+
+
+def test_a_failing_job_says_why(api: TestClient, env: dict[str, Any], ready_teacher: str) -> None:
+    # STL-10 is not in the workers' data root: the job fails with the dataset error, not a traceback
+    r = api.post("/v1/jobs", headers=H(), json=small_job("kd", ready_teacher, dataset={"name": "stl10"}))
+    assert r.status_code == 202
+    final = wait_status(api, "jobs", r.json()["id"], ("succeeded", "failed"), env)
+    assert final["status"] == "failed"
+    assert final["error"]["code"] == "invalid_dataset" and "stl10" in final["error"]["message"]
+    assert final["artifacts"] == []
+
+
+# --------------------------------------------------------------------------------------------------
+# Cancellation
+# --------------------------------------------------------------------------------------------------
+def test_cancel_while_queued(idle: TestClient, env: dict[str, Any]) -> None:
+    job = idle.post("/v1/jobs", headers=H(), json=small_job("natural")).json()
+    r = idle.post(f"/v1/jobs/{job['id']}/cancel", headers=H())
+    assert r.status_code == 200 and r.json()["status"] == "cancelled" and r.json()["finished_at"]
+    r = idle.post(f"/v1/jobs/{job['id']}/cancel", headers=H())
+    assert r.status_code == 409 and r.json()["error"]["code"] == "conflict"
+    # a message for it that still reaches a worker changes nothing
+    Queue(Settings(**env["settings"])).run_job(job["id"])
+    time.sleep(3)
+    again = idle.get(f"/v1/jobs/{job['id']}", headers=H()).json()
+    assert again["status"] == "cancelled" and again["started_at"] is None
+    types = [e["type"] for e in idle.get(f"/v1/jobs/{job['id']}/events", headers=H()).json()["data"]]
+    assert types == ["queued", "cancelled"]
+
+
+def test_cancel_while_running(api: TestClient, env: dict[str, Any]) -> None:
+    spec = small_job("at", hyperparameters={"epochs": 500, "batch_size": 32, "attack": {"steps": 1}})
+    job = api.post("/v1/jobs", headers=H(), json=spec).json()
+
+    def first_epoch() -> bool:
+        evs = api.get(f"/v1/jobs/{job['id']}/events", headers=H()).json()["data"]
+        return any(e["type"] == "epoch" for e in evs)
+
+    wait_for(first_epoch, "the first epoch", env=env)
+    r = api.post(f"/v1/jobs/{job['id']}/cancel", headers=H())
+    assert r.status_code == 200 and r.json()["status"] in ("cancelling", "cancelled")
+    final = wait_status(api, "jobs", job["id"], ("cancelled", "succeeded", "failed"), env)
+    assert final["status"] == "cancelled" and final["artifacts"] == [] and final["progress"]["epoch"] < 500
+    types = [e["type"] for e in api.get(f"/v1/jobs/{job['id']}/events", headers=H()).json()["data"]]
+    assert "cancelling" in types and types[-1] == "cancelled"
+    assert api.post(f"/v1/jobs/{job['id']}/cancel", headers=H()).status_code == 409
+
+
+# --------------------------------------------------------------------------------------------------
+# Listing, idempotency, tenants
+# --------------------------------------------------------------------------------------------------
+def test_pagination_and_status_filter(idle: TestClient) -> None:
+    made = [idle.post("/v1/jobs", headers=H(BOB), json=small_job("natural", seed=i)).json()["id"] for i in range(5)]
+    pages, after = [], None
+    while True:
+        params = {"limit": 2, **({"after": after} if after else {})}
+        page = idle.get("/v1/jobs", headers=H(BOB), params=params).json()
+        pages.append([j["id"] for j in page["data"]])
+        if not page["has_more"]:
+            assert page["next_after"] is None
+            break
+        after = page["next_after"]
+        assert after == page["data"][-1]["id"]
+    assert [len(p) for p in pages] == [2, 2, 1]
+    assert sum(pages, []) == made[::-1]  # newest first, nothing twice, nothing missing
+    idle.post(f"/v1/jobs/{made[1]}/cancel", headers=H(BOB))
+    cancelled = idle.get("/v1/jobs", headers=H(BOB), params={"status": "cancelled"}).json()["data"]
+    queued = idle.get("/v1/jobs", headers=H(BOB), params={"status": "queued"}).json()["data"]
+    assert [j["id"] for j in cancelled] == [made[1]]
+    assert {j["id"] for j in queued} == set(made) - {made[1]}
+    bad = idle.get("/v1/jobs", headers=H(BOB), params={"status": "lost"})
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "status"
+    bad = idle.get("/v1/jobs", headers=H(BOB), params={"limit": 0})
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "limit"
+    for jid in made:
+        idle.post(f"/v1/jobs/{jid}/cancel", headers=H(BOB))
+
+
+def test_idempotency_key(idle: TestClient) -> None:
+    spec = small_job("natural", seed=99)
+    first = idle.post("/v1/jobs", headers=H(**{"Idempotency-Key": "k-1"}), json=spec)
+    again = idle.post("/v1/jobs", headers=H(**{"Idempotency-Key": "k-1"}), json=spec)
+    assert first.status_code == again.status_code == 202 and first.json()["id"] == again.json()["id"]
+    other = idle.post("/v1/jobs", headers=H(**{"Idempotency-Key": "k-1"}), json={**spec, "seed": 100})
+    assert other.status_code == 409 and other.json()["error"]["code"] == "idempotency_conflict"
+    # keys belong to a tenant: bob's "k-1" is another key
+    bobs = idle.post("/v1/jobs", headers=H(BOB, **{"Idempotency-Key": "k-1"}), json=spec)
+    assert bobs.status_code == 202 and bobs.json()["id"] != first.json()["id"]
+    for key, jid in ((ALICE, first.json()["id"]), (BOB, bobs.json()["id"])):
+        idle.post(f"/v1/jobs/{jid}/cancel", headers=H(key))
+
+
+def test_tenants_see_only_their_own(api: TestClient, idle: TestClient, ready_teacher: str, tmp_path: Path) -> None:
+    job = idle.post("/v1/jobs", headers=H(), json=small_job("kd", ready_teacher)).json()
+    npz = tmp_path / "d.npz"
+    make_npz(npz, num_classes=3)
+    ds = upload_dataset(api, npz).json()
+    for method, path in [
+        ("GET", f"/v1/teachers/{ready_teacher}"),
+        ("DELETE", f"/v1/teachers/{ready_teacher}"),
+        ("GET", f"/v1/datasets/{ds['id']}"),
+        ("DELETE", f"/v1/datasets/{ds['id']}"),
+        ("GET", f"/v1/jobs/{job['id']}"),
+        ("POST", f"/v1/jobs/{job['id']}/cancel"),
+        ("GET", f"/v1/jobs/{job['id']}/events"),
+        ("GET", f"/v1/jobs/{job['id']}/artifacts"),
+        ("GET", f"/v1/jobs/{job['id']}/artifacts/report.json"),
+    ]:
+        r = api.request(method, path, headers=H(BOB))
+        assert r.status_code == 404, (method, path, r.text)
+        assert list(r.json()) == ["error"] and r.json()["error"]["code"] == "not_found"
+    assert ready_teacher not in {t["id"] for t in api.get("/v1/teachers", headers=H(BOB)).json()["data"]}
+    assert job["id"] not in {j["id"] for j in api.get("/v1/jobs", headers=H(BOB)).json()["data"]}
+    r = api.post("/v1/jobs", headers=H(BOB), json=small_job("kd", ready_teacher))
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    r = api.post("/v1/teachers", headers=H(BOB), json={"source_job_id": job["id"]})
+    assert r.status_code == 404
+    # still there for alice
+    assert api.get(f"/v1/jobs/{job['id']}", headers=H()).json()["status"] == "queued"
+    idle.post(f"/v1/jobs/{job['id']}/cancel", headers=H())
+
+
+def test_a_teacher_in_use_cannot_be_deleted(idle: TestClient, ready_teacher: str) -> None:
+    job = idle.post("/v1/jobs", headers=H(), json=small_job("kd", ready_teacher)).json()
+    r = idle.delete(f"/v1/teachers/{ready_teacher}", headers=H())
+    assert r.status_code == 409 and job["id"] in r.json()["error"]["message"]
+    idle.post(f"/v1/jobs/{job['id']}/cancel", headers=H())
+
+
+# --------------------------------------------------------------------------------------------------
+# Bad input
+# --------------------------------------------------------------------------------------------------
+def test_job_specs_are_validated_with_the_field_named(api: TestClient, ready_teacher: str) -> None:
+    cases = [
+        ({"method": "magic"}, "method", "unknown method 'magic'; valid: natural, at, kd"),
+        (small_job("at", hyperparameters={"epochs": 0}), "hyperparameters.epochs", "greater than or equal to 1"),
+        ({**small_job("at"), "colour": "red"}, "colour", "unknown field"),
+        (small_job("gacd"), "teacher", "distils from a teacher"),
+        ({**small_job("kd"), "teacher": {"weights": "/etc/passwd"}}, "teacher.weights", "teacher.id"),
+        ({**small_job("at"), "dataset": {"name": "cifar10", "root": "/"}}, "dataset.root", "dataset.id"),
+        ({**small_job("at"), "student": {"arch": "resnet19"}}, "student.arch", "unknown model 'resnet19'"),
+    ]
+    for body, field, text in cases:
+        r = api.post("/v1/jobs", headers=H(), json=body)
+        assert r.status_code == 422, (body, r.text)
+        err = r.json()["error"]
+        assert err["field"] == field and text in err["message"], err
+    r = api.post("/v1/jobs", headers=H(), json=small_job("kd", "tch_" + "0" * 24))
+    assert r.status_code == 404
+    r = api.post("/v1/jobs", headers={**H(), "Content-Type": "application/json"}, content=b"{not json")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
+    r = api.post("/v1/jobs", headers={**H(), "Content-Type": "application/json"}, content=b"[1, 2]")
+    assert r.status_code == 422
+    big = {"method": "at", "metadata": {"x": "y" * 1000}, "pad": ["z" * 1000] * 2000}
+    r = api.post("/v1/jobs", headers=H(), json=big)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
+
+
+def test_upload_errors_leave_nothing_behind(env: dict[str, Any], tmp_path: Path) -> None:
+    small = _app(env, max_upload_bytes=50_000)
+    root = Path(env["settings"]["artifact_root"]) / "alice" / "teachers"
+    before = set(files_under(root))
+    weights = teacher_file(tmp_path)  # ~80 kB: over the 50 kB limit
+    r = upload_teacher(small, weights)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
+    r = small.post("/v1/teachers", headers=H(), data={"arch": "tiny_resnet"}, files={"file": ("w.onnx", b"xx")})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "file"
+    r = small.post("/v1/teachers", headers=H(), files={"file": ("w.pt", b"xx")}, data={"arch": "tiny_resnet"})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "num_classes"
+    r = small.post("/v1/teachers", headers=H(), files={"file": ("w.pt", b"xx")},
+                   data={"arch": "vgg99", "num_classes": "10", "dataset": "cifar10"})  # fmt: skip
+    assert r.status_code == 422 and "valid: resnet18" in r.json()["error"]["message"]
+    r = small.post("/v1/teachers", headers={**H(), "Content-Type": "text/plain"}, content=b"hello")
+    assert r.status_code == 415
+    r = small.post("/v1/teachers", headers={**H(), "Content-Type": "multipart/form-data; boundary=XYZ"},
+                   content=b"--XYZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.pt\"\r\n\r\nabc")  # fmt: skip
+    assert r.status_code in (400, 422), r.text
+    assert set(files_under(root)) == before
+    assert not list(Path(env["settings"]["artifact_root"]).rglob("*.partial"))
+
+
+def test_bad_weights_are_refused_by_validation(api: TestClient, env: dict[str, Any], tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "x": RunsCode(marker)}, evil)
+    wrong_arch = teacher_file(tmp_path, "tiny_mobilenetv2")
+    sd = create_model("tiny_resnet", 10).state_dict()
+    sd[next(k for k in sd if k.endswith("weight"))].fill_(float("nan"))
+    nan = tmp_path / "nan.pt"
+    torch.save(sd, nan)
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(teacher_file(tmp_path, fmt="safetensors").read_bytes()[:300])
+    cases = [
+        (evil, {}, "never executed"),
+        (wrong_arch, {}, "does not fit tiny_resnet"),
+        (nan, {}, "NaN or infinite"),
+        (corrupt, {}, "not a readable .safetensors"),
+        (teacher_file(tmp_path), {"num_classes": "100"}, "shape mismatches"),
+    ]
+    ids = []
+    for path, fields, _ in cases:
+        r = upload_teacher(api, path, **fields)
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+    for tid, (_, _, text) in zip(ids, cases, strict=True):
+        rec = wait_status(api, "teachers", tid, ("ready", "invalid"), env)
+        assert rec["status"] == "invalid" and text in rec["error"], rec
+    assert not marker.exists()  # the pickle's payload never ran
+    r = api.post("/v1/jobs", headers=H(), json=small_job("kd", ids[0]))
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_teacher"
+
+
+def test_bad_datasets_are_refused_by_validation(api: TestClient, env: dict[str, Any], tmp_path: Path) -> None:
+    objects = tmp_path / "objects.npz"
+    np.savez(objects, x_train=np.array([{"a": 1}], dtype=object), y_train=np.array([0]),
+             x_test=np.zeros((1, 8, 8, 3), np.uint8), y_test=np.array([0]))  # fmt: skip
+    shapes = tmp_path / "shapes.npz"
+    make_npz(shapes, x_train=np.zeros((24, 5, 5, 7), np.uint8))
+    labels = tmp_path / "labels.npz"
+    make_npz(labels, y_train=np.full(24, -3))
+
+    def zipped(name: str, members: dict[str, bytes], link: str | None = None) -> Path:
+        path = tmp_path / name
+        with zipfile.ZipFile(path, "w") as z:
+            for arc, data in members.items():
+                z.writestr(arc, data)
+            if link:
+                info = zipfile.ZipInfo("train/cat/link.png")
+                info.external_attr = (0o120777 << 16)
+                z.writestr(info, link)
+        return path
+
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("train/a/x.png", b"\0" * (80 << 20))
+    cases = [
+        (objects, "object"),
+        (shapes, "channels"),
+        (labels, ">= 0"),
+        (zipped("escape.zip", {"../evil.png": b"x"}), "'..'"),
+        (zipped("abs.zip", {"/etc/evil.png": b"x"}), "absolute path"),
+        (zipped("link.zip", {"train/cat/a.png": b"x"}, link="/etc/passwd"), "link"),
+        (bomb, "zip bomb"),
+    ]
+    ids = [upload_dataset(api, path).json()["id"] for path, _ in cases]
+    for did, (path, text) in zip(ids, cases, strict=True):
+        rec = wait_status(api, "datasets", did, ("ready", "invalid"), env)
+        assert rec["status"] == "invalid" and text in rec["error"], (path.name, rec)
+    assert not (Path(env["settings"]["artifact_root"]).parent / "evil.png").exists()
+    assert not any(p.name == "x.png" for p in files_under(Path(env["settings"]["artifact_root"])))
+
+
+# --------------------------------------------------------------------------------------------------
+# gacd serve
+# --------------------------------------------------------------------------------------------------
+def test_gacd_serve_starts_everything_and_stops_cleanly(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    make_cifar10(data, n_train=20, n_test=10)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gacd_core.cli", "serve", "--var", str(tmp_path / "var"), "--port", "0",
+         "--data-root", str(data), "--device", "cpu"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        url = key = None
+        deadline = time.monotonic() + 120
+        while (url is None or key is None) and time.monotonic() < deadline:
+            line = proc.stdout.readline() if proc.stdout else ""
+            if not line and proc.poll() is not None:
+                break
+            if line.startswith("GACD service at "):
+                url = line.split()[3]
+            if line.startswith("API key: "):
+                key = line.split()[2]
+        assert url and key, proc.stderr.read() if proc.stderr else ""
+        import httpx
+
+        assert httpx.get(url + "/readyz").json()["checks"]["workers"] == 2
+        listed = httpx.get(url + "/v1/datasets", headers=H(key)).json()["data"]
+        assert next(d for d in listed if d["id"] == "cifar10")["status"] == "available"
+        info = json.loads((tmp_path / "var" / "serve.json").read_text())
+        assert info["url"] == url and info["api_key"] == key
+        out = subprocess.run([sys.executable, "-m", "gacd_core.cli", "status"], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=60)  # fmt: skip
+        assert out.returncode == 0, out.stderr
+    finally:
+        proc.send_signal(2)
+        proc.wait(timeout=60)
+    assert proc.returncode == 0
+    assert not (tmp_path / "var" / "serve.json").exists()
+    left = subprocess.run(["pgrep", "-f", str(tmp_path / "var")], capture_output=True, text=True).stdout.split()
+    assert left == [], "processes left running after gacd serve stopped"
+    assert (tmp_path / "var" / "redis" / "appendonly.aof").exists() or any((tmp_path / "var" / "redis").glob("appendonly*"))
+
+
+def test_the_worker_log_has_no_api_keys(env: dict[str, Any]) -> None:
+    log = env["worker_log"].read_text()
+    assert ALICE not in log and BOB not in log
