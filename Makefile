@@ -6,9 +6,11 @@ STAMP  := $(VENV)/.installed
 
 SHARED_DATA ?= ../shared/data
 
-.PHONY: test test-fast lint data venv clean help
+.PHONY: test test-fast lint data demo serve venv clean help
 
 help:
+	@echo "make demo       the service end to end: a robust teacher, then a GACD student, through the HTTP API"
+	@echo "make serve      gacd serve: Redis, workers and the API on this machine"
 	@echo "make test       create $(VENV) if needed, install the project, run the whole test suite"
 	@echo "make test-fast  the unit tests only (no training on real data)"
 	@echo "make lint       ruff and mypy"
@@ -29,6 +31,12 @@ data: $(STAMP)
 	elif [ -f $(SHARED_DATA)/cifar10/make_batches.py ]; then $(PY) $(SHARED_DATA)/cifar10/make_batches.py data; \
 	else $(PY) -c "from torchvision.datasets import CIFAR10; CIFAR10('data', train=True, download=True)"; fi
 
+demo: data
+	$(PY) -m service.demo
+
+serve: $(STAMP)
+	$(VENV)/bin/gacd serve
+
 test: $(STAMP)
 	$(PY) -m pytest
 
@@ -36,7 +44,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check gacd_core tests
+	$(VENV)/bin/ruff check gacd_core service worker tests benchmarks
 	$(VENV)/bin/mypy
 
 clean:

@@ -175,8 +175,14 @@ def _follow(c: Any, job_id: str) -> int:
     from tqdm import tqdm
 
     # A live bar on a terminal; elsewhere (logs, CI) only the event lines.
-    bar = tqdm(total=1000, dynamic_ncols=True, file=sys.stderr, desc=job_id[:12], disable=not sys.stderr.isatty(),
-               bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")  # fmt: skip
+    bar = tqdm(
+        total=1000,
+        dynamic_ncols=True,
+        file=sys.stderr,
+        desc=job_id[:12],
+        disable=not sys.stderr.isatty(),
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}",
+    )
 
     def progress(job: dict[str, Any]) -> None:
         p = job["progress"]

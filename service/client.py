@@ -1,9 +1,9 @@
 """A small Python client of the HTTP API (what the ``gacd`` client commands and the demo use).
 
-    client = Client("http://127.0.0.1:8000", api_key)
-    job = client.submit({"method": "at", "student": {"arch": "resnet10_w16"}, ...})
-    job = client.wait(job["id"], on_progress=print)
-    client.download(job["id"], "runs/job")
+client = Client("http://127.0.0.1:8000", api_key)
+job = client.submit({"method": "at", "student": {"arch": "resnet10_w16"}, ...})
+job = client.wait(job["id"], on_progress=print)
+client.download(job["id"], "runs/job")
 """
 
 from __future__ import annotations
@@ -78,7 +78,9 @@ class Client:
                 data[k] = json.dumps(list(norm[k]))
         p = Path(path)
         with open(p, "rb") as f:
-            return self._call("POST", "/v1/teachers", data=data, files={"file": (p.name, f, "application/octet-stream")})
+            return self._call(
+                "POST", "/v1/teachers", data=data, files={"file": (p.name, f, "application/octet-stream")}
+            )
 
     def teacher_from_job(self, job_id: str, name: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"source_job_id": job_id}
@@ -93,7 +95,9 @@ class Client:
         p = Path(path)
         with open(p, "rb") as f:
             data = {"name": name} if name else {}
-            return self._call("POST", "/v1/datasets", data=data, files={"file": (p.name, f, "application/octet-stream")})
+            return self._call(
+                "POST", "/v1/datasets", data=data, files={"file": (p.name, f, "application/octet-stream")}
+            )
 
     def dataset(self, dataset_id: str) -> dict[str, Any]:
         return self._call("GET", f"/v1/datasets/{dataset_id}")

@@ -54,9 +54,20 @@ class RedisServer:
     def start(self, timeout: float = 10.0) -> RedisServer:
         self.directory.mkdir(parents=True, exist_ok=True)
         args = [
-            redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
-            "--appendonly", "yes" if self.appendonly else "no", "--save", "", "--protected-mode", "yes",
-        ]  # fmt: skip
+            redis_binary(),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.directory),
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--save",
+            "",
+            "--protected-mode",
+            "yes",
+        ]
         log = open(self.directory / "redis.log", "ab")  # noqa: SIM115 (owned by the child)
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         import redis
@@ -160,11 +171,16 @@ class Service:
         bindir = str(Path(sys.executable).parent)
         env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
         plan = {
-            "worker": (worker_command("gacd", "jobs@%h"), {"GACD_WORKER_DEVICE": self.device, "GACD_WORKER_NAME": "jobs"}),
-            "validator": (worker_command("gacd.validate", "validate@%h"),
-                          {"GACD_WORKER_DEVICE": "cpu", "GACD_WORKER_NAME": "validate", "CUDA_VISIBLE_DEVICES": ""}),
+            "worker": (
+                worker_command("gacd", "jobs@%h"),
+                {"GACD_WORKER_DEVICE": self.device, "GACD_WORKER_NAME": "jobs"},
+            ),
+            "validator": (
+                worker_command("gacd.validate", "validate@%h"),
+                {"GACD_WORKER_DEVICE": "cpu", "GACD_WORKER_NAME": "validate", "CUDA_VISIBLE_DEVICES": ""},
+            ),
             "api": (api_command(self.host, self.port), {}),
-        }  # fmt: skip
+        }
         for name, (argv, extra) in plan.items():
             out = open(logs / f"{name}.log", "ab")  # noqa: SIM115 (owned by the child)
             self.procs[name] = subprocess.Popen(
@@ -213,8 +229,10 @@ class Service:
             while not stop["flag"]:
                 for name, p in self.procs.items():
                     if p.poll() is not None:
-                        print(f"gacd serve: {name} exited with code {p.returncode}; see {self.var}/logs/{name}.log",
-                              file=sys.stderr)  # fmt: skip
+                        print(
+                            f"gacd serve: {name} exited with code {p.returncode}; see {self.var}/logs/{name}.log",
+                            file=sys.stderr,
+                        )
                         return 1
                 time.sleep(0.5)
             return 0

@@ -21,7 +21,9 @@ class _Out(BaseModel):
 class TeacherFromJob(BaseModel):
     """Register the student of a finished job of yours as a teacher."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"source_job_id": "job_0123456789abcdef01234567"}})
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"example": {"source_job_id": "job_0123456789abcdef01234567"}}
+    )
 
     source_job_id: str = Field(..., description="a succeeded job whose student becomes the teacher")
     name: str | None = Field(None, max_length=200)

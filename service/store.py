@@ -120,7 +120,8 @@ class Store:
     """
 
     def __init__(self, client: redis.Redis, events_max: int = 10_000, prefix: str = "gacd:") -> None:
-        self.r = client
+        # redis-py's annotations do not know about decode_responses=True: treat replies as Any here.
+        self.r: Any = client
         self.events_max = events_max
         self.p = prefix
         self._fenced_hset = client.register_script(_FENCED_HSET)
@@ -207,7 +208,7 @@ class Store:
             pipe.delete(self.k_events(rid))
         pipe.execute()
 
-    def list(
+    def list_records(
         self, tenant: str, kind: str, limit: int, after: str | None = None, status: str | None = None
     ) -> Page:
         """The tenant's records of ``kind``, newest first, ``limit`` at a time after the cursor ``after``."""
@@ -258,7 +259,12 @@ class Store:
 
     # --- jobs: status --------------------------------------------------------------------------
     def transition(
-        self, job_id: str, allowed: Iterable[str], new: str, fields: dict[str, Any] | None = None, token: str | None = None
+        self,
+        job_id: str,
+        allowed: Iterable[str],
+        new: str,
+        fields: dict[str, Any] | None = None,
+        token: str | None = None,
     ) -> str:
         """Set the job's status to ``new`` if it is one of ``allowed``; returns the previous status.
 

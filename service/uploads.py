@@ -17,6 +17,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fastapi import Request
 from python_multipart.exceptions import MultipartParseError
@@ -51,7 +52,7 @@ class _Receiver:
         self.dest_dir, self.max_bytes, self.file_field = dest_dir, max_bytes, file_field
         self.upload = Upload()
         self.partial: Path | None = None
-        self._fh = None
+        self._fh: Any = None
         self._hash = hashlib.sha256()
         self._headers: dict[str, str] = {}
         self._hname = b""
@@ -79,7 +80,9 @@ class _Receiver:
     def on_headers_finished(self) -> None:
         disp, opts = parse_options_header(self._headers.get("content-disposition", ""))
         if disp != b"form-data" or b"name" not in opts:
-            raise _Reject(APIError(400, "malformed_multipart", "a part lacks 'Content-Disposition: form-data; name=...'"))
+            raise _Reject(
+                APIError(400, "malformed_multipart", "a part lacks 'Content-Disposition: form-data; name=...'")
+            )
         self._part_name = opts[b"name"].decode("utf-8", "replace")
         if b"filename" in opts:
             if self._part_name != self.file_field:
@@ -105,7 +108,9 @@ class _Receiver:
         else:
             self._buf += chunk
             if len(self._buf) > MAX_FIELD_BYTES:
-                raise _Reject(APIError(413, "too_large", f"form field {self._part_name!r} is over 64 KiB", self._part_name))
+                raise _Reject(
+                    APIError(413, "too_large", f"form field {self._part_name!r} is over 64 KiB", self._part_name)
+                )
 
     def on_part_end(self) -> None:
         if self._part_is_file and self._fh is not None:
@@ -151,10 +156,18 @@ async def receive_file(
         raise _too_large(max_bytes)
     dest_dir.mkdir(parents=True, exist_ok=True)
     rx = _Receiver(dest_dir, max_bytes, file_field)
-    callbacks = {name: getattr(rx, name) for name in (
-        "on_part_begin", "on_part_data", "on_part_end", "on_header_field", "on_header_value", "on_header_end",
-        "on_headers_finished",
-    )}  # fmt: skip
+    callbacks = {
+        name: getattr(rx, name)
+        for name in (
+            "on_part_begin",
+            "on_part_data",
+            "on_part_end",
+            "on_header_field",
+            "on_header_value",
+            "on_header_end",
+            "on_headers_finished",
+        )
+    }
     parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
     received = 0
     try:

@@ -11,6 +11,7 @@ runs, and a worker holds exactly one job. The worker publishes a heartbeat to th
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -57,7 +58,5 @@ def _start_heartbeat(**_: Any) -> None:
 @worker_shutdown.connect
 def _stop_heartbeat(**_: Any) -> None:
     _stop.set()
-    try:
+    with contextlib.suppress(Exception):  # Redis away at shutdown: the heartbeat simply goes stale
         worker_store().worker_gone(WORKER_NAME)
-    except Exception:
-        pass

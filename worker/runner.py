@@ -102,11 +102,17 @@ class JobRunner:
         attempt = int(rec.get("attempts", 0)) + 1
         try:
             self.store.transition(
-                job_id, ["queued", "running"], "running",
-                {"started_at": rec.get("started_at") or now_iso(), "attempts": attempt, "worker": self.worker,
-                 "progress": {**(rec.get("progress") or {}), "stage": "starting"}},
+                job_id,
+                ["queued", "running"],
+                "running",
+                {
+                    "started_at": rec.get("started_at") or now_iso(),
+                    "attempts": attempt,
+                    "worker": self.worker,
+                    "progress": {**(rec.get("progress") or {}), "stage": "starting"},
+                },
                 token,
-            )  # fmt: skip
+            )
         except TransitionRefused as exc:
             log.info("job %s is %s; not starting it", job_id, exc.current)
             return
@@ -114,10 +120,11 @@ class JobRunner:
         ckpt_dir = self.arts.job_checkpoints(tenant, job_id)
         resuming = (ckpt_dir / "checkpoint.pt").is_file()
         self.store.add_event(
-            job_id, "started",
+            job_id,
+            "started",
             f"worker {self.worker} started attempt {attempt}" + (" from the last checkpoint" if resuming else ""),
             data={"worker": self.worker, "attempt": attempt, "resume": resuming},
-        )  # fmt: skip
+        )
         out_dir.mkdir(parents=True, exist_ok=True)
         handler = _log_to(out_dir / "train.log")
         reporter = _Reporter(self.store, job_id, token, lease, rec.get("progress") or {})
@@ -150,17 +157,20 @@ class JobRunner:
         except OSError as exc:
             _unlog(handler)
             log.exception("job %s: storage error", job_id)
-            reason = {errno.ENOSPC: "the artifact store is full", errno.EACCES: "the artifact store is not writable",
-                      errno.EROFS: "the artifact store is read-only"}.get(exc.errno or 0, f"storage error: {exc}")  # fmt: skip
+            reason = {
+                errno.ENOSPC: "the artifact store is full",
+                errno.EACCES: "the artifact store is not writable",
+                errno.EROFS: "the artifact store is read-only",
+            }.get(exc.errno or 0, f"storage error: {exc}")
             err = {"code": "storage_error", "message": reason, "field": None}
             self._finish(job_id, token, "failed", ["running", "cancelling"], "failed", reason, error=err)
             return
         except Exception as exc:
             _unlog(handler)
             log.exception("job %s failed", job_id)
-            err = {"code": "internal_error", "message": f"the job failed: {type(exc).__name__}: {exc}"[:2000],
-                   "field": None}  # fmt: skip
-            self._finish(job_id, token, "failed", ["running", "cancelling"], "failed", err["message"], error=err)
+            message = f"the job failed: {type(exc).__name__}: {exc}"[:2000]
+            err = {"code": "internal_error", "message": message, "field": None}
+            self._finish(job_id, token, "failed", ["running", "cancelling"], "failed", message, error=err)
             return
         _unlog(handler)
         artifacts = []
@@ -168,13 +178,20 @@ class JobRunner:
             path = out_dir / name
             if path.is_file():
                 artifacts.append({"name": name, "bytes": path.stat().st_size, "sha256": sha256_file(path)})
-        metrics = {k: report["metrics"].get(k) for k in ("clean_acc", "fgsm_acc", "pgd20_acc", "cw_acc", "autoattack_acc")}
+        metrics = {
+            k: report["metrics"].get(k) for k in ("clean_acc", "fgsm_acc", "pgd20_acc", "cw_acc", "autoattack_acc")
+        }
         progress = {**reporter.last, "fraction": 1.0, "eta_seconds": 0.0, "stage": "done", "metrics": metrics}
         self._finish(
-            job_id, token, "succeeded", ["running", "cancelling"], "succeeded",
+            job_id,
+            token,
+            "succeeded",
+            ["running", "cancelling"],
+            "succeeded",
             "succeeded: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in metrics.items() if v is not None),
-            fields={"artifacts": artifacts, "progress": progress}, data={"metrics": metrics},
-        )  # fmt: skip
+            fields={"artifacts": artifacts, "progress": progress},
+            data={"metrics": metrics},
+        )
 
     def _finish(
         self,
@@ -279,7 +296,9 @@ class _Reporter:
         now = time.monotonic()
         if changed or now - self._written >= PROGRESS_EVERY:
             self._written = now
-            self.store.update(self.job_id, {"progress": {**self.last, "stage_fraction": round(fraction, 4)}}, self.token)
+            self.store.update(
+                self.job_id, {"progress": {**self.last, "stage_fraction": round(fraction, 4)}}, self.token
+            )
         if changed:
             self.store.add_event(self.job_id, "stage", name, data={"stage": name})
 

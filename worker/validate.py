@@ -91,9 +91,14 @@ def validate_teacher(store: Store, settings: Settings, teacher_id: str) -> None:
         tmp.replace(final)
         store.update(
             teacher_id,
-            {"status": "ready", "error": None, "file": arts.relative(final), "mean": list(model.mean),
-             "std": list(model.std)},
-        )  # fmt: skip
+            {
+                "status": "ready",
+                "error": None,
+                "file": arts.relative(final),
+                "mean": list(model.mean),
+                "std": list(model.std),
+            },
+        )
         log.info("teacher %s is ready (%s, %d classes)", teacher_id, rec["arch"], rec["num_classes"])
     except GACDError as exc:
         store.update(teacher_id, {"status": "invalid", "error": exc.message})
@@ -189,7 +194,9 @@ def validate_dataset(store: Store, settings: Settings, dataset_id: str) -> None:
             raw = read_image_folder(data_path, None)
             path.unlink(missing_ok=True)  # the unpacked tree is what jobs read
         h, w = raw.train.images.shape[-2:]
-        mean, std = (raw.mean, raw.std) if raw.mean is not None else channel_stats(raw.train.images)
+        mean, std = (
+            (raw.mean, raw.std) if raw.mean is not None and raw.std is not None else channel_stats(raw.train.images)
+        )
         info: dict[str, Any] = {
             "status": "ready",
             "error": None,

@@ -77,7 +77,7 @@ def builtin(name: str, data_root: Path) -> dict[str, Any]:
 @router.get("", response_model=DatasetList, summary="Built-in datasets and your own", responses=responses())
 def list_datasets(tenant: Tenant, store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
     data = [builtin(n, settings.data_root) for n in catalog.DATASETS if n != "custom"]
-    page = store.list(tenant.name, "ds", 1000)
+    page = store.list_records(tenant.name, "ds", 1000)
     data += [public_dataset(r) for r in page.data]
     return {"data": data}
 

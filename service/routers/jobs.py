@@ -75,15 +75,19 @@ async def read_json(request: Request, limit: int) -> Any:
 def _refuse_paths(body: dict[str, Any]) -> None:
     teacher = body.get("teacher")
     if isinstance(teacher, dict) and teacher.get("weights") is not None:
-        raise APIError(422, "invalid_spec", "teacher.weights: name the teacher by its id (teacher.id)", "teacher.weights")
+        raise APIError(
+            422, "invalid_spec", "teacher.weights: name the teacher by its id (teacher.id)", "teacher.weights"
+        )
     dataset = body.get("dataset")
     if isinstance(dataset, dict):
         for key in ("root", "path"):
             if dataset.get(key) is not None:
                 raise APIError(
-                    422, "invalid_spec", f"dataset.{key}: the service chooses data locations; name a custom dataset "
-                    "by its id (dataset.id)", f"dataset.{key}",
-                )  # fmt: skip
+                    422,
+                    "invalid_spec",
+                    f"dataset.{key}: the service chooses data locations; name a custom dataset by its id (dataset.id)",
+                    f"dataset.{key}",
+                )
 
 
 def _check_refs(spec: JobSpec, tenant: str, store: Store) -> tuple[str | None, str | None]:
@@ -96,7 +100,9 @@ def _check_refs(spec: JobSpec, tenant: str, store: Store) -> tuple[str | None, s
         if rec is None:
             raise not_found("teacher", tid)
         if rec["status"] == "validating":
-            raise APIError(409, "teacher_not_ready", f"teacher {tid} is still being validated; retry when ready", "teacher.id")
+            raise APIError(
+                409, "teacher_not_ready", f"teacher {tid} is still being validated; retry when ready", "teacher.id"
+            )
         if rec["status"] != "ready":
             raise APIError(422, "invalid_teacher", f"teacher {tid} is invalid: {rec.get('error')}", "teacher.id")
         teacher_id = tid
@@ -174,14 +180,20 @@ async def create_job(
         "finished_at": None,
         "spec": spec_dict,
         "metadata": metadata,
-        "progress": {"epoch": 0, "epochs": spec.hyperparameters.epochs, "fraction": 0.0, "eta_seconds": None,
-                     "stage": "queued", "metrics": {}},
+        "progress": {
+            "epoch": 0,
+            "epochs": spec.hyperparameters.epochs,
+            "fraction": 0.0,
+            "eta_seconds": None,
+            "stage": "queued",
+            "metrics": {},
+        },
         "error": None,
         "artifacts": [],
         "teacher_id": teacher_id,
         "dataset_id": dataset_id,
         "attempts": 0,
-    }  # fmt: skip
+    }
     store.create(rec)
     store.add_event(job_id, "queued", f"{spec.method} job queued", data={"method": spec.method})
     queue.run_job(job_id)
@@ -199,7 +211,7 @@ def list_jobs(
     if status is not None and status not in JOB_STATUSES:
         raise APIError(422, "invalid_request", f"status: one of {', '.join(JOB_STATUSES)}", "status")
     try:
-        page = store.list(tenant.name, "job", limit, after, status)
+        page = store.list_records(tenant.name, "job", limit, after, status)
     except KeyError:
         raise APIError(422, "invalid_request", f"after: no job {after!r}", "after") from None
     return {"data": [public_job(r) for r in page.data], "has_more": page.has_more, "next_after": page.next_after}

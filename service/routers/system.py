@@ -86,7 +86,9 @@ def readyz(request: Request) -> Any:
         checks["redis"] = f"unavailable: {type(exc).__name__}"
         checks["workers"] = None
     ready = checks["redis"] == "ok" and bool(checks["workers"])
-    return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503)
+    return JSONResponse(
+        {"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503
+    )
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

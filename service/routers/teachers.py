@@ -39,10 +39,21 @@ _UPLOAD_DOC = {
                         "file": {"type": "string", "format": "binary", "description": ".safetensors or .pt state_dict"},
                         "arch": {"type": "string", "enum": list(catalog.MODELS), "example": "resnet18"},
                         "num_classes": {"type": "integer", "minimum": 2, "example": 10},
-                        "dataset": {"type": "string", "description": "built-in name or custom dataset id",
-                                    "example": "cifar10"},
-                        "mean": {"type": "string", "description": "JSON list of 3 floats", "example": "[0.4914, 0.4822, 0.4465]"},
-                        "std": {"type": "string", "description": "JSON list of 3 floats", "example": "[0.2471, 0.2435, 0.2616]"},
+                        "dataset": {
+                            "type": "string",
+                            "description": "built-in name or custom dataset id",
+                            "example": "cifar10",
+                        },
+                        "mean": {
+                            "type": "string",
+                            "description": "JSON list of 3 floats",
+                            "example": "[0.4914, 0.4822, 0.4465]",
+                        },
+                        "std": {
+                            "type": "string",
+                            "description": "JSON list of 3 floats",
+                            "example": "[0.2471, 0.2435, 0.2616]",
+                        },
                         "name": {"type": "string", "maxLength": 200},
                     },
                 },
@@ -50,7 +61,7 @@ _UPLOAD_DOC = {
             "application/json": {"schema": TeacherFromJob.model_json_schema()},
         },
     }
-}  # fmt: skip
+}
 
 
 def _rgb(value: str | None, field: str) -> list[float] | None:
@@ -65,7 +76,9 @@ def _rgb(value: str | None, field: str) -> list[float] | None:
         raise APIError(422, "invalid_request", f"{field}: three numbers, as [r, g, b] or r,g,b", field)
     vals = [float(v) for v in parsed]
     if not all(math.isfinite(v) for v in vals) or (field == "std" and any(v <= 0 for v in vals)):
-        raise APIError(422, "invalid_request", f"{field}: finite numbers" + (", each > 0" if field == "std" else ""), field)
+        raise APIError(
+            422, "invalid_request", f"{field}: finite numbers" + (", each > 0" if field == "std" else ""), field
+        )
     return vals
 
 
@@ -73,9 +86,11 @@ def _check_fields(fields: dict[str, str], tenant: str, store: Any) -> dict[str, 
     unknown = sorted(set(fields) - {"arch", "num_classes", "dataset", "mean", "std", "name"})
     if unknown:
         raise APIError(
-            422, "invalid_request", f"unknown field {unknown[0]!r}; valid: arch, num_classes, dataset, mean, std, name",
+            422,
+            "invalid_request",
+            f"unknown field {unknown[0]!r}; valid: arch, num_classes, dataset, mean, std, name",
             unknown[0],
-        )  # fmt: skip
+        )
     for req in ("arch", "num_classes", "dataset"):
         if not fields.get(req, "").strip():
             raise APIError(422, "invalid_request", f"{req}: required", req)
@@ -89,13 +104,15 @@ def _check_fields(fields: dict[str, str], tenant: str, store: Any) -> dict[str, 
     if not 2 <= num_classes <= 100_000:
         raise APIError(422, "invalid_request", "num_classes: between 2 and 100000", "num_classes")
     dataset = fields["dataset"].strip()
-    if dataset not in catalog.DATASETS or dataset == "custom":
-        if not (valid_id(dataset, "ds") and store.get(dataset, tenant)):
-            valid = ", ".join(n for n in catalog.DATASETS if n != "custom")
-            raise APIError(
-                422, "unknown_name", f"dataset: unknown dataset {dataset!r}; valid: {valid} or one of your dataset ids",
-                "dataset",
-            )  # fmt: skip
+    builtin = dataset in catalog.DATASETS and dataset != "custom"
+    if not builtin and not (valid_id(dataset, "ds") and store.get(dataset, tenant)):
+        valid = ", ".join(n for n in catalog.DATASETS if n != "custom")
+        raise APIError(
+            422,
+            "unknown_name",
+            f"dataset: unknown dataset {dataset!r}; valid: {valid} or one of your dataset ids",
+            "dataset",
+        )
     name = fields.get("name", "").strip()
     if len(name) > 200:
         raise APIError(422, "invalid_request", "name: at most 200 characters", "name")
@@ -172,12 +189,16 @@ async def _from_job(request: Request, tenant: str, store: Any, settings: Any, qu
     try:
         body = TeacherFromJob.model_validate_json(raw)
     except ValueError as exc:
-        raise APIError(422, "invalid_request", f"expected {{'source_job_id': ...}}: {str(exc).splitlines()[0]}") from None
+        raise APIError(
+            422, "invalid_request", f"expected {{'source_job_id': ...}}: {str(exc).splitlines()[0]}"
+        ) from None
     job = store.get(body.source_job_id, tenant) if valid_id(body.source_job_id, "job") else None
     if job is None:
         raise not_found("job", body.source_job_id)
     if job["status"] != "succeeded":
-        raise APIError(409, "conflict", f"job {job['id']} is {job['status']}; only a succeeded job's student can be a teacher")
+        raise APIError(
+            409, "conflict", f"job {job['id']} is {job['status']}; only a succeeded job's student can be a teacher"
+        )
     arts = ArtifactStore(settings.artifact_root)
     src = arts.job_out(tenant, job["id"]) / "student.safetensors"
     try:
@@ -224,7 +245,7 @@ def list_teachers(
     after: str | None = Query(None, description="the last id of the previous page"),
 ) -> dict[str, Any]:
     try:
-        page = store.list(tenant.name, "tch", limit, after)
+        page = store.list_records(tenant.name, "tch", limit, after)
     except KeyError:
         raise APIError(422, "invalid_request", f"after: no teacher {after!r}", "after") from None
     return {"data": [public_teacher(r) for r in page.data], "has_more": page.has_more, "next_after": page.next_after}
