@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MiB = 1 << 20
 
@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     api_keys_file: Path | None = Field(None, description="a file of 'TENANT KEY' lines or a JSON {key: tenant}")
     max_upload_bytes: int = Field(2048 * MiB, ge=1, description="largest accepted upload (413 beyond)")
     max_json_bytes: int = Field(1 * MiB, ge=1024, description="largest accepted JSON body (413 beyond)")
-    cors_origins: list[str] = Field(default_factory=list, description="allowed browser origins; empty: CORS off")
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, description="allowed browser origins; empty: CORS off")
     queue: str = Field("gacd", description="the Celery queue jobs go to")
     worker_device: str = Field("auto", description="the device a worker runs jobs on: auto, cpu, cuda, cuda:N")
     worker_stale_seconds: float = Field(
@@ -49,7 +49,6 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(5.0, gt=0, description="how often a worker and a running job report in")
     lease_seconds: float = Field(60.0, gt=0, description="a running job's lease; renewed by the heartbeat")
     events_max: int = Field(10_000, ge=100, description="events kept per job (the oldest are trimmed)")
-    job_ttl_days: int = Field(0, ge=0, description="forget finished jobs after this many days; 0 keeps them")
 
     @field_validator("cors_origins", mode="before")
     @classmethod
