@@ -40,7 +40,9 @@ class Settings(BaseSettings):
     api_keys_file: Path | None = Field(None, description="a file of 'TENANT KEY' lines or a JSON {key: tenant}")
     max_upload_bytes: int = Field(2048 * MiB, ge=1, description="largest accepted upload (413 beyond)")
     max_json_bytes: int = Field(1 * MiB, ge=1024, description="largest accepted JSON body (413 beyond)")
-    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, description="allowed browser origins; empty: CORS off")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="allowed browser origins; empty: CORS off"
+    )
     queue: str = Field("gacd", description="the Celery queue jobs go to")
     worker_device: str = Field("auto", description="the device a worker runs jobs on: auto, cpu, cuda, cuda:N")
     worker_stale_seconds: float = Field(
