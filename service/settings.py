@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     )
     heartbeat_seconds: float = Field(5.0, gt=0, description="how often a worker and a running job report in")
     lease_seconds: float = Field(60.0, gt=0, description="a running job's lease; renewed by the heartbeat")
+    max_attempts: int = Field(3, ge=1, le=100, description="a job whose worker is lost this often fails")
     events_max: int = Field(10_000, ge=100, description="events kept per job (the oldest are trimmed)")
 
     @field_validator("cors_origins", mode="before")

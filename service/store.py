@@ -11,7 +11,8 @@ Layout (every key starts with ``gacd:``):
 - ``lease:{job}``: the fencing token of the worker that runs the job, with a TTL; ``fence:{job}`` is
   the counter tokens are drawn from. Writes by a worker go through scripts that first check that the
   lease still holds its token, so a worker that lost its lease can no longer change the job.
-- ``jobs_by_status``: a hash of counts, kept by the status scripts (for ``/metrics``).
+- ``jobs_by_status``: a hash of counts, kept by the status script (for ``/metrics``);
+  ``active_jobs``: the set of running and cancelling jobs, kept by it too (for the reaper).
 - ``workers``: worker name -> JSON heartbeat.
 - ``idem:{tenant}:{sha256(key)}``: an idempotency key's body digest and job id (24 h).
 """
@@ -71,8 +72,9 @@ for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 return 1
 """
 
-# Change a job's status if it is one of the allowed ones, optionally checking the lease token
-# (KEYS: rec, lease, counts; ARGV: token, new status JSON, allowed statuses JSON list, f1, v1, ...).
+# Change a job's status if it is one of the allowed ones, optionally checking the lease token, and
+# keep the counts and the set of active (running or cancelling) jobs
+# (KEYS: rec, lease, counts, active set; ARGV: token, new status JSON, allowed JSON list, job id, f1, v1, ...).
 _TRANSITION = """
 if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then return {0, ''} end
 local cur = redis.call('HGET', KEYS[1], 'status')
@@ -82,9 +84,15 @@ local ok = false
 for _, s in ipairs(allowed) do if cjson.encode(s) == cur then ok = true end end
 if not ok then return {-2, cur} end
 redis.call('HSET', KEYS[1], 'status', ARGV[2])
-for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('HINCRBY', KEYS[3], cjson.decode(cur), -1)
-redis.call('HINCRBY', KEYS[3], cjson.decode(ARGV[2]), 1)
+local new = cjson.decode(ARGV[2])
+redis.call('HINCRBY', KEYS[3], new, 1)
+if new == 'running' or new == 'cancelling' then
+  redis.call('SADD', KEYS[4], ARGV[4])
+else
+  redis.call('SREM', KEYS[4], ARGV[4])
+end
 return {1, cur}
 """
 
@@ -148,6 +156,10 @@ class Store:
     @property
     def k_counts(self) -> str:
         return f"{self.p}jobs_by_status"
+
+    @property
+    def k_active(self) -> str:
+        return f"{self.p}active_jobs"
 
     @property
     def k_workers(self) -> str:
@@ -272,10 +284,11 @@ class Store:
             TransitionRefused: the job's status is not one of ``allowed`` (or the job is gone).
             Fenced: ``token`` is given and the lease no longer holds it.
         """
-        args = [token or "", json.dumps(new), json.dumps(list(allowed))]
+        args = [token or "", json.dumps(new), json.dumps(list(allowed)), job_id]
         for k, v in (fields or {}).items():
             args += [k, json.dumps(v)]
-        code, cur = self._transition(keys=[self.k_rec(job_id), self.k_lease(job_id), self.k_counts], args=args)
+        keys = [self.k_rec(job_id), self.k_lease(job_id), self.k_counts, self.k_active]
+        code, cur = self._transition(keys=keys, args=args)
         code = int(code)
         if code == 0:
             raise Fenced(job_id)
@@ -284,6 +297,14 @@ class Store:
         if code == -2:
             raise TransitionRefused(json.loads(cur))
         return str(json.loads(cur))
+
+    def orphaned_jobs(self) -> list[str]:
+        """Running or cancelling jobs whose lease has expired: their worker stopped reporting."""
+        out = []
+        for jid in self.r.smembers(self.k_active):
+            if not self.r.exists(self.k_lease(jid)):
+                out.append(jid)
+        return out
 
     def status_counts(self) -> dict[str, int]:
         raw = self.r.hgetall(self.k_counts)

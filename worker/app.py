@@ -21,7 +21,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 
-from service.queue import celery_config
+from service.queue import RUN_JOB, celery_config
 from service.settings import get_settings
 from service.store import Store, connect
 
@@ -39,10 +39,17 @@ def worker_store() -> Store:
     return Store(connect(settings.redis_url), events_max=settings.events_max)
 
 
+def _requeue(job_id: str) -> None:
+    app.send_task(RUN_JOB, args=[job_id], queue=settings.queue)
+
+
 def _heartbeat_loop(store: Store, info: dict[str, Any]) -> None:
+    from worker.reaper import reap
+
     while not _stop.is_set():
         try:
             store.worker_heartbeat(WORKER_NAME, info)
+            reap(store, _requeue, settings.max_attempts)
         except Exception as exc:  # Redis away: keep trying, the worker itself goes on
             log.warning("heartbeat failed: %s", exc)
         _stop.wait(settings.heartbeat_seconds)

@@ -1,0 +1,57 @@
+"""Recovering jobs whose worker stopped reporting (killed, out of memory, machine lost).
+
+A running job's lease expires ``lease_seconds`` after its worker's last heartbeat. Every worker looks
+for such jobs at each of its own heartbeats and puts each back in the queue, where the next free worker
+takes it and resumes from its last checkpoint (at most one epoch of work is lost). The status change
+is atomic, so when several workers notice the same job only one re-queues it; and a worker that was
+only slow, not dead, finds its lease gone and stops writing (its writes are fenced). A job that has
+lost its worker ``max_attempts`` times fails instead of looping forever.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from service.store import Store, TransitionRefused, now_iso
+
+log = logging.getLogger("gacd.worker")
+
+
+def reap(store: Store, requeue: Callable[[str], None], max_attempts: int) -> list[str]:
+    """Re-queue (or finish) every orphaned job; returns the ids acted on."""
+    acted = []
+    for job_id in store.orphaned_jobs():
+        rec = store.get(job_id)
+        if rec is None:
+            store.r.srem(store.k_active, job_id)
+            continue
+        try:
+            if rec["status"] == "cancelling":
+                store.transition(job_id, ["cancelling"], "cancelled", {"finished_at": now_iso()})
+                store.add_event(job_id, "cancelled", "cancelled (its worker stopped before it could)")
+            elif int(rec.get("attempts", 0)) >= max_attempts:
+                err = {
+                    "code": "worker_lost",
+                    "message": f"the worker running the job stopped reporting, {rec.get('attempts')} times",
+                    "field": None,
+                }
+                store.transition(job_id, ["running"], "failed", {"finished_at": now_iso(), "error": err})
+                store.add_event(job_id, "failed", err["message"], level="error", data=err)
+            else:
+                progress = {**(rec.get("progress") or {}), "stage": "requeued"}
+                store.transition(job_id, ["running"], "queued", {"progress": progress})
+                store.add_event(
+                    job_id,
+                    "requeued",
+                    f"worker {rec.get('worker')} stopped reporting; the job goes back to the queue and resumes "
+                    "from its last checkpoint",
+                    level="warning",
+                    data={"worker": rec.get("worker"), "attempts": rec.get("attempts", 0)},
+                )
+                requeue(job_id)
+        except TransitionRefused:
+            continue  # another worker acted first, or the job moved on
+        log.warning("job %s: its worker stopped reporting; %s", job_id, "handled")
+        acted.append(job_id)
+    return acted
