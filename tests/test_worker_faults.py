@@ -11,14 +11,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from safetensors.torch import load
 from _fakes import make_cifar10
 from fastapi.testclient import TestClient
+from safetensors.torch import load
 
 from service.app import create_app
 from service.commands import worker_command
