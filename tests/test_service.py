@@ -583,3 +583,28 @@ def test_gacd_serve_starts_everything_and_stops_cleanly(tmp_path: Path) -> None:
 def test_the_worker_log_has_no_api_keys(env: dict[str, Any]) -> None:
     log = env["worker_log"].read_text()
     assert ALICE not in log and BOB not in log
+
+
+def test_delete_removes_the_record_and_the_files(api: TestClient, env: dict[str, Any], tmp_path: Path) -> None:
+    r = upload_teacher(api, teacher_file(tmp_path, fmt="safetensors"))
+    tid = r.json()["id"]
+    wait_status(api, "teachers", tid, ("ready", "invalid"), env)
+    folder = Path(env["settings"]["artifact_root"]) / "alice" / "teachers" / tid
+    assert (folder / "weights.safetensors").is_file()
+    assert api.delete(f"/v1/teachers/{tid}", headers=H()).status_code == 204
+    assert api.get(f"/v1/teachers/{tid}", headers=H()).status_code == 404
+    assert not folder.exists()
+    assert api.delete(f"/v1/teachers/{tid}", headers=H()).status_code == 404
+    r = api.delete("/v1/datasets/cifar10", headers=H())
+    assert r.status_code == 409 and "built in" in r.json()["error"]["message"]
+
+
+def test_metrics_count_requests_by_route(api: TestClient) -> None:
+    api.get("/v1/jobs", headers=H())
+    text = api.get("/metrics").text
+    line = next(
+        ln for ln in text.splitlines() if ln.startswith('gacd_http_requests_total{method="GET",route="/v1/jobs"')
+    )
+    assert float(line.split()[-1]) >= 1
+    assert 'gacd_http_request_seconds_bucket{le="0.05",method="GET",route="/v1/jobs"}' in text
+    assert "gacd_queue_depth" in text
