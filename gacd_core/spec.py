@@ -233,7 +233,8 @@ class GACDParams(_ContrastiveParams):
     cross_task: bool | None = Field(
         None, description="teacher and student label sets differ; None: when their class counts differ"
     )
-    # Provisional defaults, from the CPU ablation in docs/method.md; the GPU ablation settles them.
+    # Defaults from the CPU ablation (benchmarks/cpu_ablation.py, table in docs/method.md): against
+    # lambda_nce=1/lambda_ce=0 and against each term left out, these gave the most robust students.
     lambda_nce: float = Field(0.1, ge=0, le=100)
     lambda_kd: float = Field(1.0, ge=0, le=100)
     lambda_ce: float = Field(1.0, ge=0, le=100)
