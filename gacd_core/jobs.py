@@ -168,8 +168,7 @@ def run_job(
         "class_names": data.class_names,
         "classes": spec.dataset.classes,
         "input_size": data.image_size,
-        "created_at": now(),
-    }
+    }  # no timestamp: the same weights give the same file (and the same SHA-256) whenever they are saved
     student_path = save_weights(student, out / STUDENT_FILE, info)
     kind = "train" if spec.method in ("natural", "at") else "distill"
     report = evaluate_and_report(

@@ -344,3 +344,28 @@ def test_measure_throughput_of_two_tiny_models() -> None:
     assert set(speeds) == {"a", "b"}
     assert all(v > 0 for v in speeds.values()), speeds
     assert a.training and not b.training  # modes restored
+
+
+@pytest.mark.unit
+def test_safetensors_writer_is_reproducible_and_readable(tmp_path):
+    from safetensors.torch import load_file
+
+    from gacd_core.models.io import write_safetensors
+
+    tensors = {
+        "b.f32": torch.randn(3, 4),
+        "a.bf16": torch.randn(5).to(torch.bfloat16),
+        "c.i64": torch.arange(7),
+        "d.bool": torch.tensor([True, False, True]),
+        "e.u8": torch.arange(9, dtype=torch.uint8).view(3, 3),
+        "f.scalar": torch.tensor(2.5),
+        "g.empty": torch.zeros(0, 3),
+    }
+    meta = {"z": "last", "a": "first", "format": "x"}
+    write_safetensors(tensors, tmp_path / "one.safetensors", meta)
+    write_safetensors(dict(reversed(list(tensors.items()))), tmp_path / "two.safetensors", dict(reversed(meta.items())))
+    assert (tmp_path / "one.safetensors").read_bytes() == (tmp_path / "two.safetensors").read_bytes()
+    back = load_file(str(tmp_path / "one.safetensors"))
+    assert back.keys() == tensors.keys()
+    for k, v in tensors.items():
+        assert back[k].dtype == v.dtype and torch.equal(back[k], v), k

@@ -20,7 +20,6 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
 from gacd_core.errors import GACDError, UnknownNameError, WeightsError
 from gacd_core.models.base import ImageClassifier
@@ -55,9 +54,43 @@ def save_weights(model: ImageClassifier, path: str | Path, info: Mapping[str, An
         "info": json.dumps(dict(info or {})),
     }
     tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata=meta)
+    write_safetensors(state, tmp, meta)
     os.replace(tmp, path)
     return path
+
+
+_DTYPES = {
+    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
+    torch.bool: "BOOL",
+}  # fmt: skip
+
+
+def write_safetensors(tensors: Mapping[str, torch.Tensor], path: str | Path, metadata: Mapping[str, str]) -> None:
+    """Write the safetensors format byte for byte reproducibly.
+
+    ``safetensors.torch.save_file`` writes the header's keys in hash order, so saving the same weights
+    twice gives different bytes. Here the header lists the metadata and the tensors in sorted order,
+    so the same weights and metadata always give the same file and the same SHA-256 (the format:
+    an 8-byte little-endian header length, the JSON header padded with spaces to 8 bytes, the data).
+    """
+    header: dict[str, Any] = {"__metadata__": dict(sorted(metadata.items()))}
+    blobs, offset = [], 0
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        if t.dtype not in _DTYPES:
+            raise WeightsError(f"cannot store {name} of dtype {t.dtype}")
+        data = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        header[name] = {"dtype": _DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    with open(path, "wb") as f:
+        f.write(len(raw).to_bytes(8, "little"))
+        f.write(raw)
+        for data in blobs:
+            f.write(data)
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
