@@ -31,13 +31,10 @@ def reap(store: Store, requeue: Callable[[str], None], max_attempts: int) -> lis
                 store.transition(job_id, ["cancelling"], "cancelled", {"finished_at": now_iso()})
                 store.add_event(job_id, "cancelled", "cancelled (its worker stopped before it could)")
             elif int(rec.get("attempts", 0)) >= max_attempts:
-                err = {
-                    "code": "worker_lost",
-                    "message": f"the worker running the job stopped reporting, {rec.get('attempts')} times",
-                    "field": None,
-                }
+                message = f"the worker running the job stopped reporting, {rec.get('attempts')} times"
+                err = {"code": "worker_lost", "message": message, "field": None}
                 store.transition(job_id, ["running"], "failed", {"finished_at": now_iso(), "error": err})
-                store.add_event(job_id, "failed", err["message"], level="error", data=err)
+                store.add_event(job_id, "failed", message, level="error", data=err)
             else:
                 progress = {**(rec.get("progress") or {}), "stage": "requeued"}
                 store.transition(job_id, ["running"], "queued", {"progress": progress})
