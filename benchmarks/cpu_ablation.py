@@ -3,7 +3,7 @@
 It trains one robust teacher (``at``) and a ``natural`` model of the same size, then students from the
 robust teacher by each distillation method and by GACD variants, all with one budget and several
 seeds, and prints one table of clean and PGD-20 accuracy (mean and spread over the seeds). It is what
-set GACD's provisional defaults (docs/method.md); the full-size experiment needs a GPU.
+set GACD's loss-weight defaults (docs/method.md, section 6); the full-size experiment needs a GPU.
 
     python benchmarks/cpu_ablation.py --data-root .cache/cifar10 --out runs/ablation --jobs 2
 
