@@ -608,3 +608,22 @@ def test_metrics_count_requests_by_route(api: TestClient) -> None:
     assert float(line.split()[-1]) >= 1
     assert 'gacd_http_request_seconds_bucket{le="0.05",method="GET",route="/v1/jobs"}' in text
     assert "gacd_queue_depth" in text
+
+
+def test_store_unavailable_is_a_503_and_partial_uploads_are_swept(tmp_path: Path) -> None:
+    from service.embedded import free_port
+
+    art = tmp_path / "artifacts"
+    leftover = art / "alice" / "teachers" / "tch_x" / ".upload-0123.partial"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"half an upload")
+    dead = Settings(redis_url=f"redis://127.0.0.1:{free_port()}/0", artifact_root=art, api_keys=f"{ALICE}=alice")
+    client = TestClient(create_app(dead))
+    assert not leftover.exists()  # an API that died mid-upload leaves nothing once it is back
+    r = client.get("/v1/jobs", headers=H())
+    assert r.status_code == 503 and r.json()["error"]["code"] == "store_unavailable"
+    assert r.headers["retry-after"] == "5"
+    assert client.get("/healthz").status_code == 200
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.json()["checks"]["redis"].startswith("unavailable")
+    assert "gacd_store_up 0.0" in client.get("/metrics").text
