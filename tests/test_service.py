@@ -627,3 +627,17 @@ def test_store_unavailable_is_a_503_and_partial_uploads_are_swept(tmp_path: Path
     ready = client.get("/readyz")
     assert ready.status_code == 503 and ready.json()["checks"]["redis"].startswith("unavailable")
     assert "gacd_store_up 0.0" in client.get("/metrics").text
+
+
+def test_every_endpoint_documents_an_example(api: TestClient) -> None:
+    doc = api.get("/openapi.json").json()
+    schemas = doc["components"]["schemas"]
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            ok = next((op["responses"][c] for c in ("200", "201", "202") if c in op["responses"]), None)
+            content = (ok or {}).get("content", {}).get("application/json")
+            if content is None or path == "/metrics":
+                continue
+            ref = content.get("schema", {}).get("$ref", "")
+            example = content.get("example") or schemas.get(ref.rsplit("/", 1)[-1], {}).get("example")
+            assert example, (method, path)
