@@ -124,14 +124,20 @@ class AutoAttack:
             aa = build(model, self.eps, self.num_classes, self.seed, device)
             collect = _Collect()
             logger = logging.getLogger("auto-attack")
-            old_level = logger.level
+            old_level, old_propagate = logger.level, logger.propagate
             logger.addHandler(collect)
             logger.setLevel(logging.DEBUG)
+            logger.propagate = False  # its debug lines go to our collector, not to the caller's console
             try:
                 x_adv, _ = aa.run_standard_evaluation(x, y, batch_size=self.batch_size)
             finally:
                 logger.removeHandler(collect)
                 logger.setLevel(old_level)
+                logger.propagate = old_propagate
+            logging.getLogger("gacd.evaluation").info(
+                "AutoAttack: robust after %s",
+                ", ".join(f"{k} {100 * v:.1f}%" for k, v in collect.after.items()) or "(no breakdown)",
+            )
             with torch.no_grad():
                 correct = torch.cat(
                     [
