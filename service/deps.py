@@ -9,14 +9,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from service.errors import APIError
+from service.errors import APIError, not_found
 from service.queue import Queue
 from service.settings import Settings
-from service.store import Store
+from service.store import KINDS, Store, valid_id
 
 
 @dataclass(frozen=True)
@@ -79,3 +79,16 @@ Tenant = Annotated[TenantCtx, Depends(_auth)]
 StoreDep = Annotated[Store, Depends(_store)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 QueueDep = Annotated[Queue, Depends(_queue)]
+
+
+def owned(store: Store, tenant: str, rid: str, kind: str) -> dict[str, Any]:
+    """The tenant's record ``rid`` of ``kind`` (``job``, ``tch``, ``ds``).
+
+    Raises:
+        APIError: 404 when there is no such record, or it is another tenant's (the same answer, so that
+            ids of other tenants cannot be probed).
+    """
+    rec = store.get(rid, tenant) if valid_id(rid, kind) else None
+    if rec is None:
+        raise not_found(KINDS[kind], rid)
+    return rec

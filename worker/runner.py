@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import errno
-import hashlib
 import logging
 import threading
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from gacd_core.errors import GACDError, TrainingStopped
+from gacd_core.report import sha256_file
 from service.artifacts import ArtifactStore
 from service.settings import Settings
 from service.store import TERMINAL, Fenced, Store, TransitionRefused, now_iso
@@ -31,14 +31,6 @@ log = logging.getLogger("gacd.worker")
 OUTPUTS = ("student.safetensors", "report.json", "report.html", "train.log")
 PROGRESS_EVERY = 1.0  # seconds between progress writes during an epoch
 STOP_CHECK_EVERY = 0.5  # seconds between cancellation checks
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class _Lease:

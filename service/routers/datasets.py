@@ -16,10 +16,10 @@ from fastapi import APIRouter, Request, Response
 
 from gacd_core import catalog
 from service.artifacts import ArtifactStore
-from service.deps import QueueDep, SettingsDep, StoreDep, Tenant
-from service.errors import APIError, not_found, responses
+from service.deps import QueueDep, SettingsDep, StoreDep, Tenant, owned
+from service.errors import APIError, responses
 from service.schemas import DatasetList, DatasetPublic, public_dataset
-from service.store import new_id, now_iso, valid_id
+from service.store import new_id, now_iso
 from service.uploads import receive_file
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
@@ -131,25 +131,18 @@ async def create_dataset(
     return public_dataset(rec)
 
 
-def get_owned(store: Any, tenant: str, did: str) -> dict[str, Any]:
-    rec = store.get(did, tenant) if valid_id(did, "ds") else None
-    if rec is None:
-        raise not_found("dataset", did)
-    return rec
-
-
 @router.get("/{dataset_id}", response_model=DatasetPublic, summary="Get a dataset", responses=responses(404))
 def get_dataset(dataset_id: str, tenant: Tenant, store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
     if dataset_id in BUILTIN_FILES:
         return builtin(dataset_id, settings.data_root)
-    return public_dataset(get_owned(store, tenant.name, dataset_id))
+    return public_dataset(owned(store, tenant.name, dataset_id, "ds"))
 
 
 @router.delete("/{dataset_id}", status_code=204, summary="Delete a custom dataset", responses=responses(404, 409))
 def delete_dataset(dataset_id: str, tenant: Tenant, store: StoreDep, settings: SettingsDep) -> Response:
     if dataset_id in BUILTIN_FILES:
         raise APIError(409, "conflict", f"{dataset_id} is built in and cannot be deleted")
-    rec = get_owned(store, tenant.name, dataset_id)
+    rec = owned(store, tenant.name, dataset_id, "ds")
     active = store.active_jobs_using(tenant.name, "dataset", dataset_id)
     if active:
         raise APIError(409, "conflict", f"dataset {dataset_id} is used by unfinished jobs: {', '.join(active[:5])}")

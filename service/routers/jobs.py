@@ -21,10 +21,10 @@ from starlette.concurrency import run_in_threadpool
 from gacd_core.errors import SpecError
 from gacd_core.spec import JobSpec, parse_spec
 from service.artifacts import ArtifactStore
-from service.deps import QueueDep, SettingsDep, StoreDep, Tenant
+from service.deps import QueueDep, SettingsDep, StoreDep, Tenant, owned
 from service.errors import APIError, not_found, responses, spec_error
 from service.schemas import ArtifactList, EventList, JobList, JobPublic, public_job
-from service.store import JOB_STATUSES, TERMINAL, Store, TransitionRefused, new_id, now_iso, valid_id
+from service.store import JOB_STATUSES, TERMINAL, Store, TransitionRefused, new_id, now_iso
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -90,34 +90,28 @@ def _refuse_paths(body: dict[str, Any]) -> None:
                 )
 
 
+def _ready(store: Store, tenant: str, rid: str, kind: str, field: str) -> str:
+    """``rid`` if it names the tenant's ready teacher / dataset; 404, 409 (still validating) or 422."""
+    rec = owned(store, tenant, rid, kind)
+    noun = "teacher" if kind == "tch" else "dataset"
+    if rec["status"] == "validating":
+        raise APIError(409, f"{noun}_not_ready", f"{noun} {rid} is still being validated; retry when ready", field)
+    if rec["status"] != "ready":
+        raise APIError(422, f"invalid_{noun}", f"{noun} {rid} is invalid: {rec.get('error')}", field)
+    return rid
+
+
 def _check_refs(spec: JobSpec, tenant: str, store: Store) -> tuple[str | None, str | None]:
+    """The ids of the teacher and the custom dataset the job names, checked to be the tenant's and ready."""
     teacher_id = dataset_id = None
     if spec.teacher is not None:
-        tid = spec.teacher.id
-        if tid is None:
+        if spec.teacher.id is None:
             raise APIError(422, "invalid_spec", "teacher.id: required (upload the teacher first)", "teacher.id")
-        rec = store.get(tid, tenant) if valid_id(tid, "tch") else None
-        if rec is None:
-            raise not_found("teacher", tid)
-        if rec["status"] == "validating":
-            raise APIError(
-                409, "teacher_not_ready", f"teacher {tid} is still being validated; retry when ready", "teacher.id"
-            )
-        if rec["status"] != "ready":
-            raise APIError(422, "invalid_teacher", f"teacher {tid} is invalid: {rec.get('error')}", "teacher.id")
-        teacher_id = tid
+        teacher_id = _ready(store, tenant, spec.teacher.id, "tch", "teacher.id")
     if spec.dataset.name == "custom":
-        did = spec.dataset.id
-        if did is None:
+        if spec.dataset.id is None:
             raise APIError(422, "invalid_spec", "dataset.id: required for a custom dataset", "dataset.id")
-        rec = store.get(did, tenant) if valid_id(did, "ds") else None
-        if rec is None:
-            raise not_found("dataset", did)
-        if rec["status"] == "validating":
-            raise APIError(409, "dataset_not_ready", f"dataset {did} is still being validated", "dataset.id")
-        if rec["status"] != "ready":
-            raise APIError(422, "invalid_dataset", f"dataset {did} is invalid: {rec.get('error')}", "dataset.id")
-        dataset_id = did
+        dataset_id = _ready(store, tenant, spec.dataset.id, "ds", "dataset.id")
     elif spec.dataset.id is not None:
         raise APIError(422, "invalid_spec", "dataset.id: only custom datasets have an id", "dataset.id")
     return teacher_id, dataset_id
@@ -217,21 +211,14 @@ def list_jobs(
     return {"data": [public_job(r) for r in page.data], "has_more": page.has_more, "next_after": page.next_after}
 
 
-def get_owned(store: Store, tenant: str, job_id: str) -> dict[str, Any]:
-    rec = store.get(job_id, tenant) if valid_id(job_id, "job") else None
-    if rec is None:
-        raise not_found("job", job_id)
-    return rec
-
-
 @router.get("/{job_id}", response_model=JobPublic, summary="Get a job", responses=responses(404))
 def get_job(job_id: str, tenant: Tenant, store: StoreDep) -> dict[str, Any]:
-    return public_job(get_owned(store, tenant.name, job_id))
+    return public_job(owned(store, tenant.name, job_id, "job"))
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic, summary="Cancel a job", responses=responses(404, 409))
 def cancel_job(job_id: str, tenant: Tenant, store: StoreDep) -> dict[str, Any]:
-    rec = get_owned(store, tenant.name, job_id)
+    rec = owned(store, tenant.name, job_id, "job")
     try:
         store.transition(job_id, ["queued"], "cancelled", {"finished_at": now_iso()})
         store.add_event(job_id, "cancelled", "cancelled before it started")
@@ -245,7 +232,7 @@ def cancel_job(job_id: str, tenant: Tenant, store: StoreDep) -> dict[str, Any]:
                     raise APIError(409, "conflict", f"job {job_id} is already {again.current}") from None
         else:
             raise APIError(409, "conflict", f"job {job_id} is already {exc.current}") from None
-    rec = get_owned(store, tenant.name, job_id)
+    rec = owned(store, tenant.name, job_id, "job")
     return public_job(rec)
 
 
@@ -264,7 +251,7 @@ async def job_events(
     limit: int = Query(100, ge=1, le=1000),
     last_event_id: str | None = Header(None, alias="Last-Event-ID", include_in_schema=False),
 ) -> Any:
-    await run_in_threadpool(get_owned, store, tenant.name, job_id)
+    await run_in_threadpool(owned, store, tenant.name, job_id, "job")
     if "text/event-stream" in request.headers.get("accept", ""):
         start = after or (last_event_id if last_event_id and _event_id_ok(last_event_id) else None)
         return StreamingResponse(
@@ -309,7 +296,7 @@ async def _sse(request: Request, store: Store, job_id: str, after: str | None) -
 
 @router.get("/{job_id}/artifacts", response_model=ArtifactList, summary="The job's outputs", responses=responses(404))
 def list_artifacts(job_id: str, tenant: Tenant, store: StoreDep) -> dict[str, Any]:
-    rec = get_owned(store, tenant.name, job_id)
+    rec = owned(store, tenant.name, job_id, "job")
     return {"data": rec.get("artifacts", [])}
 
 
@@ -320,7 +307,7 @@ def list_artifacts(job_id: str, tenant: Tenant, store: StoreDep) -> dict[str, An
     response_class=FileResponse,
 )
 def get_artifact(job_id: str, name: str, tenant: Tenant, store: StoreDep, settings: SettingsDep) -> FileResponse:
-    rec = get_owned(store, tenant.name, job_id)
+    rec = owned(store, tenant.name, job_id, "job")
     entry = next((a for a in rec.get("artifacts", []) if a["name"] == name), None)
     if entry is None:
         raise not_found("artifact", name)

@@ -18,8 +18,8 @@ from fastapi import APIRouter, Query, Request, Response
 
 from gacd_core import catalog
 from service.artifacts import ArtifactStore, safetensors_metadata
-from service.deps import QueueDep, SettingsDep, StoreDep, Tenant
-from service.errors import APIError, not_found, responses
+from service.deps import QueueDep, SettingsDep, StoreDep, Tenant, owned
+from service.errors import APIError, responses
 from service.schemas import TeacherFromJob, TeacherList, TeacherPublic, public_teacher
 from service.store import new_id, now_iso, valid_id
 from service.uploads import receive_file
@@ -192,9 +192,7 @@ async def _from_job(request: Request, tenant: str, store: Any, settings: Any, qu
         raise APIError(
             422, "invalid_request", f"expected {{'source_job_id': ...}}: {str(exc).splitlines()[0]}"
         ) from None
-    job = store.get(body.source_job_id, tenant) if valid_id(body.source_job_id, "job") else None
-    if job is None:
-        raise not_found("job", body.source_job_id)
+    job = owned(store, tenant, body.source_job_id, "job")
     if job["status"] != "succeeded":
         raise APIError(
             409, "conflict", f"job {job['id']} is {job['status']}; only a succeeded job's student can be a teacher"
@@ -251,23 +249,16 @@ def list_teachers(
     return {"data": [public_teacher(r) for r in page.data], "has_more": page.has_more, "next_after": page.next_after}
 
 
-def get_owned(store: Any, tenant: str, tid: str) -> dict[str, Any]:
-    rec = store.get(tid, tenant) if valid_id(tid, "tch") else None
-    if rec is None:
-        raise not_found("teacher", tid)
-    return rec
-
-
 @router.get("/{teacher_id}", response_model=TeacherPublic, summary="Get a teacher", responses=responses(404))
 def get_teacher(teacher_id: str, tenant: Tenant, store: StoreDep) -> dict[str, Any]:
-    return public_teacher(get_owned(store, tenant.name, teacher_id))
+    return public_teacher(owned(store, tenant.name, teacher_id, "tch"))
 
 
 @router.delete(
     "/{teacher_id}", status_code=204, summary="Delete a teacher and its weights", responses=responses(404, 409)
 )
 def delete_teacher(teacher_id: str, tenant: Tenant, store: StoreDep, settings: SettingsDep) -> Response:
-    rec = get_owned(store, tenant.name, teacher_id)
+    rec = owned(store, tenant.name, teacher_id, "tch")
     active = store.active_jobs_using(tenant.name, "teacher", teacher_id)
     if active:
         raise APIError(409, "conflict", f"teacher {teacher_id} is used by unfinished jobs: {', '.join(active[:5])}")
