@@ -10,8 +10,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.store import TERMINAL
-
 
 class _Out(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -311,7 +309,3 @@ def public_dataset(rec: dict[str, Any]) -> dict[str, Any]:
 
 def public_job(rec: dict[str, Any]) -> dict[str, Any]:
     return JobPublic.model_validate(rec).model_dump()
-
-
-def is_terminal(rec: dict[str, Any]) -> bool:
-    return rec.get("status") in TERMINAL

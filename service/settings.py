@@ -88,10 +88,6 @@ class Settings(BaseSettings):
             out.update(_parse_keys_file(text))
         return out
 
-    @property
-    def redis_prefix(self) -> str:
-        return "gacd:"
-
 
 def _parse_keys(text: str, where: str) -> dict[str, str]:
     text = text.strip()

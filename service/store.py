@@ -260,15 +260,6 @@ class Store:
                 out.append(jid)
         return out
 
-    def active_jobs(self, tenant: str) -> int:
-        """How many of the tenant's jobs are queued or running."""
-        n = 0
-        for jid in self.r.zrange(self.k_idx(tenant, "job"), 0, -1):
-            status = self.r.hget(self.k_rec(jid), "status")
-            if status and json.loads(status) not in TERMINAL:
-                n += 1
-        return n
-
     # --- jobs: status --------------------------------------------------------------------------
     def transition(
         self,
@@ -367,9 +358,6 @@ class Store:
 
     def release_lease(self, job_id: str, token: str) -> None:
         self._release(keys=[self.k_lease(job_id)], args=[token])
-
-    def lease_holder(self, job_id: str) -> str | None:
-        return self.r.get(self.k_lease(job_id))
 
     # --- idempotency -----------------------------------------------------------------------------
     def claim_idempotency(self, tenant: str, key: str, body_digest: str, job_id: str) -> dict[str, Any] | None:

@@ -14,7 +14,9 @@ import contextlib
 import hashlib
 import os
 import secrets
+import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,15 +43,10 @@ class Upload:
     size: int = 0
     sha256: str = ""
 
-    def discard(self) -> None:
-        if self.path is not None:
-            with contextlib.suppress(FileNotFoundError):
-                self.path.unlink()
-
 
 class _Receiver:
-    def __init__(self, dest_dir: Path, max_bytes: int, file_field: str) -> None:
-        self.dest_dir, self.max_bytes, self.file_field = dest_dir, max_bytes, file_field
+    def __init__(self, dest_dir: Path, file_field: str) -> None:
+        self.dest_dir, self.file_field = dest_dir, file_field
         self.upload = Upload()
         self.partial: Path | None = None
         self._fh: Any = None
@@ -60,7 +57,6 @@ class _Receiver:
         self._part_name: str | None = None
         self._part_is_file = False
         self._buf = bytearray()
-        self.error: APIError | None = None
 
     # python-multipart callbacks ---------------------------------------------------------------------
     def on_part_begin(self) -> None:
@@ -155,7 +151,7 @@ async def receive_file(
     if declared is not None and declared.isdigit() and int(declared) > max_bytes + 64 * 1024:
         raise _too_large(max_bytes)
     dest_dir.mkdir(parents=True, exist_ok=True)
-    rx = _Receiver(dest_dir, max_bytes, file_field)
+    rx = _Receiver(dest_dir, file_field)
     callbacks = {
         name: getattr(rx, name)
         for name in (
@@ -198,6 +194,16 @@ async def receive_file(
     up = rx.upload
     up.path, up.sha256 = final, rx._hash.hexdigest()
     return up
+
+
+@contextlib.contextmanager
+def removed_on_error(folder: Path) -> Iterator[Path]:
+    """Around an upload and its checks: any failure removes ``folder``, so a refused upload leaves nothing."""
+    try:
+        yield folder
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 def sweep_partials(root: Path, older_than_seconds: float = 0.0) -> int:

@@ -26,8 +26,9 @@ ACCURACIES = ["clean_acc", "fgsm_acc", "pgd20_acc", "cw_acc"]
 
 
 def run(*args: str, env: dict[str, str] | None = None, timeout: int = 900) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*GACD, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [*GACD, *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
 
 
 def get(report: dict, dotted: str):
@@ -87,8 +88,19 @@ def test_bad_input_is_a_clear_error_naming_the_flag(tmp_path):
 @pytest.mark.unit
 def test_missing_teacher_file_names_the_teacher_flag(tmp_path):
     make_cifar10(tmp_path / "data", n_train=40, n_test=20)
-    out = run("distill", "--teacher", str(tmp_path / "missing.safetensors"), "--student-arch", "tiny_resnet",
-              "--data-root", str(tmp_path / "data"), "--epochs", "1", "--out", str(tmp_path / "o"))
+    out = run(
+        "distill",
+        "--teacher",
+        str(tmp_path / "missing.safetensors"),
+        "--student-arch",
+        "tiny_resnet",
+        "--data-root",
+        str(tmp_path / "data"),
+        "--epochs",
+        "1",
+        "--out",
+        str(tmp_path / "o"),
+    )
     assert out.returncode == 2
     assert "teacher.weights (--teacher): no such file" in out.stderr
 
@@ -98,16 +110,39 @@ def test_train_distill_evaluate_on_small_data(tmp_path):
     """The three commands end to end on a small fake CIFAR-10 in the real on-disk layout."""
     data = tmp_path / "data"
     make_cifar10(data, n_train=128, n_test=40)
-    common = ["--data-root", str(data), "--epochs", "1", "--batch-size", "32", "--device", "cpu",
-              "--set", "hyperparameters.attack.steps=2", "--set", "evaluation.eps_sweep=[0, 0.0313725]"]
+    common = [
+        "--data-root",
+        str(data),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--device",
+        "cpu",
+        "--set",
+        "hyperparameters.attack.steps=2",
+        "--set",
+        "evaluation.eps_sweep=[0, 0.0313725]",
+    ]
     teacher, student, evaluated = tmp_path / "teacher", tmp_path / "student", tmp_path / "eval"
     # the teacher (tiny_resnet, 19.9k parameters) is larger than the student (tiny_wrn, 5.2k), as in real use
     out = run("train", "--method", "at", "--arch", "tiny_resnet", "--out", str(teacher), *common)
     assert out.returncode == 0, out.stderr
     assert "wrote" in out.stdout and (teacher / "student.safetensors").is_file()
-    out = run("distill", "--method", "gacd", "--teacher", str(teacher / "student.safetensors"),
-              "--student-arch", "tiny_wrn", "--out", str(student), *common,
-              "--set", "hyperparameters.method_params.n_negatives=64")
+    out = run(
+        "distill",
+        "--method",
+        "gacd",
+        "--teacher",
+        str(teacher / "student.safetensors"),
+        "--student-arch",
+        "tiny_wrn",
+        "--out",
+        str(student),
+        *common,
+        "--set",
+        "hyperparameters.method_params.n_negatives=64",
+    )
     assert out.returncode == 0, out.stderr
     for name in ("student.safetensors", "report.json", "report.html", "checkpoint.pt"):
         assert (student / name).is_file(), name
@@ -117,9 +152,22 @@ def test_train_distill_evaluate_on_small_data(tmp_path):
     assert report["dataset"]["test_size"] == 40 and report["training"]["epochs"] == 1
     assert "<svg" in (student / "report.html").read_text()
 
-    out = run("evaluate", "--weights", str(student / "student.safetensors"), "--teacher",
-              str(teacher / "student.safetensors"), "--data-root", str(data), "--device", "cpu",
-              "--autoattack", "--autoattack-subset", "8", "--out", str(evaluated))
+    out = run(
+        "evaluate",
+        "--weights",
+        str(student / "student.safetensors"),
+        "--teacher",
+        str(teacher / "student.safetensors"),
+        "--data-root",
+        str(data),
+        "--device",
+        "cpu",
+        "--autoattack",
+        "--autoattack-subset",
+        "8",
+        "--out",
+        str(evaluated),
+    )
     assert out.returncode == 0, out.stderr
     ev = json.loads((evaluated / "report.json").read_text())
     assert ev["kind"] == "evaluate" and ev["method"] == "gacd" and ev["training"] is None
@@ -128,9 +176,20 @@ def test_train_distill_evaluate_on_small_data(tmp_path):
     assert ev["student"]["sha256"] == report["student"]["sha256"]
 
     # running the same distill command again continues from the checkpoint instead of starting over
-    out = run("distill", "--method", "gacd", "--teacher", str(teacher / "student.safetensors"),
-              "--student-arch", "tiny_wrn", "--out", str(student), *common,
-              "--set", "hyperparameters.method_params.n_negatives=64")
+    out = run(
+        "distill",
+        "--method",
+        "gacd",
+        "--teacher",
+        str(teacher / "student.safetensors"),
+        "--student-arch",
+        "tiny_wrn",
+        "--out",
+        str(student),
+        *common,
+        "--set",
+        "hyperparameters.method_params.n_negatives=64",
+    )
     assert out.returncode == 0, out.stderr
     again = json.loads((student / "report.json").read_text())
     assert again["training"]["resumed_from_epoch"] == 1 and again["student"]["sha256"] == report["student"]["sha256"]
@@ -141,16 +200,51 @@ def test_readme_example_on_real_cifar10(cifar10_root, tmp_path):
     """The README's three commands, on real CIFAR-10, with the sizes cut down to keep CI short."""
     env = {"GACD_DATA_ROOT": str(cifar10_root)}
     small = ["--train-subset", "512", "--test-subset", "100", "--epochs", "1"]
-    out = run("train", "--method", "at", "--arch", "resnet10_w16", "--out", str(tmp_path / "teacher"), *small,
-              "--set", "hyperparameters.attack.steps=3", env=env)
+    out = run(
+        "train",
+        "--method",
+        "at",
+        "--arch",
+        "resnet10_w16",
+        "--out",
+        str(tmp_path / "teacher"),
+        *small,
+        "--set",
+        "hyperparameters.attack.steps=3",
+        env=env,
+    )
     assert out.returncode == 0, out.stderr
-    out = run("distill", "--method", "gacd", "--teacher", str(tmp_path / "teacher/student.safetensors"),
-              "--student-arch", "resnet10_w8", "--out", str(tmp_path / "gacd"), *small,
-              "--set", "hyperparameters.attack.steps=3", env=env)
+    out = run(
+        "distill",
+        "--method",
+        "gacd",
+        "--teacher",
+        str(tmp_path / "teacher/student.safetensors"),
+        "--student-arch",
+        "resnet10_w8",
+        "--out",
+        str(tmp_path / "gacd"),
+        *small,
+        "--set",
+        "hyperparameters.attack.steps=3",
+        env=env,
+    )
     assert out.returncode == 0, out.stderr
-    out = run("evaluate", "--weights", str(tmp_path / "gacd/student.safetensors"),
-              "--teacher", str(tmp_path / "teacher/student.safetensors"), "--test-subset", "100",
-              "--autoattack", "--autoattack-subset", "20", "--out", str(tmp_path / "eval"), env=env)
+    out = run(
+        "evaluate",
+        "--weights",
+        str(tmp_path / "gacd/student.safetensors"),
+        "--teacher",
+        str(tmp_path / "teacher/student.safetensors"),
+        "--test-subset",
+        "100",
+        "--autoattack",
+        "--autoattack-subset",
+        "20",
+        "--out",
+        str(tmp_path / "eval"),
+        env=env,
+    )
     assert out.returncode == 0, out.stderr
     assert "student (resnet10_w8): clean" in out.stdout
     report = json.loads((tmp_path / "gacd/report.json").read_text())

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 import time
@@ -22,11 +21,11 @@ import numpy as np
 import pytest
 import torch
 from _fakes import RunsCode, make_cifar10, make_npz
+from _workers import start_worker
 from fastapi.testclient import TestClient
 
 from gacd_core.models import create_model, save_weights
 from service.app import create_app
-from service.commands import worker_command
 from service.embedded import RedisServer
 from service.queue import Queue
 from service.settings import Settings
@@ -58,22 +57,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         lease_seconds=10,
         worker_stale_seconds=5,
     )
-    worker_env = {
-        **os.environ,
-        **{f"GACD_{k.upper()}": str(v) for k, v in settings.items()},
-        "GACD_WORKER_DEVICE": "cpu",
-        "GACD_WORKER_NAME": "test-worker",
-        "OMP_NUM_THREADS": "1",
-    }
-    log = open(base / "worker.log", "wb")  # noqa: SIM115
-    argv = [sys.executable, "-m", *worker_command(f"{QUEUE},{QUEUE}.validate", "test@%h")]
-    worker = subprocess.Popen(argv, env=worker_env, stdout=log, stderr=subprocess.STDOUT)
+    worker = start_worker(settings, "test-worker", base / "worker.log")
     store = Store(connect(redis_server.url))
-    deadline = time.monotonic() + 60
-    while not store.workers(5):
-        if worker.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("the worker did not start: " + (base / "worker.log").read_text()[-3000:])
-        time.sleep(0.2)
     try:
         yield {"settings": settings, "base": base, "store": store, "worker_log": base / "worker.log"}
     finally:

@@ -5,10 +5,8 @@ Its own Redis and workers (a short lease, so the test takes seconds, not minutes
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -16,14 +14,13 @@ from typing import Any
 import pytest
 import torch
 from _fakes import make_cifar10
+from _workers import start_worker
 from fastapi.testclient import TestClient
 from safetensors.torch import load
 
 from service.app import create_app
-from service.commands import worker_command
 from service.embedded import RedisServer
 from service.settings import Settings
-from service.store import Store, connect
 
 pytestmark = [pytest.mark.api, pytest.mark.worker]
 KEY = "fault-test-key-" + "f" * 20
@@ -42,22 +39,12 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     )  # fmt: skip
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start_worker(name: str) -> subprocess.Popen[bytes]:
-        env = {**os.environ, **{f"GACD_{k.upper()}": str(v) for k, v in settings.items()},
-               "GACD_WORKER_DEVICE": "cpu", "GACD_WORKER_NAME": name, "OMP_NUM_THREADS": "1"}  # fmt: skip
-        log = open(base / f"{name}.log", "ab")  # noqa: SIM115
-        argv = [sys.executable, "-m", *worker_command("faults,faults.validate", f"{name}@%h")]
-        p = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
-        procs.append(p)
-        store = Store(connect(redis_server.url))
-        deadline = time.monotonic() + 60
-        while name not in store.workers(3):
-            assert p.poll() is None and time.monotonic() < deadline, (base / f"{name}.log").read_text()[-2000:]
-            time.sleep(0.1)
-        return p
+    def start(name: str) -> subprocess.Popen[bytes]:
+        procs.append(start_worker(settings, name, base / f"{name}.log"))
+        return procs[-1]
 
     try:
-        yield {"settings": settings, "start_worker": start_worker, "base": base}
+        yield {"settings": settings, "start_worker": start, "base": base}
     finally:
         for p in procs:
             if p.poll() is None:

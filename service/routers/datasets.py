@@ -8,7 +8,6 @@ expand far beyond their size. A job names a custom dataset as ``{"name": "custom
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from service.deps import QueueDep, SettingsDep, StoreDep, Tenant, owned
 from service.errors import APIError, responses
 from service.schemas import DatasetList, DatasetPublic, public_dataset
 from service.store import new_id, now_iso
-from service.uploads import receive_file
+from service.uploads import receive_file, removed_on_error
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
@@ -96,7 +95,7 @@ async def create_dataset(
     arts = ArtifactStore(settings.artifact_root)
     did = new_id("ds")
     folder = arts.dataset_dir(tenant.name, did)
-    try:
+    with removed_on_error(folder):
         up = await receive_file(request, folder, "upload.bin", settings.max_upload_bytes)
         suffix = Path(up.filename or "").suffix.lower()
         if suffix not in FORMATS:
@@ -110,9 +109,6 @@ async def create_dataset(
         assert up.path is not None
         final = folder / ("data.npz" if suffix == ".npz" else "upload.zip")
         up.path.rename(final)
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
     rec = {
         "id": did,
         "object": "dataset",

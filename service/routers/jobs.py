@@ -281,8 +281,8 @@ async def _sse(request: Request, store: Store, job_id: str, after: str | None) -
         if events:
             idle = 0.0
             continue
-        status = await run_in_threadpool(store.r.hget, store.k_rec(job_id), "status")
-        if status is None or json.loads(status) in TERMINAL:
+        status = await run_in_threadpool(store.get_status, job_id)
+        if status is None or status in TERMINAL:
             # one more read so that nothing written with the final status is missed
             for ev in await run_in_threadpool(store.wait_events, job_id, last, 1):
                 yield f"id: {ev['id']}\nevent: {ev['type']}\ndata: {json.dumps(ev)}\n\n".encode()

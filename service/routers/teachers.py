@@ -22,7 +22,7 @@ from service.deps import QueueDep, SettingsDep, StoreDep, Tenant, owned
 from service.errors import APIError, responses
 from service.schemas import TeacherFromJob, TeacherList, TeacherPublic, public_teacher
 from service.store import new_id, now_iso, valid_id
-from service.uploads import receive_file
+from service.uploads import receive_file, removed_on_error
 
 router = APIRouter(prefix="/v1/teachers", tags=["teachers"])
 SUFFIXES = {".safetensors": "safetensors", ".pt": "pt", ".pth": "pt"}
@@ -143,7 +143,7 @@ async def create_teacher(
     arts = ArtifactStore(settings.artifact_root)
     tid = new_id("tch")
     folder = arts.teacher_dir(tenant.name, tid)
-    try:
+    with removed_on_error(folder):
         up = await receive_file(request, folder, "upload.bin", settings.max_upload_bytes)
         suffix = Path(up.filename or "").suffix.lower()
         if suffix not in SUFFIXES:
@@ -156,9 +156,6 @@ async def create_teacher(
         assert up.path is not None
         final = folder / f"weights{'.safetensors' if SUFFIXES[suffix] == 'safetensors' else '.pt'}"
         up.path.rename(final)
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
     rec = {
         "id": tid,
         "object": "teacher",
