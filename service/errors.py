@@ -79,7 +79,9 @@ def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         413: "Body or upload over the size limit (`too_large`)",
         415: "Unsupported content type (`unsupported_media_type`)",
         422: "Invalid input; `field` names it (`invalid_spec`, `invalid_request`, ...)",
-        503: "The job store is unreachable (`store_unavailable`)",
+        429: "A per-tenant limit: too many unfinished jobs (`too_many_active_jobs`) or submissions per minute "
+        "(`rate_limited`); see `Retry-After`",
+        503: "The job store or the queue is unreachable (`store_unavailable`, `queue_unavailable`); see `Retry-After`",
     }
     return {c: {"model": ErrorBody, "description": text[c]} for c in codes}
 

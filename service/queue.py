@@ -33,8 +33,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_ignore_result": True,
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,
-        # A job can run for hours; the lease in the job store, not the broker, decides who runs it.
-        "broker_transport_options": {"visibility_timeout": 12 * 3600},
+        # A job can run for hours, longer than any visibility timeout: when the broker hands its message out
+        # again, the second worker finds the job's lease held and drops the message (worker/runner.py).
+        "broker_transport_options": {"visibility_timeout": settings.broker_visibility_timeout},
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,
     }

@@ -52,6 +52,17 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(60.0, gt=0, description="a running job's lease; renewed by the heartbeat")
     max_attempts: int = Field(3, ge=1, le=100, description="a job whose worker is lost this often fails")
     events_max: int = Field(10_000, ge=100, description="events kept per job (the oldest are trimmed)")
+    tenant_max_active_jobs: int = Field(
+        8, ge=1, description="unfinished (queued or running) jobs a tenant may have at once (429 beyond)"
+    )
+    tenant_jobs_per_minute: int = Field(
+        30, ge=1, description="jobs a tenant may submit in any 60 seconds (429 with Retry-After beyond)"
+    )
+    broker_visibility_timeout: float = Field(
+        12 * 3600.0,
+        gt=0,
+        description="seconds before the broker hands an unacknowledged message out again (the lease stops duplicates)",
+    )
 
     @field_validator("cors_origins", mode="before")
     @classmethod

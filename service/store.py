@@ -13,8 +13,15 @@ Layout (every key starts with ``gacd:``):
   lease still holds its token, so a worker that lost its lease can no longer change the job.
 - ``jobs_by_status``: a hash of counts, kept by the status script (for ``/metrics``);
   ``active_jobs``: the set of running and cancelling jobs, kept by it too (for the reaper).
+- ``unfinished:{tenant}``: the set of the tenant's queued, running and cancelling jobs, kept by the
+  job-creation and status scripts (the per-tenant limit on concurrent jobs counts it).
+- ``rate:{tenant}``: a sorted set of the tenant's job submissions of the last minute, scored by the time
+  Redis gave them (the per-tenant limit on job creations counts it).
 - ``workers``: worker name -> JSON heartbeat.
 - ``idem:{tenant}:{sha256(key)}``: an idempotency key's body digest and job id (24 h).
+
+The scripts build the ``unfinished:`` key from the record's tenant, so the store needs one Redis node
+(not Redis Cluster).
 """
 
 from __future__ import annotations
@@ -73,8 +80,9 @@ return 1
 """
 
 # Change a job's status if it is one of the allowed ones, optionally checking the lease token, and
-# keep the counts and the set of active (running or cancelling) jobs
-# (KEYS: rec, lease, counts, active set; ARGV: token, new status JSON, allowed JSON list, job id, f1, v1, ...).
+# keep the counts, the set of active (running or cancelling) jobs and the tenant's set of unfinished jobs
+# (KEYS: rec, lease, counts, active set; ARGV: token, new status JSON, allowed JSON list, job id,
+# key prefix, f1, v1, ...).
 _TRANSITION = """
 if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then return {0, ''} end
 local cur = redis.call('HGET', KEYS[1], 'status')
@@ -84,7 +92,7 @@ local ok = false
 for _, s in ipairs(allowed) do if cjson.encode(s) == cur then ok = true end end
 if not ok then return {-2, cur} end
 redis.call('HSET', KEYS[1], 'status', ARGV[2])
-for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('HINCRBY', KEYS[3], cjson.decode(cur), -1)
 local new = cjson.decode(ARGV[2])
 redis.call('HINCRBY', KEYS[3], new, 1)
@@ -93,7 +101,40 @@ if new == 'running' or new == 'cancelling' then
 else
   redis.call('SREM', KEYS[4], ARGV[4])
 end
+if new == 'succeeded' or new == 'failed' or new == 'cancelled' then
+  local tenant = cjson.decode(redis.call('HGET', KEYS[1], 'tenant'))
+  redis.call('SREM', ARGV[5] .. 'unfinished:' .. tenant, ARGV[4])
+end
 return {1, cur}
+"""
+
+# Store a new job unless its tenant already has ``limit`` unfinished jobs
+# (KEYS: rec, tenant's job index, counts, tenant's unfinished set, sequence;
+#  ARGV: job id, limit, status, f1, v1, ...). Returns 1, or 0 when the tenant is at its limit.
+_CREATE_JOB = """
+if redis.call('SCARD', KEYS[4]) >= tonumber(ARGV[2]) then return 0 end
+local seq = redis.call('INCR', KEYS[5])
+for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('ZADD', KEYS[2], seq, ARGV[1])
+redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
+redis.call('SADD', KEYS[4], ARGV[1])
+return 1
+"""
+
+# Count one submission against a sliding window, by Redis's clock (KEYS: the tenant's rate set;
+# ARGV: limit, window ms, member). Returns 0 when counted, else the milliseconds until a slot frees.
+_RATE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return math.max(1, tonumber(oldest[2]) + window - now)
+end
+redis.call('ZADD', KEYS[1], now, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], window)
+return 0
 """
 
 # Renew a lease if it still holds the token (KEYS: lease; ARGV: token, ttl ms).
@@ -136,6 +177,8 @@ class Store:
         self._transition = client.register_script(_TRANSITION)
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
+        self._create_job = client.register_script(_CREATE_JOB)
+        self._rate = client.register_script(_RATE)
 
     # --- keys ------------------------------------------------------------------------------------
     def k_rec(self, rid: str) -> str:
@@ -161,6 +204,12 @@ class Store:
     def k_active(self) -> str:
         return f"{self.p}active_jobs"
 
+    def k_unfinished(self, tenant: str) -> str:
+        return f"{self.p}unfinished:{tenant}"
+
+    def k_rate(self, tenant: str) -> str:
+        return f"{self.p}rate:{tenant}"
+
     @property
     def k_workers(self) -> str:
         return f"{self.p}workers"
@@ -178,6 +227,32 @@ class Store:
             pipe.hincrby(self.k_counts, record["status"], 1)
         pipe.execute()
         return record
+
+    def create_job(self, record: dict[str, Any], max_unfinished: int) -> bool:
+        """Store a new job (as :meth:`create`) unless its tenant already has ``max_unfinished``
+        unfinished jobs; False then, and nothing is written. The check and the write are one script."""
+        rid, tenant = record["id"], record["tenant"]
+        keys = [self.k_rec(rid), self.k_idx(tenant, "job"), self.k_counts, self.k_unfinished(tenant), f"{self.p}seq"]
+        args: list[Any] = [rid, max_unfinished, record["status"]]
+        for k, v in record.items():
+            args += [k, json.dumps(v)]
+        return bool(int(self._create_job(keys=keys, args=args)))
+
+    def unfinished_jobs(self, tenant: str) -> int:
+        """How many of the tenant's jobs are queued, running or cancelling."""
+        return int(self.r.scard(self.k_unfinished(tenant)))
+
+    def count_submission(self, tenant: str, limit: int, member: str, window_seconds: float = 60.0) -> float:
+        """Count a job submission against the tenant's ``limit`` per ``window_seconds``.
+
+        Returns 0.0 when counted, else the seconds until the oldest submission in the window leaves it.
+        """
+        wait_ms = int(self._rate(keys=[self.k_rate(tenant)], args=[limit, int(window_seconds * 1000), member]))
+        return wait_ms / 1000.0
+
+    def uncount_submission(self, tenant: str, member: str) -> None:
+        """Take back a submission counted by :meth:`count_submission` (the job was not created)."""
+        self.r.zrem(self.k_rate(tenant), member)
 
     def get(self, rid: str, tenant: str | None = None) -> dict[str, Any] | None:
         """The record, or None when it does not exist or belongs to another tenant."""
@@ -212,12 +287,17 @@ class Store:
             raise KeyError(rid)
 
     def delete(self, rid: str, tenant: str) -> None:
+        """Remove a record, its index entry and (for a job) its events and its place in the counts."""
         kind = rid.split("_", 1)[0]
+        status = self.get_status(rid) if kind == "job" else None
         pipe = self.r.pipeline(transaction=True)
+        if status is not None:
+            pipe.hincrby(self.k_counts, status, -1)
         pipe.delete(self.k_rec(rid))
         pipe.zrem(self.k_idx(tenant, kind), rid)
         if kind == "job":
             pipe.delete(self.k_events(rid))
+            pipe.srem(self.k_unfinished(tenant), rid)
         pipe.execute()
 
     def list_records(
@@ -275,7 +355,7 @@ class Store:
             TransitionRefused: the job's status is not one of ``allowed`` (or the job is gone).
             Fenced: ``token`` is given and the lease no longer holds it.
         """
-        args = [token or "", json.dumps(new), json.dumps(list(allowed)), job_id]
+        args = [token or "", json.dumps(new), json.dumps(list(allowed)), job_id, self.p]
         for k, v in (fields or {}).items():
             args += [k, json.dumps(v)]
         keys = [self.k_rec(job_id), self.k_lease(job_id), self.k_counts, self.k_active]
@@ -362,12 +442,26 @@ class Store:
     # --- idempotency -----------------------------------------------------------------------------
     def claim_idempotency(self, tenant: str, key: str, body_digest: str, job_id: str) -> dict[str, Any] | None:
         """Claim ``key`` for a new job; returns the earlier claim instead when the key was used."""
-        k = f"{self.p}idem:{tenant}:{hashlib.sha256(key.encode()).hexdigest()}"
+        k = self._k_idem(tenant, key)
         value = json.dumps({"body": body_digest, "job_id": job_id})
         if self.r.set(k, value, nx=True, ex=IDEMPOTENCY_TTL):
             return None
         raw = self.r.get(k)
         return json.loads(raw) if raw else None
+
+    def earlier_claim(self, tenant: str, key: str) -> dict[str, Any] | None:
+        """The claim on an idempotency key, if any (without claiming it)."""
+        raw = self.r.get(self._k_idem(tenant, key))
+        return json.loads(raw) if raw else None
+
+    def release_idempotency(self, tenant: str, key: str, job_id: str) -> None:
+        """Give up a claim whose job was not created (only if it is still this job's claim)."""
+        claim = self.earlier_claim(tenant, key)
+        if claim is not None and claim.get("job_id") == job_id:
+            self.r.delete(self._k_idem(tenant, key))
+
+    def _k_idem(self, tenant: str, key: str) -> str:
+        return f"{self.p}idem:{tenant}:{hashlib.sha256(key.encode()).hexdigest()}"
 
     # --- workers ---------------------------------------------------------------------------------
     def worker_heartbeat(self, name: str, info: dict[str, Any]) -> None:

@@ -33,7 +33,8 @@ from service.store import Store, connect
 
 pytestmark = [pytest.mark.api, pytest.mark.worker]
 
-ALICE, BOB = "alice-key-" + "a" * 24, "bob-key-" + "b" * 24
+ALICE, BOB, CAROL = "alice-key-" + "a" * 24, "bob-key-" + "b" * 24, "carol-key-" + "c" * 24
+DAVE = "dave-key-" + "d" * 24
 QUEUE = "gacdtest"
 TIMEOUT = 240
 
@@ -51,7 +52,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         redis_url=redis_server.url,
         artifact_root=base / "artifacts",
         data_root=data_root,
-        api_keys=f"{ALICE}=alice,{BOB}=bob",
+        api_keys=f"{ALICE}=alice,{BOB}=bob,{CAROL}=carol,{DAVE}=dave",
         queue=QUEUE,
         heartbeat_seconds=0.5,
         lease_seconds=10,
@@ -387,6 +388,50 @@ def test_tenants_see_only_their_own(api: TestClient, idle: TestClient, ready_tea
     # still there for alice
     assert api.get(f"/v1/jobs/{job['id']}", headers=H()).json()["status"] == "queued"
     idle.post(f"/v1/jobs/{job['id']}/cancel", headers=H())
+
+
+def test_per_tenant_limits_answer_429_with_retry_after(env: dict[str, Any]) -> None:
+    limited = _app(env, queue="nobody-reads-this", tenant_max_active_jobs=2, tenant_jobs_per_minute=4)
+    roomy = _app(env, queue="nobody-reads-this", tenant_max_active_jobs=100, tenant_jobs_per_minute=100)
+    store: Store = env["store"]
+
+    def submit(client: TestClient = limited, key: str = CAROL, **headers: str) -> Any:
+        return client.post("/v1/jobs", headers=H(key, **headers), json=small_job("natural"))
+
+    def listed() -> list[str]:
+        return [j["id"] for j in limited.get("/v1/jobs", headers=H(CAROL), params={"limit": 100}).json()["data"]]
+
+    def cancel(jid: str) -> None:
+        assert limited.post(f"/v1/jobs/{jid}/cancel", headers=H(CAROL)).json()["status"] == "cancelled"
+
+    a, b = submit().json()["id"], submit().json()["id"]
+    r = submit(**{"Idempotency-Key": "carol-1"})
+    assert r.status_code == 429 and r.headers["retry-after"] == "30"
+    err = r.json()["error"]
+    assert err["code"] == "too_many_active_jobs" and "2 unfinished jobs" in err["message"]
+    assert sorted(listed()) == sorted([a, b]) and store.unfinished_jobs("carol") == 2  # nothing was created
+    other = submit(key=DAVE)  # other tenants are not limited by carol's jobs
+    assert other.status_code == 202
+    limited.post(f"/v1/jobs/{other.json()['id']}/cancel", headers=H(DAVE))
+    cancel(a)  # a finished job frees its place
+    c = submit(**{"Idempotency-Key": "carol-1"})  # the refused request did not burn its key
+    assert c.status_code == 202 and store.unfinished_jobs("carol") == 2
+    cancel(b)
+    d = submit()  # the 4th job counted in this minute (the refused one is not counted)
+    assert d.status_code == 202
+    cancel(d.json()["id"])
+    r = submit()
+    assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limited"
+    wait = int(r.headers["retry-after"])
+    assert 1 <= wait <= 60 and f"retry in {wait} s" in r.json()["error"]["message"]
+    assert len(listed()) == 4 and store.unfinished_jobs("carol") == 1
+    # a replayed Idempotency-Key is an answer, not a new submission: never rate-limited
+    again = submit(**{"Idempotency-Key": "carol-1"})
+    assert again.status_code == 202 and again.json()["id"] == c.json()["id"]
+    assert submit(roomy).status_code == 202  # the limits are settings
+    for jid in listed():
+        limited.post(f"/v1/jobs/{jid}/cancel", headers=H(CAROL))
+    assert store.unfinished_jobs("carol") == 0
 
 
 def test_a_teacher_in_use_cannot_be_deleted(idle: TestClient, ready_teacher: str) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
+import math
 import mimetypes
 from collections.abc import AsyncIterator
 from typing import Any
@@ -24,9 +26,11 @@ from service.artifacts import ArtifactStore
 from service.deps import QueueDep, SettingsDep, StoreDep, Tenant, owned
 from service.errors import APIError, not_found, responses, spec_error
 from service.schemas import ArtifactList, EventList, JobList, JobPublic, public_job
+from service.settings import Settings
 from service.store import JOB_STATUSES, TERMINAL, Store, TransitionRefused, new_id, now_iso
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+log = logging.getLogger("gacd.api")
 
 EXAMPLE = {
     "method": "gacd",
@@ -126,7 +130,7 @@ def _digest(body: Any) -> str:
     status_code=202,
     response_model=JobPublic,
     summary="Submit a training or distillation job",
-    responses=responses(400, 404, 409, 413, 422),
+    responses=responses(400, 404, 409, 413, 422, 429),
     openapi_extra=_CREATE_DOC,
 )
 async def create_job(
@@ -147,21 +151,17 @@ async def create_job(
         raise spec_error(exc) from None
     teacher_id, dataset_id = _check_refs(spec, tenant.name, store)
     job_id = new_id("job")
+    digest = _digest(body)
     if idempotency_key is not None:
-        digest = _digest(body)
-        earlier = store.claim_idempotency(tenant.name, idempotency_key, digest, job_id)
+        earlier = store.earlier_claim(tenant.name, idempotency_key)
         if earlier is not None:
-            if earlier["body"] != digest:
-                raise APIError(409, "idempotency_conflict", "this Idempotency-Key was used with another body")
-            rec = None
-            for _ in range(50):  # the first request may still be creating the job
-                rec = store.get(earlier["job_id"], tenant.name)
-                if rec is not None:
-                    break
-                await asyncio.sleep(0.05)
-            if rec is None:
-                raise APIError(409, "idempotency_conflict", "the first request with this key did not create a job")
-            return JSONResponse(public_job(rec), status_code=202, headers={"Location": f"/v1/jobs/{rec['id']}"})
+            return await _replay(store, tenant.name, earlier, digest)
+    _count_submission(store, settings, tenant.name, job_id)
+    if idempotency_key is not None:
+        earlier = store.claim_idempotency(tenant.name, idempotency_key, digest, job_id)
+        if earlier is not None:  # another request with this key won the race
+            store.uncount_submission(tenant.name, job_id)
+            return await _replay(store, tenant.name, earlier, digest)
     spec_dict = spec.public_dict()
     metadata = spec_dict.pop("metadata", {})
     rec = {
@@ -188,10 +188,66 @@ async def create_job(
         "dataset_id": dataset_id,
         "attempts": 0,
     }
-    store.create(rec)
+    if not store.create_job(rec, settings.tenant_max_active_jobs):
+        _take_back(store, tenant.name, job_id, idempotency_key)
+        raise APIError(
+            429,
+            "too_many_active_jobs",
+            f"you have {settings.tenant_max_active_jobs} unfinished jobs, the most allowed at once; "
+            "submit again when one of them has finished (or cancel one)",
+            headers={"Retry-After": str(ACTIVE_RETRY_AFTER)},
+        )
     store.add_event(job_id, "queued", f"{spec.method} job queued", data={"method": spec.method})
-    queue.run_job(job_id)
+    try:
+        queue.run_job(job_id)
+    except Exception as exc:  # the broker is away: leave no queued job that no worker will ever see
+        log.warning("job %s: could not be queued (%s); removing it", job_id, exc)
+        store.delete(job_id, tenant.name)
+        _take_back(store, tenant.name, job_id, idempotency_key)
+        raise APIError(
+            503,
+            "queue_unavailable",
+            "the job queue is unavailable; nothing was created, retry shortly",
+            headers={"Retry-After": "5"},
+        ) from None
     return JSONResponse(public_job(rec), status_code=202, headers={"Location": f"/v1/jobs/{job_id}"})
+
+
+ACTIVE_RETRY_AFTER = 30  # seconds: a hint only, since nobody knows when one of the tenant's jobs ends
+
+
+def _count_submission(store: Store, settings: Settings, tenant: str, job_id: str) -> None:
+    """Count the submission against the tenant's rate limit, or refuse it (429 with Retry-After)."""
+    wait = store.count_submission(tenant, settings.tenant_jobs_per_minute, job_id)
+    if wait > 0:
+        raise APIError(
+            429,
+            "rate_limited",
+            f"at most {settings.tenant_jobs_per_minute} jobs may be submitted per minute; retry in {math.ceil(wait)} s",
+            headers={"Retry-After": str(math.ceil(wait))},
+        )
+
+
+def _take_back(store: Store, tenant: str, job_id: str, idempotency_key: str | None) -> None:
+    """Undo what a submission that created no job counted: its rate slot and its idempotency claim."""
+    store.uncount_submission(tenant, job_id)
+    if idempotency_key is not None:
+        store.release_idempotency(tenant, idempotency_key, job_id)
+
+
+async def _replay(store: Store, tenant: str, earlier: dict[str, Any], digest: str) -> JSONResponse:
+    """The answer to a repeated Idempotency-Key: the job it created (same body) or 409 (another body)."""
+    if earlier["body"] != digest:
+        raise APIError(409, "idempotency_conflict", "this Idempotency-Key was used with another body")
+    rec = None
+    for _ in range(50):  # the first request may still be creating the job
+        rec = store.get(earlier["job_id"], tenant)
+        if rec is not None:
+            break
+        await asyncio.sleep(0.05)
+    if rec is None:
+        raise APIError(409, "idempotency_conflict", "the first request with this key did not create a job")
+    return JSONResponse(public_job(rec), status_code=202, headers={"Location": f"/v1/jobs/{rec['id']}"})
 
 
 @router.get("", response_model=JobList, summary="List your jobs, newest first", responses=responses(422))
