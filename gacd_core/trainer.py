@@ -10,6 +10,7 @@ projection heads and memory bank, optimiser, scheduler, RNG states, history).
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import os
@@ -237,8 +238,20 @@ class Trainer:
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         path = self.checkpoint_dir / CHECKPOINT_NAME
         tmp = path.with_name(path.name + ".tmp")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
+        # Serialised in memory, then written by Python: a full or read-only disk raises OSError with its
+        # errno (torch's own file writer would raise a RuntimeError that hides it); fsync before the
+        # rename, so that a crash leaves the old checkpoint or the new one, never half of one.
+        buf = io.BytesIO()
+        torch.save(self.state_dict(), buf)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(buf.getbuffer())
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
         return path
 
     def load_checkpoint(self, path: Path) -> None:

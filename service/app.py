@@ -5,19 +5,24 @@ Run it with ``uvicorn service.app:create_app --factory`` (``gacd serve`` does th
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import secrets
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.concurrency import run_in_threadpool
 
 from service import errors
 from service.deps import KeyRing
 from service.queue import Queue
 from service.routers import datasets, jobs, system, teachers
 from service.settings import Settings, get_settings
-from service.store import Store, connect
+from service.store import STORE_ERRORS, Store, connect
 from service.uploads import sweep_partials
 
 log = logging.getLogger("gacd.api")
@@ -34,12 +39,47 @@ tenant's id is a 404). Errors are `{"error": {"code", "message", "field"}}`.
 """
 
 
+HEARTBEAT_SECONDS = 2.0  # an API process's heartbeat in the store, and its sweeps of partial uploads
+HEARTBEAT_TTL = 8.0
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """While the API runs: keep its heartbeat in the store and sweep partial uploads of dead API processes."""
+    task = asyncio.create_task(_housekeeping(app))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        with contextlib.suppress(*STORE_ERRORS):
+            await run_in_threadpool(app.state.store.api_gone, app.state.instance)
+
+
+async def _housekeeping(app: FastAPI) -> None:
+    store: Store = app.state.store
+    root = app.state.settings.artifact_root
+    while True:
+        try:
+            await run_in_threadpool(store.api_heartbeat, app.state.instance, HEARTBEAT_TTL)
+            removed = await run_in_threadpool(sweep_partials, root, store.api_alive, HEARTBEAT_TTL)
+            if removed:
+                log.warning("removed %d partial uploads left by an API process that stopped", removed)
+        except STORE_ERRORS as exc:  # the store is away: no sweeping (nobody's liveness is known)
+            log.debug("housekeeping skipped: %s", exc)
+        except Exception:
+            log.exception("housekeeping failed")
+        await asyncio.sleep(HEARTBEAT_SECONDS)
+
+
 def create_app(settings: Settings | None = None, store: Store | None = None, queue: Queue | None = None) -> FastAPI:
     settings = settings or get_settings()
     keys = settings.keys()
     if not keys:
         raise RuntimeError("no API keys: set GACD_API_KEYS or GACD_API_KEYS_FILE (gacd serve makes one for you)")
     app = FastAPI(
+        lifespan=_lifespan,
         title="GACD: robust model compression",
         version="1.0.0",
         description=DESCRIPTION,
@@ -51,10 +91,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None, que
     app.state.store = store or Store(connect(settings.redis_url), events_max=settings.events_max)
     app.state.queue = queue or Queue(settings)
     app.state.metrics = system.Metrics(app.state.store, settings)
+    app.state.instance = secrets.token_hex(6)
     settings.artifact_root.mkdir(parents=True, exist_ok=True)
-    removed = sweep_partials(settings.artifact_root)
-    if removed:
-        log.warning("removed %d partial uploads left by an earlier API process", removed)
 
     errors.install(app)
     if settings.cors_origins:

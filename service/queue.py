@@ -35,7 +35,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_connection_max_retries": None,
         # A job can run for hours, longer than any visibility timeout: when the broker hands its message out
         # again, the second worker finds the job's lease held and drops the message (worker/runner.py).
-        "broker_transport_options": {"visibility_timeout": settings.broker_visibility_timeout},
+        "broker_transport_options": {
+            "visibility_timeout": settings.broker_visibility_timeout,
+            **settings.broker_transport_options,
+        },
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,
     }

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -62,6 +62,10 @@ class Settings(BaseSettings):
         12 * 3600.0,
         gt=0,
         description="seconds before the broker hands an unacknowledged message out again (the lease stops duplicates)",
+    )
+    broker_transport_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="more kombu Redis transport options, as JSON (e.g. unacked_restore_interval)",
     )
 
     @field_validator("cors_origins", mode="before")

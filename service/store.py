@@ -18,6 +18,9 @@ Layout (every key starts with ``gacd:``):
 - ``rate:{tenant}``: a sorted set of the tenant's job submissions of the last minute, scored by the time
   Redis gave them (the per-tenant limit on job creations counts it).
 - ``workers``: worker name -> JSON heartbeat.
+- ``api:{instance}``: an API process's heartbeat (a key with a TTL); uploads it is receiving carry its
+  instance id in their ``.partial`` file names, so that a partial of a dead API process can be told
+  from one still being written by a live one.
 - ``idem:{tenant}:{sha256(key)}``: an idempotency key's body digest and job id (24 h).
 
 The scripts build the ``unfinished:`` key from the record's tenant, so the store needs one Redis node
@@ -390,10 +393,12 @@ class Store:
         *,
         level: str = "info",
         data: dict[str, Any] | None = None,
+        created_at: str | None = None,
     ) -> str:
-        """Append an event to the job's stream; returns its id."""
+        """Append an event to the job's stream; returns its id. ``created_at`` defaults to now (a worker
+        passes the time it saw the event when it writes it late, after the store was away)."""
         fields = {
-            "created_at": now_iso(),
+            "created_at": created_at or now_iso(),
             "level": level,
             "type": type,
             "message": message,
@@ -480,9 +485,22 @@ class Store:
                 out[name] = info
         return out
 
+    def api_heartbeat(self, instance: str, ttl_seconds: float) -> None:
+        self.r.set(f"{self.p}api:{instance}", now_iso(), px=int(ttl_seconds * 1000))
+
+    def api_alive(self, instance: str) -> bool:
+        return bool(self.r.exists(f"{self.p}api:{instance}"))
+
+    def api_gone(self, instance: str) -> None:
+        self.r.delete(f"{self.p}api:{instance}")
+
     def queue_depth(self, queue: str) -> int:
         """Messages waiting in the Celery queue (the broker's list of that name)."""
         return int(self.r.llen(queue))
+
+
+STORE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+"""What a client sees while Redis is away (restarting, loading its append-only file, unreachable)."""
 
 
 def connect(url: str, **kw: Any) -> redis.Redis:

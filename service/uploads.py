@@ -4,8 +4,12 @@ A multipart body is parsed as it arrives (``python-multipart``'s push parser): t
 written to a ``.partial`` file in the destination directory while its SHA-256 is computed, small text
 fields are kept in memory. Past the size limit, on a malformed body or when the client goes away, the
 partial file is removed and the request fails (413, 400). Only a complete upload is renamed to its
-final name. If the API process itself dies mid-upload, the ``.partial`` file is what remains; the API
-removes stale ones at start-up (:func:`sweep_partials`).
+final name. If the API process itself dies mid-upload, the ``.partial`` file is what remains. Its name
+carries the instance id of the API process that wrote it (``.upload-{instance}-{random}.partial``), and
+every API process keeps a heartbeat in the store and sweeps the artifact store now and then
+(:func:`sweep_partials`): a partial whose writer's heartbeat is gone is removed, with the upload's
+folder when nothing else is in it. So an API restarted mid-upload leaves nothing behind, and with many
+API replicas on one shared artifact store none of them removes an upload another one is receiving.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +33,7 @@ from starlette.requests import ClientDisconnect
 from service.errors import APIError
 
 PARTIAL_SUFFIX = ".partial"
+PARTIAL_PREFIX = ".upload-"
 MAX_FIELD_BYTES = 64 * 1024
 MAX_FIELDS = 32
 
@@ -44,9 +49,22 @@ class Upload:
     sha256: str = ""
 
 
+def partial_name(instance: str) -> str:
+    """A fresh name for a partial upload written by the API process ``instance``."""
+    return f"{PARTIAL_PREFIX}{instance}-{secrets.token_hex(8)}{PARTIAL_SUFFIX}"
+
+
+def partial_owner(name: str) -> str | None:
+    """The instance id in a partial upload's name (None for a name not made by :func:`partial_name`)."""
+    if not (name.startswith(PARTIAL_PREFIX) and name.endswith(PARTIAL_SUFFIX)):
+        return None
+    owner, sep, _ = name[len(PARTIAL_PREFIX) : -len(PARTIAL_SUFFIX)].rpartition("-")
+    return owner if sep and owner else None
+
+
 class _Receiver:
-    def __init__(self, dest_dir: Path, file_field: str) -> None:
-        self.dest_dir, self.file_field = dest_dir, file_field
+    def __init__(self, dest_dir: Path, file_field: str, instance: str) -> None:
+        self.dest_dir, self.file_field, self.instance = dest_dir, file_field, instance
         self.upload = Upload()
         self.partial: Path | None = None
         self._fh: Any = None
@@ -89,7 +107,7 @@ class _Receiver:
                 raise _Reject(APIError(422, "invalid_request", "send exactly one file", self.file_field))
             self._part_is_file = True
             self.upload.filename = Path(opts[b"filename"].decode("utf-8", "replace").replace("\\", "/")).name
-            self.partial = self.dest_dir / f".upload-{secrets.token_hex(8)}{PARTIAL_SUFFIX}"
+            self.partial = self.dest_dir / partial_name(self.instance)
             self._fh = open(self.partial, "wb")  # noqa: SIM115 (closed in on_part_end / cleanup)
         elif len(self.upload.fields) >= MAX_FIELDS:
             raise _Reject(APIError(422, "invalid_request", f"at most {MAX_FIELDS} form fields"))
@@ -151,7 +169,7 @@ async def receive_file(
     if declared is not None and declared.isdigit() and int(declared) > max_bytes + 64 * 1024:
         raise _too_large(max_bytes)
     dest_dir.mkdir(parents=True, exist_ok=True)
-    rx = _Receiver(dest_dir, file_field)
+    rx = _Receiver(dest_dir, file_field, request.app.state.instance)
     callbacks = {
         name: getattr(rx, name)
         for name in (
@@ -206,17 +224,27 @@ def removed_on_error(folder: Path) -> Iterator[Path]:
         raise
 
 
-def sweep_partials(root: Path, older_than_seconds: float = 0.0) -> int:
-    """Remove ``.partial`` uploads left by a process that died mid-upload; returns how many."""
+def sweep_partials(root: Path, is_alive: Callable[[str], bool], grace_seconds: float = 10.0) -> int:
+    """Remove the partial uploads under ``root`` whose API process is gone; returns how many.
+
+    A partial is left alone while it was written in the last ``grace_seconds`` or while
+    ``is_alive(instance)`` says its writer still runs. The folder it was in goes too when it is empty.
+    """
     if not root.is_dir():
         return 0
-    cutoff = time.time() - older_than_seconds
+    cutoff = time.time() - grace_seconds
     n = 0
-    for p in root.rglob(f"*{PARTIAL_SUFFIX}"):
+    for p in root.rglob(f"{PARTIAL_PREFIX}*{PARTIAL_SUFFIX}"):
         try:
-            if p.is_file() and p.stat().st_mtime <= cutoff:
-                p.unlink()
-                n += 1
+            if not p.is_file() or p.stat().st_mtime > cutoff:
+                continue
+            owner = partial_owner(p.name)
+            if owner is not None and is_alive(owner):
+                continue
+            p.unlink()
+            n += 1
+            with contextlib.suppress(OSError):
+                p.parent.rmdir()  # only when empty: the upload's own folder
         except OSError:
             continue
     return n

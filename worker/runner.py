@@ -10,6 +10,12 @@
    written every epoch into the artifact store, and a job that starts with one continues from it.
 4. The outputs (``student.safetensors``, ``report.json``, ``report.html``, ``train.log``) are listed
    with their sizes and SHA-256 and committed with the final status, in one fenced write.
+
+While Redis is away (restarted, loading its append-only file), the job goes on: progress writes are
+skipped, events are kept and written in order once the store is back, the lease is renewed again, and
+the writes a job cannot go on without (taking the job, the final status) wait for the store with a
+growing pause. If the store stays away for longer than the lease, the lease is gone when it returns:
+this worker stops writing and the reaper hands the job on, to resume from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -18,19 +24,33 @@ import errno
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from gacd_core.errors import GACDError, TrainingStopped
 from gacd_core.report import sha256_file
 from service.artifacts import ArtifactStore
 from service.settings import Settings
-from service.store import TERMINAL, Fenced, Store, TransitionRefused, now_iso
+from service.store import STORE_ERRORS, TERMINAL, Fenced, Store, TransitionRefused, now_iso
 
 log = logging.getLogger("gacd.worker")
 OUTPUTS = ("student.safetensors", "report.json", "report.html", "train.log")
 PROGRESS_EVERY = 1.0  # seconds between progress writes during an epoch
 STOP_CHECK_EVERY = 0.5  # seconds between cancellation checks
+T = TypeVar("T")
+
+
+def patiently(what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)``, retried with a growing pause (0.5 s up to 5 s) while the store is away."""
+    pause = 0.5
+    while True:
+        try:
+            return fn(*args, **kwargs)
+        except STORE_ERRORS as exc:
+            log.warning("%s: the job store is unavailable (%s); retrying in %.1f s", what, exc, pause)
+            time.sleep(pause)
+            pause = min(2 * pause, 5.0)
 
 
 class _Lease:
@@ -72,14 +92,14 @@ class JobRunner:
 
     # --- the lifecycle ------------------------------------------------------------------------------
     def run(self, job_id: str) -> None:
-        rec = self.store.get(job_id)
+        rec = patiently(f"job {job_id}", self.store.get, job_id)
         if rec is None:
             log.warning("job %s: no such job; dropping the message", job_id)
             return
         if rec["status"] in TERMINAL:
             log.info("job %s is already %s; nothing to do", job_id, rec["status"])
             return
-        token = self.store.acquire_lease(job_id, self.settings.lease_seconds)
+        token = patiently(f"job {job_id}", self.store.acquire_lease, job_id, self.settings.lease_seconds)
         if token is None:
             log.info("job %s: another worker holds its lease; leaving it to that worker", job_id)
             return
@@ -93,7 +113,9 @@ class JobRunner:
             return
         attempt = int(rec.get("attempts", 0)) + 1
         try:
-            self.store.transition(
+            patiently(
+                f"job {job_id}",
+                self.store.transition,
                 job_id,
                 ["queued", "running"],
                 "running",
@@ -108,19 +130,25 @@ class JobRunner:
         except TransitionRefused as exc:
             log.info("job %s is %s; not starting it", job_id, exc.current)
             return
+        except Fenced:
+            log.info("job %s: the lease expired before the job started; leaving it", job_id)
+            return
         out_dir = self.arts.job_out(tenant, job_id)
         ckpt_dir = self.arts.job_checkpoints(tenant, job_id)
         resuming = (ckpt_dir / "checkpoint.pt").is_file()
-        self.store.add_event(
+        patiently(
+            f"job {job_id}",
+            self.store.add_event,
             job_id,
             "started",
             f"worker {self.worker} started attempt {attempt}" + (" from the last checkpoint" if resuming else ""),
             data={"worker": self.worker, "attempt": attempt, "resume": resuming},
         )
-        out_dir.mkdir(parents=True, exist_ok=True)
-        handler = _log_to(out_dir / "train.log")
         reporter = _Reporter(self.store, job_id, token, lease, rec.get("progress") or {})
+        handler: logging.Handler | None = None
         try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            handler = _log_to(out_dir / "train.log")
             from gacd_core.jobs import Callbacks, run_job
 
             spec = self._resolve_spec(rec)
@@ -135,7 +163,15 @@ class JobRunner:
             _unlog(handler)
             if lease.lost.is_set():
                 return
-            self._finish(job_id, token, "cancelled", ["cancelling", "running"], "cancelled", "cancelled by request")
+            self._finish(
+                job_id,
+                token,
+                "cancelled",
+                ["cancelling", "running"],
+                "cancelled",
+                "cancelled by request",
+                reporter=reporter,
+            )
             return
         except Fenced:
             _unlog(handler)
@@ -144,7 +180,9 @@ class JobRunner:
         except GACDError as exc:
             _unlog(handler)
             err = {"code": exc.code, "message": exc.message, "field": exc.field}
-            self._finish(job_id, token, "failed", ["running", "cancelling"], "failed", exc.message, error=err)
+            self._finish(
+                job_id, token, "failed", ["running", "cancelling"], "failed", exc.message, error=err, reporter=reporter
+            )
             return
         except OSError as exc:
             _unlog(handler)
@@ -153,16 +191,22 @@ class JobRunner:
                 errno.ENOSPC: "the artifact store is full",
                 errno.EACCES: "the artifact store is not writable",
                 errno.EROFS: "the artifact store is read-only",
+                errno.EDQUOT: "the artifact store's quota is exhausted",
             }.get(exc.errno or 0, f"storage error: {exc}")
+            reason += f" ({exc.strerror or exc}: {exc.filename or self.arts.root})"
             err = {"code": "storage_error", "message": reason, "field": None}
-            self._finish(job_id, token, "failed", ["running", "cancelling"], "failed", reason, error=err)
+            self._finish(
+                job_id, token, "failed", ["running", "cancelling"], "failed", reason, error=err, reporter=reporter
+            )
             return
         except Exception as exc:
             _unlog(handler)
             log.exception("job %s failed", job_id)
             message = f"the job failed: {type(exc).__name__}: {exc}"[:2000]
             err = {"code": "internal_error", "message": message, "field": None}
-            self._finish(job_id, token, "failed", ["running", "cancelling"], "failed", message, error=err)
+            self._finish(
+                job_id, token, "failed", ["running", "cancelling"], "failed", message, error=err, reporter=reporter
+            )
             return
         _unlog(handler)
         artifacts = []
@@ -183,6 +227,7 @@ class JobRunner:
             "succeeded: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in metrics.items() if v is not None),
             fields={"artifacts": artifacts, "progress": progress},
             data={"metrics": metrics},
+            reporter=reporter,
         )
 
     def _finish(
@@ -197,10 +242,19 @@ class JobRunner:
         error: dict[str, Any] | None = None,
         fields: dict[str, Any] | None = None,
         data: dict[str, Any] | None = None,
+        reporter: _Reporter | None = None,
     ) -> None:
+        if reporter is not None:  # the events of the run come before the final one
+            patiently(f"job {job_id}", reporter.flush)
         try:
-            self.store.transition(
-                job_id, allowed, status, {"finished_at": now_iso(), "error": error, **(fields or {})}, token
+            patiently(
+                f"job {job_id}",
+                self.store.transition,
+                job_id,
+                allowed,
+                status,
+                {"finished_at": now_iso(), "error": error, **(fields or {})},
+                token,
             )
         except Fenced:
             log.error("job %s: lease lost; the final status was not written", job_id)
@@ -208,8 +262,14 @@ class JobRunner:
         except TransitionRefused as exc:
             log.warning("job %s: could not move from %s to %s", job_id, exc.current, status)
             return
-        self.store.add_event(
-            job_id, event, message, level="error" if status == "failed" else "info", data=data or error or {}
+        patiently(
+            f"job {job_id}",
+            self.store.add_event,
+            job_id,
+            event,
+            message,
+            level="error" if status == "failed" else "info",
+            data=data or error or {},
         )
 
     # --- inputs --------------------------------------------------------------------------------------
@@ -240,7 +300,11 @@ class JobRunner:
 
 
 class _Reporter:
-    """Turns gacd_core's callbacks into job progress, events and cancellation checks."""
+    """Turns gacd_core's callbacks into job progress, events and cancellation checks.
+
+    While the store is away, progress writes are skipped (the next one carries the latest state) and
+    events wait in ``pending``, to be written in order, with the time they happened, once it is back.
+    """
 
     def __init__(self, store: Store, job_id: str, token: str, lease: _Lease, initial: dict[str, Any]) -> None:
         self.store, self.job_id, self.token, self.lease = store, job_id, token, lease
@@ -252,9 +316,36 @@ class _Reporter:
             "stage": "starting",
             "metrics": initial.get("metrics") or {},
         }
+        self.pending: list[tuple[str, str, dict[str, Any], str]] = []
         self._written = 0.0
         self._checked = 0.0
         self._stop = False
+        self._away = False
+
+    def flush(self) -> None:
+        """Write the pending events, oldest first (raises while the store is away)."""
+        while self.pending:
+            type_, message, data, at = self.pending[0]
+            self.store.add_event(self.job_id, type_, message, data=data, created_at=at)
+            self.pending.pop(0)
+
+    def _best_effort(self, progress: dict[str, Any] | None) -> None:
+        try:
+            self.flush()
+            if progress is not None:
+                self.store.update(self.job_id, {"progress": progress}, self.token)
+        except STORE_ERRORS as exc:
+            if not self._away:
+                log.warning("job %s: the job store is unavailable (%s); training goes on", self.job_id, exc)
+            self._away = True
+            return
+        if self._away:
+            log.info("job %s: the job store is back", self.job_id)
+        self._away = False
+
+    def _event(self, type_: str, message: str, data: dict[str, Any]) -> None:
+        self.pending.append((type_, message, data, now_iso()))
+        self._best_effort(None)
 
     def progress(self, p: Any) -> None:
         metrics: dict[str, Any] = {"loss": _finite(p.loss), "lr": p.lr, "images_per_second": p.images_per_second}
@@ -274,13 +365,13 @@ class _Reporter:
         now = time.monotonic()
         if p.phase in ("epoch", "start") or now - self._written >= PROGRESS_EVERY:
             self._written = now
-            self.store.update(self.job_id, {"progress": self.last}, self.token)
+            self._best_effort(self.last)
         if p.phase == "epoch" and p.record is not None:
             r = p.record
             text = f"epoch {p.epoch}/{p.epochs}: loss {r['loss']:.4f}, train acc {100 * r['train_acc']:.1f}%"
             if r.get("val_pgd_acc") is not None:
                 text += f", val clean {100 * r['val_clean_acc']:.1f}%, val pgd {100 * r['val_pgd_acc']:.1f}%"
-            self.store.add_event(self.job_id, "epoch", text, data={"epoch": p.epoch, **metrics})
+            self._event("epoch", text, {"epoch": p.epoch, **metrics})
 
     def stage(self, name: str, fraction: float) -> None:
         changed = self.last.get("stage") != name
@@ -288,11 +379,9 @@ class _Reporter:
         now = time.monotonic()
         if changed or now - self._written >= PROGRESS_EVERY:
             self._written = now
-            self.store.update(
-                self.job_id, {"progress": {**self.last, "stage_fraction": round(fraction, 4)}}, self.token
-            )
+            self._best_effort({**self.last, "stage_fraction": round(fraction, 4)})
         if changed:
-            self.store.add_event(self.job_id, "stage", name, data={"stage": name})
+            self._event("stage", name, {"stage": name})
 
     def should_stop(self) -> bool:
         if self.lease.lost.is_set():
@@ -325,6 +414,8 @@ def _log_to(path: Path) -> logging.Handler:
     return handler
 
 
-def _unlog(handler: logging.Handler) -> None:
+def _unlog(handler: logging.Handler | None) -> None:
+    if handler is None:
+        return
     logging.getLogger("gacd").removeHandler(handler)
     handler.close()

@@ -1,4 +1,8 @@
-"""Celery tasks: thin wrappers that hand a record id to the job lifecycle or to a validator."""
+"""Celery tasks: thin wrappers that hand a record id to the job lifecycle or to a validator.
+
+A task that finds the job store away waits for it (``patiently``) instead of failing: Celery would
+acknowledge a failed task's message, and the job or upload would then wait for a worker forever.
+"""
 
 from __future__ import annotations
 
@@ -15,13 +19,15 @@ def run_job(job_id: str) -> None:
 
 @app.task(name=VALIDATE_TEACHER)
 def validate_teacher(teacher_id: str) -> None:
+    from worker.runner import patiently
     from worker.validate import validate_teacher as run
 
-    run(worker_store(), settings, teacher_id)
+    patiently(f"teacher {teacher_id}", run, worker_store(), settings, teacher_id)
 
 
 @app.task(name=VALIDATE_DATASET)
 def validate_dataset(dataset_id: str) -> None:
+    from worker.runner import patiently
     from worker.validate import validate_dataset as run
 
-    run(worker_store(), settings, dataset_id)
+    patiently(f"dataset {dataset_id}", run, worker_store(), settings, dataset_id)

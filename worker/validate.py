@@ -24,7 +24,8 @@ from typing import Any
 from gacd_core.errors import DatasetError, GACDError
 from service.artifacts import ArtifactStore
 from service.settings import Settings
-from service.store import Store
+from service.store import STORE_ERRORS, Store
+from worker.runner import patiently
 
 log = logging.getLogger("gacd.worker")
 MAX_MEMBERS = 200_000
@@ -89,7 +90,9 @@ def validate_teacher(store: Store, settings: Settings, teacher_id: str) -> None:
         if path != final:
             path.unlink(missing_ok=True)
         tmp.replace(final)
-        store.update(
+        patiently(
+            f"teacher {teacher_id}",
+            store.update,
             teacher_id,
             {
                 "status": "ready",
@@ -101,11 +104,14 @@ def validate_teacher(store: Store, settings: Settings, teacher_id: str) -> None:
         )
         log.info("teacher %s is ready (%s, %d classes)", teacher_id, rec["arch"], rec["num_classes"])
     except GACDError as exc:
-        store.update(teacher_id, {"status": "invalid", "error": exc.message})
+        patiently(f"teacher {teacher_id}", store.update, teacher_id, {"status": "invalid", "error": exc.message})
         log.info("teacher %s is invalid: %s", teacher_id, exc.message)
+    except STORE_ERRORS:
+        raise  # the task waits for the store and validates again
     except Exception as exc:
         log.exception("teacher %s: validation failed", teacher_id)
-        store.update(teacher_id, {"status": "invalid", "error": f"validation failed: {type(exc).__name__}: {exc}"})
+        error = f"validation failed: {type(exc).__name__}: {exc}"
+        patiently(f"teacher {teacher_id}", store.update, teacher_id, {"status": "invalid", "error": error})
 
 
 def safe_extract(archive: Path, dest: Path) -> None:
@@ -209,12 +215,15 @@ def validate_dataset(store: Store, settings: Settings, dataset_id: str) -> None:
             "mean": list(mean),
             "std": list(std),
         }
-        store.update(dataset_id, info)
+        patiently(f"dataset {dataset_id}", store.update, dataset_id, info)
         log.info("dataset %s is ready (%d classes, %d train images)", dataset_id, info["num_classes"], len(raw.train))
     except GACDError as exc:
         shutil.rmtree(folder, ignore_errors=True)
-        store.update(dataset_id, {"status": "invalid", "error": exc.message})
+        patiently(f"dataset {dataset_id}", store.update, dataset_id, {"status": "invalid", "error": exc.message})
+    except STORE_ERRORS:
+        raise  # the task waits for the store and validates again
     except Exception as exc:
         shutil.rmtree(folder, ignore_errors=True)
         log.exception("dataset %s: validation failed", dataset_id)
-        store.update(dataset_id, {"status": "invalid", "error": f"validation failed: {type(exc).__name__}: {exc}"})
+        error = f"validation failed: {type(exc).__name__}: {exc}"
+        patiently(f"dataset {dataset_id}", store.update, dataset_id, {"status": "invalid", "error": error})
