@@ -1,4 +1,5 @@
-"""Starting a real Celery worker process for the service tests, on settings given as a dict."""
+"""Processes for the service tests: a real Celery worker on settings given as a dict, stopping a child
+process, and waiting for a condition."""
 
 from __future__ import annotations
 
@@ -35,3 +36,26 @@ def start_worker(settings: dict[str, Any], name: str, log: Path, timeout: float 
             raise RuntimeError(f"worker {name} did not start: " + log.read_text()[-3000:])
         time.sleep(0.1)
     return proc
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace: float = 20) -> None:
+    """SIGTERM, then SIGKILL if the process is still there after ``grace`` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_until(pred: Any, what: str, timeout: float = 240, log: Path | None = None) -> Any:
+    """``pred()``'s first truthy value, polled every 0.2 s; fails after ``timeout`` with the end of ``log``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.2)
+    tail = log.read_text()[-4000:] if log is not None and log.exists() else ""
+    raise AssertionError(f"timed out waiting for {what}\n{tail}")

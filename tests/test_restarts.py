@@ -20,7 +20,8 @@ from typing import Any
 import httpx
 import pytest
 from _fakes import make_cifar10
-from _workers import start_worker
+from _workers import start_worker, stop_process
+from _workers import wait_until as _wait
 from fastapi.testclient import TestClient
 
 from service.app import create_app
@@ -33,27 +34,6 @@ pytestmark = [pytest.mark.api, pytest.mark.worker]
 KEY = "restart-test-key-" + "r" * 20
 WRONG_KEY = "not-a-known-key-" + "w" * 20
 H = {"Authorization": f"Bearer {KEY}"}
-
-
-def _wait(pred: Any, what: str, timeout: float = 240, log: Path | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.2)
-    tail = log.read_text()[-4000:] if log is not None and log.exists() else ""
-    raise AssertionError(f"timed out waiting for {what}\n{tail}")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -73,7 +53,7 @@ def redis_env(tmp_path: Path) -> Iterator[dict[str, Any]]:
     try:
         yield env
     finally:
-        _stop(worker)
+        stop_process(worker)
         env["server"].stop()
 
 
@@ -211,7 +191,7 @@ def test_api_killed_mid_upload_leaves_nothing_and_changes_nothing(tmp_path: Path
         again = httpx.post(url + "/v1/teachers", headers=H, data=form, files=files, timeout=30)
         assert again.status_code == 201, again.text
     finally:
-        _stop(api)
+        stop_process(api)
         server.stop()
     text = log.read_text()
     assert "POST /v1/teachers" in text  # the debug log did see the requests ...

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 from _fakes import RunsCode, make_cifar10, make_npz
-from _workers import start_worker
+from _workers import start_worker, stop_process
 from fastapi.testclient import TestClient
 
 from gacd_core.models import create_model, save_weights
@@ -63,11 +63,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     try:
         yield {"settings": settings, "base": base, "store": store, "worker_log": base / "worker.log"}
     finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop_process(worker)
         redis_server.stop()
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import pytest
 import torch
 from _fakes import make_cifar10
 from _workers import start_worker
+from _workers import wait_until as _wait
 from fastapi.testclient import TestClient
 from safetensors.torch import load
 
@@ -63,16 +63,6 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 def _events(api: TestClient, job_id: str) -> list[dict[str, Any]]:
     return api.get(f"/v1/jobs/{job_id}/events", headers=H).json()["data"]
-
-
-def _wait(pred: Any, what: str, timeout: float = 300) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_killed_worker_loses_at_most_an_epoch_and_the_result_is_unchanged(env: dict[str, Any]) -> None:
