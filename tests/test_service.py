@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
 import time
@@ -259,6 +260,11 @@ def test_whole_lifecycle_on_a_custom_dataset(
     assert sse_ids == [e["id"] for e in events["data"]] and text.rstrip().endswith("data: {}")
     assert 'gacd_jobs{status="succeeded"}' in api.get("/metrics").text
 
+    r = api.post(f"/v1/jobs/{job['id']}/cancel", headers=H())
+    assert r.status_code == 409 and r.json()["error"] == {
+        "code": "conflict", "message": f"job {job['id']} is already succeeded", "field": None,
+    }  # fmt: skip
+
     # the student of the job becomes a teacher
     r = api.post("/v1/teachers", headers=H(), json={"source_job_id": job["id"]})
     assert r.status_code == 201, r.text
@@ -356,34 +362,64 @@ def test_idempotency_key(idle: TestClient) -> None:
         idle.post(f"/v1/jobs/{jid}/cancel", headers=H(key))
 
 
-def test_tenants_see_only_their_own(api: TestClient, idle: TestClient, ready_teacher: str, tmp_path: Path) -> None:
-    job = idle.post("/v1/jobs", headers=H(), json=small_job("kd", ready_teacher)).json()
+def test_tenant_isolation_matrix_over_every_endpoint(
+    api: TestClient, idle: TestClient, env: dict[str, Any], ready_teacher: str, tmp_path: Path
+) -> None:
+    """Every operation of the OpenAPI that takes an id, called by bob with alice's ids: 404, never data.
+    The operations come from the schema itself, so a new endpoint is in the matrix without editing it."""
     npz = tmp_path / "d.npz"
     make_npz(npz, num_classes=3)
-    ds = upload_dataset(api, npz).json()
-    for method, path in [
-        ("GET", f"/v1/teachers/{ready_teacher}"),
-        ("DELETE", f"/v1/teachers/{ready_teacher}"),
-        ("GET", f"/v1/datasets/{ds['id']}"),
-        ("DELETE", f"/v1/datasets/{ds['id']}"),
-        ("GET", f"/v1/jobs/{job['id']}"),
-        ("POST", f"/v1/jobs/{job['id']}/cancel"),
-        ("GET", f"/v1/jobs/{job['id']}/events"),
-        ("GET", f"/v1/jobs/{job['id']}/artifacts"),
-        ("GET", f"/v1/jobs/{job['id']}/artifacts/report.json"),
-    ]:
-        r = api.request(method, path, headers=H(BOB))
-        assert r.status_code == 404, (method, path, r.text)
-        assert list(r.json()) == ["error"] and r.json()["error"]["code"] == "not_found"
-    assert ready_teacher not in {t["id"] for t in api.get("/v1/teachers", headers=H(BOB)).json()["data"]}
-    assert job["id"] not in {j["id"] for j in api.get("/v1/jobs", headers=H(BOB)).json()["data"]}
-    r = api.post("/v1/jobs", headers=H(BOB), json=small_job("kd", ready_teacher))
+    ds = wait_status(api, "datasets", upload_dataset(api, npz).json()["id"], ("ready", "invalid"), env)
+    done = api.post("/v1/jobs", headers=H(), json=small_job("natural", hyperparameters={"epochs": 1})).json()
+    done = wait_status(api, "jobs", done["id"], ("succeeded", "failed"), env)
+    assert done["status"] == "succeeded" and done["artifacts"]
+    queued = idle.post("/v1/jobs", headers=H(), json=small_job("kd", ready_teacher)).json()
+    ids = {"teacher_id": ready_teacher, "dataset_id": ds["id"], "job_id": done["id"], "name": "report.json"}
+    before = {
+        path: api.get(path, headers=H()).json()
+        for path in (f"/v1/teachers/{ready_teacher}", f"/v1/datasets/{ds['id']}", f"/v1/jobs/{done['id']}")
+    }
+
+    doc = api.get("/openapi.json").json()
+    tried = []
+    for template, ops in doc["paths"].items():
+        params = re.findall(r"{(\w+)}", template)
+        if not params:
+            continue
+        assert set(params) <= set(ids), f"{template}: the matrix does not know how to fill {params}"
+        for job_id in (done["id"], queued["id"]) if "job_id" in params else (None,):
+            path = template.format(**{**ids, **({"job_id": job_id} if job_id else {})})
+            for method in ops:
+                r = api.request(method.upper(), path, headers=H(BOB))
+                assert r.status_code == 404, (method, path, r.status_code, r.text)
+                assert list(r.json()) == ["error"] and r.json()["error"]["code"] == "not_found", (method, path)
+                for secret in ("alice", ready_teacher[4:], "tiny_resnet", "sha256"):
+                    assert secret not in r.text or secret in path, (method, path, r.text)
+                tried.append((method, template))
+    assert len({t for _, t in tried}) >= 7 and len(tried) >= 14, tried  # 7 paths today, 2 jobs each on /jobs
+
+    # the listings and the operations that name an object in their body
+    for kind, rid in (("teachers", ready_teacher), ("datasets", ds["id"]), ("jobs", done["id"])):
+        assert rid not in {o["id"] for o in api.get(f"/v1/{kind}", headers=H(BOB)).json()["data"]}
+    for body in (
+        small_job("kd", ready_teacher),
+        small_job("natural", dataset={"name": "custom", "id": ds["id"]}),
+    ):
+        r = api.post("/v1/jobs", headers=H(BOB), json=body)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", r.text
+    r = api.post("/v1/teachers", headers=H(BOB), json={"source_job_id": done["id"]})
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
-    r = api.post("/v1/teachers", headers=H(BOB), json={"source_job_id": job["id"]})
-    assert r.status_code == 404
-    # still there for alice
-    assert api.get(f"/v1/jobs/{job['id']}", headers=H()).json()["status"] == "queued"
-    idle.post(f"/v1/jobs/{job['id']}/cancel", headers=H())
+    with open(teacher_file(tmp_path), "rb") as f:
+        form = {"arch": "tiny_resnet", "num_classes": "10", "dataset": ds["id"]}  # alice's dataset as bob's norm
+        r = api.post("/v1/teachers", headers=H(BOB), data=form, files={"file": ("t.pt", f)})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "dataset", r.text
+
+    # alice's objects are untouched by all of that (bob's DELETE and cancel did nothing)
+    for path, rec in before.items():
+        assert api.get(path, headers=H()).json() == rec, path
+    assert api.get(f"/v1/jobs/{queued['id']}", headers=H()).json()["status"] == "queued"
+    assert api.get(f"/v1/jobs/{done['id']}/artifacts/report.json", headers=H()).status_code == 200
+    idle.post(f"/v1/jobs/{queued['id']}/cancel", headers=H())
 
 
 def test_per_tenant_limits_answer_429_with_retry_after(env: dict[str, Any]) -> None:
@@ -449,6 +485,11 @@ def test_job_specs_are_validated_with_the_field_named(api: TestClient, ready_tea
         ({**small_job("kd"), "teacher": {"weights": "/etc/passwd"}}, "teacher.weights", "teacher.id"),
         ({**small_job("at"), "dataset": {"name": "cifar10", "root": "/"}}, "dataset.root", "dataset.id"),
         ({**small_job("at"), "student": {"arch": "resnet19"}}, "student.arch", "unknown model 'resnet19'"),
+        ({**small_job("at"), "dataset": {"name": "imagenet77"}}, "dataset.name", "unknown dataset 'imagenet77'"),
+        (small_job("at", hyperparameters={"epochz": 3}), "hyperparameters.epochz", "unknown field; valid fields"),
+        (small_job("at", hyperparameters={"lr": -1}), "hyperparameters.lr", "greater than 0 (got -1)"),
+        (small_job("at", hyperparameters={"batch_size": 10**9}), "hyperparameters.batch_size", "less than or equal"),
+        (small_job("at", seed="zero"), "seed", "integer"),
     ]
     for body, field, text in cases:
         r = api.post("/v1/jobs", headers=H(), json=body)
@@ -477,15 +518,31 @@ def test_upload_errors_leave_nothing_behind(env: dict[str, Any], tmp_path: Path)
     assert r.status_code == 422 and r.json()["error"]["field"] == "file"
     r = small.post("/v1/teachers", headers=H(), files={"file": ("w.pt", b"xx")}, data={"arch": "tiny_resnet"})
     assert r.status_code == 422 and r.json()["error"]["field"] == "num_classes"
-    r = small.post("/v1/teachers", headers=H(), files={"file": ("w.pt", b"xx")},
-                   data={"arch": "vgg99", "num_classes": "10", "dataset": "cifar10"})  # fmt: skip
-    assert r.status_code == 422 and "valid: resnet18" in r.json()["error"]["message"]
+    for form, field, text in [
+        (
+            {"arch": "vgg99", "num_classes": "10", "dataset": "cifar10"},
+            "arch",
+            "unknown model 'vgg99'; valid: resnet18",
+        ),
+        ({"arch": "tiny_resnet", "num_classes": "ten", "dataset": "cifar10"}, "num_classes", "an integer"),
+        ({"arch": "tiny_resnet", "num_classes": "1", "dataset": "cifar10"}, "num_classes", "between 2 and 100000"),
+        ({"arch": "tiny_resnet", "num_classes": "10", "dataset": "imagenet77"}, "dataset", "unknown dataset"),
+        ({"arch": "tiny_resnet", "num_classes": "10", "dataset": "cifar10", "colour": "red"}, "colour", "unknown"),
+    ]:
+        r = small.post("/v1/teachers", headers=H(), files={"file": ("w.pt", b"xx")}, data=form)
+        assert r.status_code == 422, r.text
+        err = r.json()["error"]
+        assert err["code"] == ("unknown_name" if field in ("arch", "dataset") else "invalid_request"), err
+        assert err["field"] == field and text in err["message"], err
     r = small.post("/v1/teachers", headers={**H(), "Content-Type": "text/plain"}, content=b"hello")
     assert r.status_code == 415
     truncated = b'--XYZ\r\nContent-Disposition: form-data; name="file"; filename="a.pt"\r\n\r\nabc'
     multipart = {**H(), "Content-Type": "multipart/form-data; boundary=XYZ"}
     r = small.post("/v1/teachers", headers=multipart, content=truncated)
-    assert r.status_code in (400, 422), r.text
+    assert r.status_code == 422 and r.json()["error"]["field"] == "file", r.text  # the file never ended
+    garbage = b"--XYZ\r\nno headers here\r\n\r\n--XYZ--\r\n"
+    r = small.post("/v1/teachers", headers=multipart, content=garbage)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "malformed_multipart", r.text
     assert set(files_under(root)) == before
     assert not list(Path(env["settings"]["artifact_root"]).rglob("*.partial"))
 
@@ -499,12 +556,18 @@ def test_bad_weights_are_refused_by_validation(api: TestClient, env: dict[str, A
     sd[next(k for k in sd if k.endswith("weight"))].fill_(float("nan"))
     nan = tmp_path / "nan.pt"
     torch.save(sd, nan)
+    sd = create_model("tiny_resnet", 10).state_dict()
+    sd[next(k for k in sd if k.endswith("bias"))].fill_(float("-inf"))
+    inf = tmp_path / "inf.pt"
+    torch.save(sd, inf)
     corrupt = tmp_path / "corrupt.safetensors"
     corrupt.write_bytes(teacher_file(tmp_path, fmt="safetensors").read_bytes()[:300])
     cases = [
         (evil, {}, "never executed"),
-        (wrong_arch, {}, "does not fit tiny_resnet"),
+        (wrong_arch, {}, "does not fit tiny_resnet with 10 classes: 66 missing keys (layer1.0.conv1.weight"),
+        (wrong_arch, {}, "shape mismatches (linear.weight: file (10, 160) vs tiny_resnet (10, 32))"),
         (nan, {}, "NaN or infinite"),
+        (inf, {}, "NaN or infinite"),
         (corrupt, {}, "not a readable .safetensors"),
         (teacher_file(tmp_path), {"num_classes": "100"}, "shape mismatches"),
     ]
