@@ -81,7 +81,8 @@ def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         422: "Invalid input; `field` names it (`invalid_spec`, `invalid_request`, ...)",
         429: "A per-tenant limit: too many unfinished jobs (`too_many_active_jobs`) or submissions per minute "
         "(`rate_limited`); see `Retry-After`",
-        503: "The job store or the queue is unreachable (`store_unavailable`, `queue_unavailable`); see `Retry-After`",
+        503: "The job store, the queue or the artifact store is unavailable (`store_unavailable`, "
+        "`queue_unavailable`, `storage_unavailable`); see `Retry-After`",
     }
     return {c: {"model": ErrorBody, "description": text[c]} for c in codes}
 

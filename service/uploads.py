@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import secrets
 import shutil
@@ -32,6 +33,7 @@ from starlette.requests import ClientDisconnect
 
 from service.errors import APIError
 
+log = logging.getLogger("gacd.api")
 PARTIAL_SUFFIX = ".partial"
 PARTIAL_PREFIX = ".upload-"
 MAX_FIELD_BYTES = 64 * 1024
@@ -147,6 +149,17 @@ class _Reject(Exception):
         self.error = error
 
 
+def _storage_error(exc: OSError) -> APIError:
+    """The artifact store could not take the upload (full, read-only, unreachable): 503, retry later."""
+    log.error("upload failed on the artifact store: %s", exc)
+    return APIError(
+        503,
+        "storage_unavailable",
+        f"the artifact store cannot take the upload now ({exc.strerror or type(exc).__name__}); retry later",
+        headers={"Retry-After": "60"},
+    )
+
+
 def _too_large(limit: int) -> APIError:
     return APIError(413, "too_large", f"the upload is over the limit of {limit} bytes")
 
@@ -168,7 +181,10 @@ async def receive_file(
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes + 64 * 1024:
         raise _too_large(max_bytes)
-    dest_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        dest_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _storage_error(exc) from None
     rx = _Receiver(dest_dir, file_field, request.app.state.instance)
     callbacks = {
         name: getattr(rx, name)
@@ -204,6 +220,9 @@ async def receive_file(
     except ClientDisconnect:
         rx.cleanup()
         raise APIError(400, "client_disconnected", "the client went away before the upload completed") from None
+    except OSError as exc:
+        rx.cleanup()
+        raise _storage_error(exc) from None
     except BaseException:
         rx.cleanup()
         raise

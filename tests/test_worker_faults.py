@@ -186,6 +186,13 @@ def test_a_full_or_read_only_artifact_store_fails_the_job_clearly(env: dict[str,
             assert final["error"]["message"].startswith("the artifact store is full (No space left on device")
             assert not list(store_root.rglob("*.tmp"))  # no half-written checkpoint left behind
             assert _events(api, job["id"])[-1]["type"] == "failed"
+            # an upload that does not fit: 503 with Retry-After, and nothing of it stays
+            form = {"arch": "tiny_resnet", "num_classes": "10", "dataset": "cifar10"}
+            r = api.post("/v1/teachers", headers=H, data=form, files={"file": ("t.pt", b"\1" * (512 << 10))})
+            assert r.status_code == 503 and r.headers["retry-after"] == "60", r.text
+            err = r.json()["error"]
+            assert err["code"] == "storage_unavailable" and "No space left" in err["message"], err
+            assert not list((store_root / "t" / "teachers").rglob("*"))
 
             # read-only
             filler.unlink()
