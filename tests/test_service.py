@@ -466,6 +466,26 @@ def test_per_tenant_limits_answer_429_with_retry_after(env: dict[str, Any]) -> N
     assert store.unfinished_jobs("carol") == 0
 
 
+def test_a_job_the_queue_cannot_take_is_not_created(env: dict[str, Any]) -> None:
+    class BrokerAway(Queue):
+        def run_job(self, job_id: str) -> None:
+            raise ConnectionError("the broker is away")
+
+    settings = Settings(**{**env["settings"], "queue": "nobody-reads-this"})
+    broken = TestClient(create_app(settings, queue=BrokerAway(settings)))
+    store: Store = env["store"]
+    before = (store.unfinished_jobs("dave"), store.status_counts()["queued"])
+    r = broken.post("/v1/jobs", headers=H(DAVE, **{"Idempotency-Key": "dave-1"}), json=small_job("natural"))
+    assert r.status_code == 503 and r.headers["retry-after"] == "5", r.text
+    assert r.json()["error"]["code"] == "queue_unavailable"
+    assert broken.get("/v1/jobs", headers=H(DAVE), params={"status": "queued"}).json()["data"] == []
+    assert (store.unfinished_jobs("dave"), store.status_counts()["queued"]) == before
+    ok = _app(env, queue="nobody-reads-this")  # the key was released: the retry creates the job
+    r = ok.post("/v1/jobs", headers=H(DAVE, **{"Idempotency-Key": "dave-1"}), json=small_job("natural"))
+    assert r.status_code == 202
+    ok.post(f"/v1/jobs/{r.json()['id']}/cancel", headers=H(DAVE))
+
+
 def test_a_teacher_in_use_cannot_be_deleted(idle: TestClient, ready_teacher: str) -> None:
     job = idle.post("/v1/jobs", headers=H(), json=small_job("kd", ready_teacher)).json()
     r = idle.delete(f"/v1/teachers/{ready_teacher}", headers=H())
