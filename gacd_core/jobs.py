@@ -41,11 +41,19 @@ class Callbacks:
         stage: (stage name, fraction done) outside training: ``loading``, ``evaluating student``, ...
         should_stop: polled during training and evaluation; True stops the job with
             :class:`~gacd_core.errors.TrainingStopped`.
+        before_write: called right before each file the job writes (checkpoint, student, reports). A
+            caller that may have lost the job to another process (the service's workers, whose leases
+            expire) checks here and raises, so that a stale process writes nothing.
     """
 
     progress: Callable[[Progress], None] | None = None
     stage: Callable[[str, float], None] | None = None
     should_stop: Callable[[], bool] | None = None
+    before_write: Callable[[], None] | None = None
+
+    def writing(self) -> None:
+        if self.before_write is not None:
+            self.before_write()
 
     def at(self, name: str, fraction: float = 0.0) -> None:
         if self.should_stop is not None and self.should_stop():
@@ -146,6 +154,7 @@ def run_job(
         checkpoint_dir=ckpt_dir,
         progress=cb.progress,
         should_stop=cb.should_stop,
+        before_write=cb.before_write,
         val_eps=spec.evaluation.eps,
         fingerprint=fingerprint(spec),
     )
@@ -169,6 +178,7 @@ def run_job(
         "classes": spec.dataset.classes,
         "input_size": data.image_size,
     }  # no timestamp: the same weights give the same file (and the same SHA-256) whenever they are saved
+    cb.writing()
     student_path = save_weights(student, out / STUDENT_FILE, info)
     kind = "train" if spec.method in ("natural", "at") else "distill"
     report = evaluate_and_report(
@@ -328,6 +338,7 @@ def evaluate_and_report(
         "environment": environment(device),
     }
     cb.at("writing report", 1.0)
+    cb.writing()
     write_report(report, out_dir)
     return report
 

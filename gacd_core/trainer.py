@@ -157,6 +157,7 @@ class Trainer:
         progress: called every ``log_every`` steps and after every epoch.
         should_stop: checked every ``check_every`` steps; when it returns True, training raises
             :class:`TrainingStopped` (the last epoch's checkpoint remains).
+        before_write: called right before each checkpoint is written; it may raise to prevent the write.
         channels_last: channels-last memory format (default: on CUDA only).
         val_eps: the radius of the per-epoch PGD-10 monitoring.
         fingerprint: identifies the job; a checkpoint with another fingerprint is refused.
@@ -176,6 +177,7 @@ class Trainer:
         checkpoint_dir: Path | None = None,
         progress: Callable[[Progress], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        before_write: Callable[[], None] | None = None,
         check_every: int = 10,
         log_every: int = 20,
         channels_last: bool | None = None,
@@ -184,7 +186,7 @@ class Trainer:
     ) -> None:
         self.method, self.hyper, self.device, self.val = method, hyper, device, val
         self.checkpoint_dir = checkpoint_dir
-        self.progress, self.should_stop = progress, should_stop
+        self.progress, self.should_stop, self.before_write = progress, should_stop, before_write
         self.check_every, self.log_every = max(1, check_every), max(1, log_every)
         self.val_eps = val_eps
         self.fingerprint = fingerprint
@@ -243,6 +245,8 @@ class Trainer:
         # rename, so that a crash leaves the old checkpoint or the new one, never half of one.
         buf = io.BytesIO()
         torch.save(self.state_dict(), buf)
+        if self.before_write is not None:
+            self.before_write()
         try:
             with open(tmp, "wb") as f:
                 f.write(buf.getbuffer())

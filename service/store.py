@@ -441,6 +441,10 @@ class Store:
     def renew_lease(self, job_id: str, token: str, ttl_seconds: float) -> bool:
         return bool(self._renew(keys=[self.k_lease(job_id)], args=[token, int(ttl_seconds * 1000)]))
 
+    def holds_lease(self, job_id: str, token: str) -> bool:
+        """Whether the job's lease still holds ``token`` (checked by a worker right before it writes files)."""
+        return bool(self.r.get(self.k_lease(job_id)) == token)
+
     def release_lease(self, job_id: str, token: str) -> None:
         self._release(keys=[self.k_lease(job_id)], args=[token])
 

@@ -12,16 +12,19 @@ Its own Redis and workers (a short lease, so the tests take seconds, not minutes
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from _fakes import make_cifar10
-from _workers import start_worker
+from _workers import start_worker, stop_process
 from _workers import wait_until as _wait
 from fastapi.testclient import TestClient
 from safetensors.torch import load
@@ -65,57 +68,108 @@ def _events(api: TestClient, job_id: str) -> list[dict[str, Any]]:
     return api.get(f"/v1/jobs/{job_id}/events", headers=H).json()["data"]
 
 
-def test_a_killed_worker_loses_at_most_an_epoch_and_the_result_is_unchanged(env: dict[str, Any]) -> None:
-    api = TestClient(create_app(Settings(**env["settings"])))
-    spec = {
-        "method": "at", "student": {"arch": "tiny_resnet"}, "dataset": {"name": "cifar10", "test_subset": 20},
-        "hyperparameters": {"epochs": 6, "batch_size": 25, "attack": {"steps": 2}},
-        "evaluation": {"attacks": ["pgd20"], "eps_sweep": [], "throughput": False}, "seed": 3,
-    }  # fmt: skip
-    first = env["start_worker"]("w1")
-    job = api.post("/v1/jobs", headers=H, json={**spec, "metadata": {"run": "interrupted"}}).json()
-    _wait(lambda: sum(e["type"] == "epoch" for e in _events(api, job["id"])) >= 2, "two epochs")
-    first.send_signal(signal.SIGKILL)
-    first.wait()
-    killed_at = max(e["data"]["epoch"] for e in _events(api, job["id"]) if e["type"] == "epoch")
-    assert api.get(f"/v1/jobs/{job['id']}", headers=H).json()["status"] == "running"  # until its lease expires
+SPEC = {
+    "method": "at", "student": {"arch": "tiny_resnet"}, "dataset": {"name": "cifar10", "test_subset": 20},
+    "hyperparameters": {"epochs": 6, "batch_size": 25, "attack": {"steps": 2}},
+    "evaluation": {"attacks": ["pgd20"], "eps_sweep": [], "throughput": False}, "seed": 3,
+}  # fmt: skip
 
-    env["start_worker"]("w2")
-    final = _wait(
-        lambda: (j := api.get(f"/v1/jobs/{job['id']}", headers=H).json())["status"] in ("succeeded", "failed") and j,
-        "the job to finish on the second worker",
-    )
-    assert final["status"] == "succeeded", final["error"]
-    assert final["attempts"] == 2
-    events = _events(api, job["id"])
-    types = [e["type"] for e in events]
-    assert types.count("requeued") == 1 and types.count("started") == 2
-    restart = [e for e in events if e["type"] == "started"][1]
-    assert restart["data"]["resume"] is True and restart["data"]["worker"] == "w2"
-    epochs = [e["data"]["epoch"] for e in events if e["type"] == "epoch"]
-    # the second worker continued after the last checkpoint: at most the epoch in flight was redone
-    assert epochs[killed_at:] == list(range(killed_at + 1, 7)) and epochs[:killed_at] == list(range(1, killed_at + 1))
 
-    again = api.post("/v1/jobs", headers=H, json={**spec, "metadata": {"run": "straight"}}).json()
-    straight = _wait(
-        lambda: (j := api.get(f"/v1/jobs/{again['id']}", headers=H).json())["status"] in ("succeeded", "failed") and j,
-        "the uninterrupted job",
-    )
-    assert straight["status"] == "succeeded" and straight["attempts"] == 1
+def _student(api: TestClient, job_id: str) -> dict[str, torch.Tensor]:
+    return load(api.get(f"/v1/jobs/{job_id}/artifacts/student.safetensors", headers=H).content)
 
-    def weights(job_id: str) -> dict[str, torch.Tensor]:
-        blob = api.get(f"/v1/jobs/{job_id}/artifacts/student.safetensors", headers=H).content
-        return load(blob)
 
-    interrupted, uninterrupted = weights(job["id"]), weights(again["id"])
-    assert interrupted.keys() == uninterrupted.keys()
-    for name, tensor in interrupted.items():  # CPU, fixed seed: bit-identical students
-        assert torch.equal(tensor, uninterrupted[name]), name
+def _same_student(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for name, tensor in a.items():  # CPU, fixed seed: bit-identical students
+        assert torch.equal(tensor, b[name]), name
+
+
+@pytest.fixture(scope="module")
+def reference(env: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The student of SPEC from a run that nothing interrupts (on a worker of its own queue)."""
+    settings = {**env["settings"], "queue": "reference"}
+    worker = start_worker(settings, "ref", env["base"] / "ref.log")
+    try:
+        api = TestClient(create_app(Settings(**settings)))
+        job = api.post("/v1/jobs", headers=H, json={**SPEC, "metadata": {"run": "straight"}}).json()
+        final = _wait(lambda: _finished(api, job["id"]), "the uninterrupted job")
+        assert final["status"] == "succeeded" and final["attempts"] == 1, final
+        return _student(api, job["id"])
+    finally:
+        stop_process(worker)
 
 
 def _finished(api: TestClient, job_id: str) -> dict[str, Any] | None:
     j = api.get(f"/v1/jobs/{job_id}", headers=H).json()
     return j if j["status"] in ("succeeded", "failed", "cancelled") else None
+
+
+def _check_resumed(events: list[dict[str, Any]], stopped_at: int, second: str, why: str) -> None:
+    types = [e["type"] for e in events]
+    assert types.count("requeued") == 1 and types.count("started") == 2, (types, why)
+    restart = [e for e in events if e["type"] == "started"][1]
+    assert restart["data"]["resume"] is True and restart["data"]["worker"] == second, why
+    epochs = [e["data"]["epoch"] for e in events if e["type"] == "epoch"]
+    # the second worker continued after the last checkpoint: at most the epoch in flight was redone
+    assert epochs == list(range(1, stopped_at + 1)) + list(range(stopped_at + 1, 7)), (epochs, why)
+
+
+def test_a_killed_worker_loses_at_most_an_epoch_and_the_result_is_unchanged(
+    env: dict[str, Any], reference: dict[str, torch.Tensor]
+) -> None:
+    api = TestClient(create_app(Settings(**env["settings"])))
+    first = env["start_worker"]("w1")
+    job = api.post("/v1/jobs", headers=H, json={**SPEC, "metadata": {"run": "interrupted"}}).json()
+    two = _wait(lambda: (ep := [e for e in _events(api, job["id"]) if e["type"] == "epoch"])[1:] and ep, "two epochs")
+    t1, t2 = (datetime.fromisoformat(e["created_at"]) for e in two[:2])
+    delay = random.uniform(0.0, 2.5) * (t2 - t1).total_seconds()  # a random point in the next epochs
+    time.sleep(delay)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    why = f"SIGKILL {delay:.2f} s after the second epoch"
+    killed_at = max(e["data"]["epoch"] for e in _events(api, job["id"]) if e["type"] == "epoch")
+    assert _finished(api, job["id"]) is None, why  # running until its lease expires
+
+    env["start_worker"]("w2")
+    final = _wait(lambda: _finished(api, job["id"]), "the job to finish on the second worker")
+    assert final["status"] == "succeeded" and final["attempts"] == 2, (final, why)
+    if killed_at < 6:
+        _check_resumed(_events(api, job["id"]), killed_at, "w2", why)
+    _same_student(_student(api, job["id"]), reference)
+
+
+def test_a_paused_worker_that_lost_its_lease_writes_nothing(
+    env: dict[str, Any], reference: dict[str, torch.Tensor]
+) -> None:
+    # SIGSTOP (a stalled machine, a long GC pause) for longer than the lease: the job goes to another
+    # worker; when the first one wakes up, its lease is gone and it must not write a single file or
+    # record more. The result is still bit-identical to an uninterrupted run.
+    settings = {**env["settings"], "queue": "pause"}
+    api = TestClient(create_app(Settings(**settings)))
+    logs = {name: env["base"] / f"{name}.log" for name in ("p1", "p2")}
+    first = start_worker(settings, "p1", logs["p1"])
+    second = None
+    try:
+        job = api.post("/v1/jobs", headers=H, json={**SPEC, "metadata": {"run": "paused"}}).json()
+        _wait(lambda: sum(e["type"] == "epoch" for e in _events(api, job["id"])) >= 2, "two epochs")
+        first.send_signal(signal.SIGSTOP)
+        paused_at = max(e["data"]["epoch"] for e in _events(api, job["id"]) if e["type"] == "epoch")
+        second = start_worker(settings, "p2", logs["p2"])
+        _wait(lambda: [e["type"] for e in _events(api, job["id"])].count("started") == 2, "the second worker")
+        first.send_signal(signal.SIGCONT)
+        final = _wait(lambda: _finished(api, job["id"]), "the job to finish")
+        noticed = ("lease lost", "the lease is gone")
+        _wait(lambda: any(n in logs["p1"].read_text() for n in noticed), "the first worker to notice", timeout=30)
+    finally:
+        if first.poll() is None:
+            first.send_signal(signal.SIGCONT)
+        stop_process(first)
+        if second is not None:
+            stop_process(second)
+    assert final["status"] == "succeeded" and final["attempts"] == 2, final
+    _check_resumed(_events(api, job["id"]), paused_at, "p2", "paused")
+    _same_student(_student(api, job["id"]), reference)
 
 
 def test_a_job_longer_than_the_broker_timeout_runs_once(env: dict[str, Any]) -> None:

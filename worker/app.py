@@ -39,8 +39,8 @@ def worker_store() -> Store:
     return Store(connect(settings.redis_url), events_max=settings.events_max)
 
 
-def _requeue(job_id: str) -> None:
-    app.send_task(RUN_JOB, args=[job_id], queue=settings.queue)
+def _requeue(job_id: str, queue: str | None) -> None:
+    app.send_task(RUN_JOB, args=[job_id], queue=queue or settings.queue)
 
 
 def _heartbeat_loop(store: Store, info: dict[str, Any]) -> None:

@@ -18,8 +18,12 @@ from service.store import Store, TransitionRefused, now_iso
 log = logging.getLogger("gacd.worker")
 
 
-def reap(store: Store, requeue: Callable[[str], None], max_attempts: int) -> list[str]:
-    """Re-queue (or finish) every orphaned job; returns the ids acted on."""
+def reap(store: Store, requeue: Callable[[str, str | None], None], max_attempts: int) -> list[str]:
+    """Re-queue (or finish) every orphaned job; returns the ids acted on.
+
+    ``requeue(job_id, queue)`` sends the job to ``queue``, the queue it was first sent to (None for a job
+    recorded before jobs kept their queue: the reaping worker's own queue then).
+    """
     acted = []
     for job_id in store.orphaned_jobs():
         rec = store.get(job_id)
@@ -46,7 +50,7 @@ def reap(store: Store, requeue: Callable[[str], None], max_attempts: int) -> lis
                     level="warning",
                     data={"worker": rec.get("worker"), "attempts": rec.get("attempts", 0)},
                 )
-                requeue(job_id)
+                requeue(job_id, rec.get("queue"))
         except TransitionRefused:
             continue  # another worker acted first, or the job moved on
         log.warning("job %s: its worker stopped reporting; %s", job_id, "handled")

@@ -59,6 +59,7 @@ class _Lease:
     def __init__(self, store: Store, job_id: str, token: str, ttl: float, every: float) -> None:
         self.store, self.job_id, self.token, self.ttl, self.every = store, job_id, token, ttl, every
         self.lost = threading.Event()
+        self.renewed = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"lease-{job_id}", daemon=True)
 
@@ -73,8 +74,13 @@ class _Lease:
                     log.error("job %s: lease lost; stopping without further writes", self.job_id)
                     self.lost.set()
                     return
+                self.renewed = time.monotonic()
             except Exception as exc:  # Redis away: keep the lease while the TTL allows
                 log.warning("job %s: lease renewal failed (%s); retrying", self.job_id, exc)
+
+    def fresh(self) -> bool:
+        """Whether the last renewal is recent enough that the lease cannot have expired yet."""
+        return time.monotonic() - self.renewed < self.ttl - self.every
 
     def __exit__(self, *exc: Any) -> None:
         self._stop.set()
@@ -155,7 +161,12 @@ class JobRunner:
             report = run_job(
                 spec,
                 out_dir,
-                callbacks=Callbacks(progress=reporter.progress, stage=reporter.stage, should_stop=reporter.should_stop),
+                callbacks=Callbacks(
+                    progress=reporter.progress,
+                    stage=reporter.stage,
+                    should_stop=reporter.should_stop,
+                    before_write=reporter.before_write,
+                ),
                 checkpoint_dir=ckpt_dir,
                 resume=True,
             )
@@ -382,6 +393,23 @@ class _Reporter:
             self._best_effort({**self.last, "stage_fraction": round(fraction, 4)})
         if changed:
             self._event("stage", name, {"stage": name})
+
+    def before_write(self) -> None:
+        """Fence for files: a worker whose lease went to another writes no checkpoint and no output.
+
+        Raises:
+            Fenced: the lease no longer holds this worker's token (or the store cannot say so).
+        """
+        if self.lease.lost.is_set():
+            raise Fenced(self.job_id)
+        try:
+            held = self.store.holds_lease(self.job_id, self.token)
+        except STORE_ERRORS:  # cannot tell: write only while the lease's own time allows
+            held = self.lease.fresh()
+        if not held:
+            self.lease.lost.set()
+            log.error("job %s: the lease is gone; writing nothing more", self.job_id)
+            raise Fenced(self.job_id)
 
     def should_stop(self) -> bool:
         if self.lease.lost.is_set():
