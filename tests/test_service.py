@@ -156,6 +156,14 @@ def ready_teacher(api: TestClient, env: dict[str, Any], tmp_path_factory: pytest
     return wait_status(api, "teachers", r.json()["id"], ("ready", "invalid"), env)["id"]
 
 
+@pytest.fixture(scope="module")
+def succeeded_job(api: TestClient, env: dict[str, Any]) -> str:
+    r = api.post("/v1/jobs", headers=H(), json=small_job("natural", hyperparameters={"epochs": 1}))
+    done = wait_status(api, "jobs", r.json()["id"], ("succeeded", "failed"), env)
+    assert done["status"] == "succeeded" and done["artifacts"], done
+    return str(done["id"])
+
+
 # --------------------------------------------------------------------------------------------------
 # Health, auth, OpenAPI
 # --------------------------------------------------------------------------------------------------
@@ -363,16 +371,14 @@ def test_idempotency_key(idle: TestClient) -> None:
 
 
 def test_tenant_isolation_matrix_over_every_endpoint(
-    api: TestClient, idle: TestClient, env: dict[str, Any], ready_teacher: str, tmp_path: Path
+    api: TestClient, idle: TestClient, env: dict[str, Any], ready_teacher: str, succeeded_job: str, tmp_path: Path
 ) -> None:
     """Every operation of the OpenAPI that takes an id, called by bob with alice's ids: 404, never data.
     The operations come from the schema itself, so a new endpoint is in the matrix without editing it."""
     npz = tmp_path / "d.npz"
     make_npz(npz, num_classes=3)
     ds = wait_status(api, "datasets", upload_dataset(api, npz).json()["id"], ("ready", "invalid"), env)
-    done = api.post("/v1/jobs", headers=H(), json=small_job("natural", hyperparameters={"epochs": 1})).json()
-    done = wait_status(api, "jobs", done["id"], ("succeeded", "failed"), env)
-    assert done["status"] == "succeeded" and done["artifacts"]
+    done = api.get(f"/v1/jobs/{succeeded_job}", headers=H()).json()
     queued = idle.post("/v1/jobs", headers=H(), json=small_job("kd", ready_teacher)).json()
     ids = {"teacher_id": ready_teacher, "dataset_id": ds["id"], "job_id": done["id"], "name": "report.json"}
     before = {
@@ -484,6 +490,45 @@ def test_a_job_the_queue_cannot_take_is_not_created(env: dict[str, Any]) -> None
     r = ok.post("/v1/jobs", headers=H(DAVE, **{"Idempotency-Key": "dave-1"}), json=small_job("natural"))
     assert r.status_code == 202
     ok.post(f"/v1/jobs/{r.json()['id']}/cancel", headers=H(DAVE))
+
+
+def test_ids_and_artifact_names_cannot_leave_the_store(
+    api: TestClient, env: dict[str, Any], succeeded_job: str
+) -> None:
+    root = Path(env["settings"]["artifact_root"])
+    assert list(root.rglob("checkpoint.pt"))  # a file in the store that is nobody's artifact
+    probes = [
+        "/v1/jobs/..%2F..%2F..%2Fetc%2Fpasswd",
+        "/v1/jobs/job_..%2F..%2Fbob",
+        "/v1/teachers/..%2Falice%2Fteachers",
+        "/v1/datasets/ds_%2E%2E%2F%2E%2E",
+        f"/v1/jobs/{succeeded_job}/artifacts/..%2F..%2F..%2F..%2Fetc%2Fpasswd",
+        f"/v1/jobs/{succeeded_job}/artifacts/%2Fetc%2Fpasswd",
+        f"/v1/jobs/{succeeded_job}/artifacts/..%2Fcheckpoints%2Fcheckpoint.pt",
+        f"/v1/jobs/{succeeded_job}/artifacts/checkpoint.pt",
+        f"/v1/jobs/{succeeded_job}/artifacts/student.safetensors%00.txt",
+    ]
+    for path in probes:
+        r = api.get(path, headers=H())
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", (path, r.status_code, r.text[:200])
+    assert api.get(f"/v1/jobs/{succeeded_job}/artifacts/report.json", headers=H()).status_code == 200
+
+
+def test_cors_is_off_unless_origins_are_named(env: dict[str, Any]) -> None:
+    preflight = {"Origin": "https://evil.example", "Access-Control-Request-Method": "GET",
+                 "Access-Control-Request-Headers": "authorization"}  # fmt: skip
+    default = _app(env)
+    for r in (
+        default.options("/v1/jobs", headers=preflight),
+        default.get("/v1/jobs", headers=H(Origin="https://evil.example")),
+    ):
+        assert "access-control-allow-origin" not in r.headers, r.headers
+    named = _app(env, cors_origins="https://app.example")
+    ok = named.options("/v1/jobs", headers={**preflight, "Origin": "https://app.example"})
+    assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == "https://app.example"
+    assert "access-control-allow-origin" not in named.options("/v1/jobs", headers=preflight).headers
+    with pytest.raises(ValueError, match="wildcard origin is refused in production"):
+        Settings(**{**env["settings"], "env": "production", "cors_origins": "*"})
 
 
 def test_a_teacher_in_use_cannot_be_deleted(idle: TestClient, ready_teacher: str) -> None:
