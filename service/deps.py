@@ -49,7 +49,7 @@ class KeyRing:
         return TenantCtx(found, digest.hex()[:12]) if found is not None else None
 
 
-def _auth(request: Request) -> TenantCtx:
+async def _auth(request: Request) -> TenantCtx:
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
@@ -63,18 +63,20 @@ def _auth(request: Request) -> TenantCtx:
     return ctx
 
 
-def _store(request: Request) -> Store:
+async def _store(request: Request) -> Store:
     return request.app.state.store
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def _queue(request: Request) -> Queue:
+async def _queue(request: Request) -> Queue:
     return request.app.state.queue
 
 
+# The dependencies are coroutines: none of them waits on anything (the key check is a few hashes in
+# memory), and a plain function would cost each request a trip through the thread pool.
 Tenant = Annotated[TenantCtx, Depends(_auth)]
 StoreDep = Annotated[Store, Depends(_store)]
 SettingsDep = Annotated[Settings, Depends(_settings)]

@@ -84,7 +84,13 @@ def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         503: "The job store, the queue or the artifact store is unavailable (`store_unavailable`, "
         "`queue_unavailable`, `storage_unavailable`); see `Retry-After`",
     }
-    return {c: {"model": ErrorBody, "description": text[c]} for c in codes}
+    out: dict[int | str, dict[str, Any]] = {c: {"model": ErrorBody, "description": text[c]} for c in codes}
+    for c in (429, 503):
+        if c in out:
+            out[c]["headers"] = {
+                "Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}
+            }
+    return out
 
 
 COMMON = _responses(401, 503)

@@ -259,7 +259,11 @@ class Store:
 
     def get(self, rid: str, tenant: str | None = None) -> dict[str, Any] | None:
         """The record, or None when it does not exist or belongs to another tenant."""
-        raw = self.r.hgetall(self.k_rec(rid))
+        return self._decoded(self.r.hgetall(self.k_rec(rid)), tenant)
+
+    @staticmethod
+    def _decoded(raw: dict[str, str], tenant: str | None) -> dict[str, Any] | None:
+        """A record from its hash as Redis returns it: :meth:`get`'s answer."""
         if not raw:
             return None
         rec = {k: json.loads(v) for k, v in raw.items()}
@@ -315,13 +319,17 @@ class Store:
                 raise KeyError(after)
             hi = f"({int(score)}"
         out: list[dict[str, Any]] = []
-        batch = max(limit + 1, 50)
+        # Without a status filter nearly every id is a row: read a page (and one more) at a time.
+        batch = limit + 1 if status is None else max(limit + 1, 50)
         while len(out) <= limit:
             ids = self.r.zrevrangebyscore(key, hi, "-inf", start=0, num=batch, withscores=True)
             if not ids:
                 break
-            for rid, score in ids:
-                rec = self.get(rid, tenant)
+            pipe = self.r.pipeline(transaction=False)  # the batch's records in one round trip
+            for rid, _ in ids:
+                pipe.hgetall(self.k_rec(rid))
+            for (_, score), raw in zip(ids, pipe.execute(), strict=True):
+                rec = self._decoded(raw, tenant)
                 hi = f"({int(score)}"
                 if rec is None or (status is not None and rec.get("status") != status):
                     continue

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from gacd_core import catalog
 from service.artifacts import ArtifactStore
@@ -122,8 +123,8 @@ async def create_dataset(
         "file": arts.relative(final),
         "created_at": now_iso(),
     }
-    store.create(rec)
-    queue.validate_dataset(did)
+    await run_in_threadpool(store.create, rec)
+    await run_in_threadpool(queue.validate_dataset, did)
     return public_dataset(rec)
 
 

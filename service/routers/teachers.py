@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from gacd_core import catalog
 from service.artifacts import ArtifactStore, safetensors_metadata
@@ -152,7 +153,7 @@ async def create_teacher(
             )
         if up.size == 0:
             raise APIError(422, "invalid_request", "file: the file is empty", "file")
-        fields = _check_fields(up.fields, tenant.name, store)
+        fields = await run_in_threadpool(_check_fields, up.fields, tenant.name, store)
         assert up.path is not None
         final = folder / f"weights{'.safetensors' if SUFFIXES[suffix] == 'safetensors' else '.pt'}"
         up.path.rename(final)
@@ -174,9 +175,14 @@ async def create_teacher(
         "file": arts.relative(final),
         "created_at": now_iso(),
     }
-    store.create(rec)
-    queue.validate_teacher(tid)
+    await run_in_threadpool(_register, store, queue, rec)
     return public_teacher(rec)
+
+
+def _register(store: Any, queue: Any, rec: dict[str, Any]) -> None:
+    """Store a new teacher's record and send it to validation (in the thread pool: both talk to Redis)."""
+    store.create(rec)
+    queue.validate_teacher(rec["id"])
 
 
 async def _from_job(request: Request, tenant: str, store: Any, settings: Any, queue: Any) -> dict[str, Any]:
@@ -189,7 +195,7 @@ async def _from_job(request: Request, tenant: str, store: Any, settings: Any, qu
         raise APIError(
             422, "invalid_request", f"expected {{'source_job_id': ...}}: {str(exc).splitlines()[0]}"
         ) from None
-    job = owned(store, tenant, body.source_job_id, "job")
+    job = await run_in_threadpool(owned, store, tenant, body.source_job_id, "job")
     if job["status"] != "succeeded":
         raise APIError(
             409, "conflict", f"job {job['id']} is {job['status']}; only a succeeded job's student can be a teacher"
@@ -227,8 +233,7 @@ async def _from_job(request: Request, tenant: str, store: Any, settings: Any, qu
         "file": arts.relative(final),
         "created_at": now_iso(),
     }
-    store.create(rec)
-    queue.validate_teacher(tid)
+    await run_in_threadpool(_register, store, queue, rec)
     return public_teacher(rec)
 
 
