@@ -39,8 +39,9 @@ tenant's id is a 404). Errors are `{"error": {"code", "message", "field"}}`.
 """
 
 
-HEARTBEAT_SECONDS = 2.0  # an API process's heartbeat in the store, and its sweeps of partial uploads
+HEARTBEAT_SECONDS = 2.0  # an API process's heartbeat in the store
 HEARTBEAT_TTL = 8.0
+SWEEP_SECONDS = 10.0  # how often it looks for partial uploads of API processes that stopped
 
 
 @contextlib.asynccontextmanager
@@ -60,12 +61,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 async def _housekeeping(app: FastAPI) -> None:
     store: Store = app.state.store
     root = app.state.settings.artifact_root
+    swept = 0.0
     while True:
         try:
             await run_in_threadpool(store.api_heartbeat, app.state.instance, HEARTBEAT_TTL)
-            removed = await run_in_threadpool(sweep_partials, root, store.api_alive, HEARTBEAT_TTL)
-            if removed:
-                log.warning("removed %d partial uploads left by an API process that stopped", removed)
+            if time.monotonic() - swept >= SWEEP_SECONDS:
+                swept = time.monotonic()
+                removed = await run_in_threadpool(sweep_partials, root, store.api_alive, HEARTBEAT_TTL)
+                if removed:
+                    log.warning("removed %d partial uploads left by an API process that stopped", removed)
         except STORE_ERRORS as exc:  # the store is away: no sweeping (nobody's liveness is known)
             log.debug("housekeeping skipped: %s", exc)
         except Exception:

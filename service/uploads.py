@@ -253,7 +253,11 @@ def sweep_partials(root: Path, is_alive: Callable[[str], bool], grace_seconds: f
         return 0
     cutoff = time.time() - grace_seconds
     n = 0
-    for p in root.rglob(f"{PARTIAL_PREFIX}*{PARTIAL_SUFFIX}"):
+    # uploads land in {tenant}/teachers/{id}/ and {tenant}/datasets/{id}/: look there only, not through
+    # the (much larger) job folders
+    pattern = f"{PARTIAL_PREFIX}*{PARTIAL_SUFFIX}"
+    found = [*root.glob(f"*/teachers/*/{pattern}"), *root.glob(f"*/datasets/*/{pattern}")]
+    for p in found:
         try:
             if not p.is_file() or p.stat().st_mtime > cutoff:
                 continue
