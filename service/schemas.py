@@ -15,6 +15,11 @@ class _Out(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+def _example(example: dict[str, Any]) -> ConfigDict:
+    """The config of a public shape: unknown record fields ignored, ``example`` shown in the OpenAPI."""
+    return ConfigDict(extra="ignore", json_schema_extra={"example": example})
+
+
 # --- teachers ----------------------------------------------------------------------------------------
 class TeacherFromJob(BaseModel):
     """Register the student of a finished job of yours as a teacher."""
@@ -28,26 +33,23 @@ class TeacherFromJob(BaseModel):
 
 
 class TeacherPublic(_Out):
-    model_config = ConfigDict(
-        extra="ignore",
-        json_schema_extra={
-            "example": {
-                "id": "tch_5f0c2a9e41d7b3a8c6e19f02",
-                "object": "teacher",
-                "name": "resnet18 PGD-AT",
-                "arch": "resnet18",
-                "num_classes": 10,
-                "dataset": "cifar10",
-                "mean": [0.4914, 0.4822, 0.4465],
-                "std": [0.2471, 0.2435, 0.2616],
-                "sha256": "9b1c...e4",
-                "bytes": 44787136,
-                "status": "ready",
-                "error": None,
-                "source_job_id": None,
-                "created_at": "2026-11-24T10:00:00.000Z",
-            }
-        },
+    model_config = _example(
+        {
+            "id": "tch_5f0c2a9e41d7b3a8c6e19f02",
+            "object": "teacher",
+            "name": "resnet18 PGD-AT",
+            "arch": "resnet18",
+            "num_classes": 10,
+            "dataset": "cifar10",
+            "mean": [0.4914, 0.4822, 0.4465],
+            "std": [0.2471, 0.2435, 0.2616],
+            "sha256": "9b1c...e4",
+            "bytes": 44787136,
+            "status": "ready",
+            "error": None,
+            "source_job_id": None,
+            "created_at": "2026-11-24T10:00:00.000Z",
+        }
     )
 
     id: str
@@ -67,10 +69,7 @@ class TeacherPublic(_Out):
 
 
 class TeacherList(_Out):
-    model_config = ConfigDict(
-        extra="ignore",
-        json_schema_extra={"example": {"object": "list", "data": [], "has_more": False, "next_after": None}},
-    )
+    model_config = _example({"object": "list", "data": [], "has_more": False, "next_after": None})
 
     object: Literal["list"] = "list"
     data: list[TeacherPublic]
@@ -80,27 +79,24 @@ class TeacherList(_Out):
 
 # --- datasets ----------------------------------------------------------------------------------------
 class DatasetPublic(_Out):
-    model_config = ConfigDict(
-        extra="ignore",
-        json_schema_extra={
-            "example": {
-                "id": "ds_0a1b2c3d4e5f60718293a4b5",
-                "object": "dataset",
-                "builtin": False,
-                "name": "my-parts",
-                "status": "ready",
-                "error": None,
-                "num_classes": 12,
-                "class_names": ["bolt", "nut"],
-                "train_size": 24000,
-                "test_size": 4000,
-                "image_size": 64,
-                "sha256": "1f3e...9a",
-                "bytes": 310378100,
-                "format": "npz",
-                "created_at": "2026-11-24T10:00:00.000Z",
-            }
-        },
+    model_config = _example(
+        {
+            "id": "ds_0a1b2c3d4e5f60718293a4b5",
+            "object": "dataset",
+            "builtin": False,
+            "name": "my-parts",
+            "status": "ready",
+            "error": None,
+            "num_classes": 12,
+            "class_names": ["bolt", "nut"],
+            "train_size": 24000,
+            "test_size": 4000,
+            "image_size": 64,
+            "sha256": "1f3e...9a",
+            "bytes": 310378100,
+            "format": "npz",
+            "created_at": "2026-11-24T10:00:00.000Z",
+        }
     )
 
     id: str
@@ -121,26 +117,23 @@ class DatasetPublic(_Out):
 
 
 class DatasetList(_Out):
-    model_config = ConfigDict(
-        extra="ignore",
-        json_schema_extra={
-            "example": {
-                "object": "list",
-                "data": [
-                    {
-                        "id": "cifar10",
-                        "object": "dataset",
-                        "builtin": True,
-                        "name": "cifar10",
-                        "status": "available",
-                        "num_classes": 10,
-                        "train_size": 50000,
-                        "test_size": 10000,
-                        "image_size": 32,
-                    }
-                ],
-            }
-        },
+    model_config = _example(
+        {
+            "object": "list",
+            "data": [
+                {
+                    "id": "cifar10",
+                    "object": "dataset",
+                    "builtin": True,
+                    "name": "cifar10",
+                    "status": "available",
+                    "num_classes": 10,
+                    "train_size": 50000,
+                    "test_size": 10000,
+                    "image_size": 32,
+                }
+            ],
+        }
     )
 
     object: Literal["list"] = "list"
@@ -164,35 +157,32 @@ class ArtifactPublic(_Out):
 
 
 class JobPublic(_Out):
-    model_config = ConfigDict(
-        extra="ignore",
-        json_schema_extra={
-            "example": {
-                "id": "job_8d2f0e6b1a9c4d3e5f708192",
-                "object": "job",
-                "status": "running",
-                "created_at": "2026-11-24T10:00:00.000Z",
-                "started_at": "2026-11-24T10:00:02.000Z",
-                "finished_at": None,
-                "spec": {
-                    "method": "gacd",
-                    "teacher": {"id": "tch_5f0c2a9e41d7b3a8c6e19f02"},
-                    "student": {"arch": "mobilenetv2"},
-                },
-                "metadata": {"experiment": "mobile-v1"},
-                "progress": {
-                    "epoch": 12,
-                    "epochs": 100,
-                    "fraction": 0.12,
-                    "eta_seconds": 5280.0,
-                    "stage": "training",
-                    "metrics": {"loss": 1.93, "train_acc": 0.41, "images_per_second": 2150.0},
-                },
-                "error": None,
-                "artifacts": [],
-                "attempts": 1,
-            }
-        },
+    model_config = _example(
+        {
+            "id": "job_8d2f0e6b1a9c4d3e5f708192",
+            "object": "job",
+            "status": "running",
+            "created_at": "2026-11-24T10:00:00.000Z",
+            "started_at": "2026-11-24T10:00:02.000Z",
+            "finished_at": None,
+            "spec": {
+                "method": "gacd",
+                "teacher": {"id": "tch_5f0c2a9e41d7b3a8c6e19f02"},
+                "student": {"arch": "mobilenetv2"},
+            },
+            "metadata": {"experiment": "mobile-v1"},
+            "progress": {
+                "epoch": 12,
+                "epochs": 100,
+                "fraction": 0.12,
+                "eta_seconds": 5280.0,
+                "stage": "training",
+                "metrics": {"loss": 1.93, "train_acc": 0.41, "images_per_second": 2150.0},
+            },
+            "error": None,
+            "artifacts": [],
+            "attempts": 1,
+        }
     )
 
     id: str
@@ -210,16 +200,13 @@ class JobPublic(_Out):
 
 
 class JobList(_Out):
-    model_config = ConfigDict(
-        extra="ignore",
-        json_schema_extra={
-            "example": {
-                "object": "list",
-                "has_more": True,
-                "next_after": "job_8d2f0e6b1a9c4d3e5f708192",
-                "data": [{"id": "job_8d2f0e6b1a9c4d3e5f708192", "object": "job", "status": "succeeded", "...": "..."}],
-            }
-        },
+    model_config = _example(
+        {
+            "object": "list",
+            "has_more": True,
+            "next_after": "job_8d2f0e6b1a9c4d3e5f708192",
+            "data": [{"id": "job_8d2f0e6b1a9c4d3e5f708192", "object": "job", "status": "succeeded", "...": "..."}],
+        }
     )
 
     object: Literal["list"] = "list"
@@ -238,32 +225,29 @@ class EventPublic(_Out):
 
 
 class EventList(_Out):
-    model_config = ConfigDict(
-        extra="ignore",
-        json_schema_extra={
-            "example": {
-                "object": "list",
-                "has_more": False,
-                "data": [
-                    {
-                        "id": "1795515821993-0",
-                        "created_at": "2026-11-24T10:00:00.000Z",
-                        "level": "info",
-                        "type": "queued",
-                        "message": "gacd job queued",
-                        "data": {"method": "gacd"},
-                    },
-                    {
-                        "id": "1795515829451-0",
-                        "created_at": "2026-11-24T10:03:10.000Z",
-                        "level": "info",
-                        "type": "epoch",
-                        "message": "epoch 1/100: loss 2.4100, train acc 28.0%",
-                        "data": {"epoch": 1, "loss": 2.41},
-                    },
-                ],
-            }
-        },
+    model_config = _example(
+        {
+            "object": "list",
+            "has_more": False,
+            "data": [
+                {
+                    "id": "1795515821993-0",
+                    "created_at": "2026-11-24T10:00:00.000Z",
+                    "level": "info",
+                    "type": "queued",
+                    "message": "gacd job queued",
+                    "data": {"method": "gacd"},
+                },
+                {
+                    "id": "1795515829451-0",
+                    "created_at": "2026-11-24T10:03:10.000Z",
+                    "level": "info",
+                    "type": "epoch",
+                    "message": "epoch 1/100: loss 2.4100, train acc 28.0%",
+                    "data": {"epoch": 1, "loss": 2.41},
+                },
+            ],
+        }
     )
 
     object: Literal["list"] = "list"
@@ -272,17 +256,14 @@ class EventList(_Out):
 
 
 class ArtifactList(_Out):
-    model_config = ConfigDict(
-        extra="ignore",
-        json_schema_extra={
-            "example": {
-                "object": "list",
-                "data": [
-                    {"name": "student.safetensors", "bytes": 9218392, "sha256": "c4fa...01"},
-                    {"name": "report.json", "bytes": 48211, "sha256": "77d0...3b"},
-                ],
-            }
-        },
+    model_config = _example(
+        {
+            "object": "list",
+            "data": [
+                {"name": "student.safetensors", "bytes": 9218392, "sha256": "c4fa...01"},
+                {"name": "report.json", "bytes": 48211, "sha256": "77d0...3b"},
+            ],
+        }
     )
 
     object: Literal["list"] = "list"
@@ -290,9 +271,7 @@ class ArtifactList(_Out):
 
 
 class Health(_Out):
-    model_config = ConfigDict(
-        extra="ignore", json_schema_extra={"example": {"status": "ready", "checks": {"redis": "ok", "workers": 2}}}
-    )
+    model_config = _example({"status": "ready", "checks": {"redis": "ok", "workers": 2}})
 
     status: str
     checks: dict[str, Any] = Field(default_factory=dict)

@@ -219,15 +219,15 @@ class Store:
 
     # --- records ---------------------------------------------------------------------------------
     def create(self, record: dict[str, Any]) -> dict[str, Any]:
-        """Store a new record (``id``, ``tenant`` and ``created_at`` required) and index it."""
+        """Store a new teacher or dataset record (``id``, ``tenant`` and ``created_at`` required) and index
+        it. Jobs go through :meth:`create_job`, which also counts them."""
         rid, tenant = record["id"], record["tenant"]
         kind = rid.split("_", 1)[0]
+        assert kind != "job", "jobs are created with create_job"
         seq = self.r.incr(f"{self.p}seq")
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(self.k_rec(rid), mapping={k: json.dumps(v) for k, v in record.items()})
         pipe.zadd(self.k_idx(tenant, kind), {rid: seq})
-        if kind == "job":
-            pipe.hincrby(self.k_counts, record["status"], 1)
         pipe.execute()
         return record
 
@@ -463,8 +463,7 @@ class Store:
         value = json.dumps({"body": body_digest, "job_id": job_id})
         if self.r.set(k, value, nx=True, ex=IDEMPOTENCY_TTL):
             return None
-        raw = self.r.get(k)
-        return json.loads(raw) if raw else None
+        return self.earlier_claim(tenant, key)
 
     def earlier_claim(self, tenant: str, key: str) -> dict[str, Any] | None:
         """The claim on an idempotency key, if any (without claiming it)."""

@@ -129,20 +129,11 @@ def test_train_distill_evaluate_on_small_data(tmp_path):
     out = run("train", "--method", "at", "--arch", "tiny_resnet", "--out", str(teacher), *common)
     assert out.returncode == 0, out.stderr
     assert "wrote" in out.stdout and (teacher / "student.safetensors").is_file()
-    out = run(
-        "distill",
-        "--method",
-        "gacd",
-        "--teacher",
-        str(teacher / "student.safetensors"),
-        "--student-arch",
-        "tiny_wrn",
-        "--out",
-        str(student),
-        *common,
-        "--set",
-        "hyperparameters.method_params.n_negatives=64",
-    )
+    distill = [
+        "distill", "--method", "gacd", "--teacher", str(teacher / "student.safetensors"), "--student-arch",
+        "tiny_wrn", "--out", str(student), *common, "--set", "hyperparameters.method_params.n_negatives=64",
+    ]  # fmt: skip
+    out = run(*distill)
     assert out.returncode == 0, out.stderr
     for name in ("student.safetensors", "report.json", "report.html", "checkpoint.pt"):
         assert (student / name).is_file(), name
@@ -176,20 +167,7 @@ def test_train_distill_evaluate_on_small_data(tmp_path):
     assert ev["student"]["sha256"] == report["student"]["sha256"]
 
     # running the same distill command again continues from the checkpoint instead of starting over
-    out = run(
-        "distill",
-        "--method",
-        "gacd",
-        "--teacher",
-        str(teacher / "student.safetensors"),
-        "--student-arch",
-        "tiny_wrn",
-        "--out",
-        str(student),
-        *common,
-        "--set",
-        "hyperparameters.method_params.n_negatives=64",
-    )
+    out = run(*distill)
     assert out.returncode == 0, out.stderr
     again = json.loads((student / "report.json").read_text())
     assert again["training"]["resumed_from_epoch"] == 1 and again["student"]["sha256"] == report["student"]["sha256"]
