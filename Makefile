@@ -6,12 +6,13 @@ STAMP  := $(VENV)/.installed
 
 SHARED_DATA ?= ../shared/data
 
-.PHONY: test test-fast lint data demo serve bench venv clean help
+.PHONY: test test-fast lint data demo serve bench bench-train venv clean help
 
 help:
 	@echo "make demo       the service end to end: a robust teacher, then a GACD student, through the HTTP API"
 	@echo "make serve      gacd serve: Redis, workers and the API on this machine"
 	@echo "make bench      API load test: 100 clients polling job status and listing jobs (benchmarks/load.py)"
+	@echo "make bench-train  training and PGD-20 evaluation throughput, naive reference vs ours (benchmarks/train_throughput.py)"
 	@echo "make test       create $(VENV) if needed, install the project, run the whole test suite"
 	@echo "make test-fast  the unit tests only (no training on real data)"
 	@echo "make lint       ruff and mypy"
@@ -40,6 +41,9 @@ serve: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/load.py
+
+bench-train: $(STAMP)
+	$(PY) benchmarks/train_throughput.py --json benchmarks/train_throughput.json
 
 test: $(STAMP)
 	$(PY) -m pytest

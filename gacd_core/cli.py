@@ -63,7 +63,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--autoattack", action="store_true", default=None, help="also run standard AutoAttack")
     p.add_argument("--autoattack-subset", type=int, help="AutoAttack on this many images (default 1000)")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
-    p.add_argument("--precision", choices=["fp32", "bf16"])
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"])
     p.add_argument("--seed", type=int)
     p.add_argument(
         "--set",

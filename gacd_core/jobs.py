@@ -194,7 +194,8 @@ def run_job(
         spec_dict=spec.public_dict(),
         training=result,
         student_file=student_path,
-        precision=spec.precision,
+        precision=trainer.setting.precision if trainer.setting is not None else "fp32",
+        channels_last=trainer.channels_last,
     )
     return report
 
@@ -253,8 +254,12 @@ def evaluate_and_report(
     training: TrainResult | None,
     student_file: Path,
     precision: str = "fp32",
+    channels_last: bool = False,
 ) -> dict[str, Any]:
-    """Run the protocol on the student (and teacher), measure compression, write both reports."""
+    """Run the protocol on the student (and teacher), measure compression, write both reports.
+
+    The protocol runs in fp32 whatever ``precision`` (which sets only the throughput measurement);
+    ``channels_last`` is the memory format the student's training found faster."""
     test = E.evaluation_set(data.test, ev)
     same_labels = teacher is not None and teacher.num_classes == student.num_classes
     cb.at("evaluating student", 0.0)
@@ -265,6 +270,7 @@ def evaluate_and_report(
         device,
         keep_adv=teacher is not None,
         on_progress=lambda _s, f: cb.at("evaluating student", f),
+        channels_last=channels_last,
     )
     log.info("student: %s", E.summary_line(s_eval.metrics))
     t_eval, agreement, structure = None, None, None
@@ -272,7 +278,12 @@ def evaluate_and_report(
         if same_labels and ev.teacher:
             cb.at("evaluating teacher", 0.0)
             t_eval = E.evaluate_model(
-                teacher, test, ev, device, on_progress=lambda _s, f: cb.at("evaluating teacher", f)
+                teacher,
+                test,
+                ev,
+                device,
+                on_progress=lambda _s, f: cb.at("evaluating teacher", f),
+                channels_last=channels_last,
             )
             log.info("teacher: %s", E.summary_line(t_eval.metrics))
         else:  # across tasks the teacher's accuracy means nothing here; its features still do
@@ -333,6 +344,7 @@ def evaluate_and_report(
             "seconds": training.seconds,
             "images_per_second": training.images_per_second,
             "resumed_from_epoch": training.resumed_from_epoch,
+            "fast_path": training.fast_path,
             "history": training.history,
         },
         "environment": environment(device),

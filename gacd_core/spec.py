@@ -362,7 +362,14 @@ class JobSpec(_Strict):
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     seed: int = Field(0, ge=0, le=2**31 - 1)
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
-    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 autocast applies on CUDA only")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto",
+        description=(
+            "training precision: auto measures a few steps of fp32 and (where the device has bf16 arithmetic) "
+            "bf16 autocast, each with and without channels-last, and keeps the fastest; fp32 or bf16 force it. "
+            "Evaluation always runs in fp32"
+        ),
+    )
     metadata: dict[str, MetadataValue] = Field(default_factory=dict, description="free-form labels")
 
     @field_validator("method")

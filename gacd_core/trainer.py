@@ -1,8 +1,9 @@
 """One trainer for every method: SGD, a per-step learning-rate schedule, checkpoints that resume exactly.
 
 The trainer knows nothing about any method: it feeds batches to ``method.training_step`` and steps the
-optimiser on the loss it returns. Around that it provides what a job needs: bf16 autocast and
-channels-last on CUDA, a progress callback (epoch, step, loss parts, images/s, ETA), a stop callback
+optimiser on the loss it returns. Around that it provides what a job needs: the fast path (bf16
+autocast and channels-last where a short measured probe at the start finds them faster, see
+:mod:`gacd_core.fastpath`), a progress callback (epoch, step, loss parts, images/s, ETA), a stop callback
 checked every few steps, per-epoch monitoring on a held-out validation split, and a checkpoint after
 every epoch holding everything needed to continue exactly (student, extra modules and buffers such as
 projection heads and memory bank, optimiser, scheduler, RNG states, history).
@@ -24,10 +25,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from gacd_core import fastpath
 from gacd_core.attacks import PGD
 from gacd_core.data import Batches, ImageSet
 from gacd_core.errors import CheckpointError, TrainingStopped
 from gacd_core.methods import Method
+from gacd_core.methods.base import StepOutput
 from gacd_core.spec import HyperParameters
 
 log = logging.getLogger("gacd.trainer")
@@ -67,6 +70,7 @@ class TrainResult:
     images_per_second: float
     history: list[dict[str, Any]] = field(default_factory=list)
     resumed_from_epoch: int | None = None
+    fast_path: dict[str, Any] | None = None  # the setting trained in and, when probed, the probe's figures
 
 
 def lr_factor(hyper: HyperParameters, steps_per_epoch: int) -> Callable[[int], float]:
@@ -141,6 +145,18 @@ class _Accumulator:
         return int(self.correct) / max(1, self.seen)
 
 
+def _resident(train: ImageSet, device: torch.device, share: float = 0.25) -> ImageSet:
+    """The training set where batches are cut: on a CUDA device when it takes at most ``share`` of the
+    device's memory (augmentation then runs there too), else in pinned host memory, from which batches
+    are copied without blocking. On the CPU it stays where it is."""
+    if device.type != "cuda" or train.images.device.type == "cuda":
+        return train
+    total = torch.cuda.get_device_properties(device).total_memory
+    if train.images.numel() <= share * total:
+        return train.to(device)
+    return ImageSet(train.images.pin_memory(), train.labels.pin_memory())
+
+
 class Trainer:
     """Train ``method`` on ``train``.
 
@@ -149,7 +165,10 @@ class Trainer:
         train: the training split.
         hyper: epochs, batch size, optimiser and schedule.
         device: where training runs.
-        precision: ``fp32``, or ``bf16`` for autocast on CUDA (ignored elsewhere, with a warning).
+        precision: ``fp32`` or ``bf16`` (autocast on CUDA or the CPU) force the precision; ``auto``
+            measures a few training steps in every candidate setting when training starts and keeps
+            the fastest (:func:`gacd_core.fastpath.probe`; bf16 is a candidate only where the device
+            has bf16 arithmetic). The choice is saved in the checkpoint, and a resumed run keeps it.
         seed: seeds data order and augmentation (with the epoch number).
         val: a held-out split for per-epoch clean and PGD-10 accuracy (never used to pick a model).
         augment: random crop and flip.
@@ -158,7 +177,8 @@ class Trainer:
         should_stop: checked every ``check_every`` steps; when it returns True, training raises
             :class:`TrainingStopped` (the last epoch's checkpoint remains).
         before_write: called right before each checkpoint is written; it may raise to prevent the write.
-        channels_last: channels-last memory format (default: on CUDA only).
+        channels_last: channels-last memory format; ``None``: probed under ``auto``, else on CUDA only.
+        probe_steps: steps per setting and round of the ``auto`` probe.
         val_eps: the radius of the per-epoch PGD-10 monitoring.
         fingerprint: identifies the job; a checkpoint with another fingerprint is refused.
     """
@@ -183,6 +203,7 @@ class Trainer:
         channels_last: bool | None = None,
         val_eps: float = 8 / 255,
         fingerprint: str | None = None,
+        probe_steps: int = 2,
     ) -> None:
         self.method, self.hyper, self.device, self.val = method, hyper, device, val
         self.checkpoint_dir = checkpoint_dir
@@ -190,12 +211,24 @@ class Trainer:
         self.check_every, self.log_every = max(1, check_every), max(1, log_every)
         self.val_eps = val_eps
         self.fingerprint = fingerprint
-        self.autocast = precision == "bf16" and device.type == "cuda"
-        if precision == "bf16" and not self.autocast:
-            log.warning("bf16 autocast applies on CUDA only; training in fp32 on %s", device.type)
-        self.channels_last = device.type == "cuda" if channels_last is None else channels_last
-        if self.channels_last:
-            method.to(memory_format=torch.channels_last)
+        if precision not in ("fp32", "bf16", "auto"):
+            raise ValueError(f"precision must be fp32, bf16 or auto, not {precision!r}")
+        if precision == "bf16" and not fastpath.bf16_supported(device):
+            log.warning("bf16 was asked for, but %s has no bf16 arithmetic: it will be emulated (slow)", device)
+        self.precision = precision
+        self.probe_steps = probe_steps
+        self._channels_last_arg = channels_last
+        self.probe_result: fastpath.ProbeResult | None = None
+        self.setting: fastpath.Setting | None = None
+        self.channels_last = False
+        if channels_last and not fastpath.channels_last_safe(method, device):
+            log.warning("channels-last is not safe for this model on %s (see gacd_core.fastpath); NCHW", device)
+            channels_last = False
+        if precision != "auto":
+            cl = device.type == "cuda" if channels_last is None else channels_last
+            self.setting = fastpath.Setting(precision, cl)
+        train = _resident(train, device)
+        self.train_data = train
         self.batches = Batches(
             train,
             hyper.batch_size,
@@ -204,8 +237,11 @@ class Trainer:
             drop_last=True,
             device=device,
             seed=seed,
-            channels_last=self.channels_last,
+            channels_last=False,
         )
+        self.seed = seed
+        if self.setting is not None:
+            self._apply(self.setting)
         self.steps_per_epoch = len(self.batches)
         self.optimizer = torch.optim.SGD(
             list(method.trainable_parameters()),
@@ -232,6 +268,10 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "history": self.history,
             "rng": _rng_state(),
+            # Batch order and augmentation come from generators seeded with (seed, epoch), so the epoch
+            # above restores them; the fast-path setting is kept so that a resumed run computes alike.
+            "data": {"seed": self.seed, "epoch": self.epoch},
+            "fast_path": None if self.setting is None else self.setting.as_dict(),
         }
 
     def save_checkpoint(self) -> Path | None:
@@ -279,6 +319,60 @@ class Trainer:
             raise CheckpointError(f"{path} does not match this job: {str(exc).splitlines()[0]}") from None
         self.epoch, self.seconds, self.history = int(state["epoch"]), float(state["seconds"]), list(state["history"])
         _set_rng_state(state["rng"])
+        fast = state.get("fast_path")
+        if fast is not None:
+            cl = bool(fast["channels_last"]) and fastpath.channels_last_safe(self.method, self.device)
+            saved = fastpath.Setting(str(fast["precision"]), cl)
+            if self.setting is not None and saved != self.setting:
+                log.info("the checkpoint was trained with %s; continuing with it", saved.name)
+            self._apply(saved)
+
+    # --- fast path ----------------------------------------------------------------------------
+    def _apply(self, setting: fastpath.Setting) -> None:
+        self.setting = setting
+        self.channels_last = setting.channels_last
+        self.batches.channels_last = setting.channels_last
+        self.method.to(memory_format=torch.channels_last if setting.channels_last else torch.contiguous_format)
+
+    def choose_setting(self) -> fastpath.Setting:
+        """The fast-path setting: forced, restored from a checkpoint, or measured now (``auto``)."""
+        if self.setting is not None:
+            return self.setting
+        settings = fastpath.candidates(self.device, self.precision, self._channels_last_arg, self.method)
+        probe_batches = Batches(
+            self.train_data,
+            self.hyper.batch_size,
+            shuffle=True,
+            augment=self.batches.augment,
+            drop_last=True,
+            device=self.device,
+            seed=self.seed + 1,
+        )
+        sample = [b for _, b in zip(range(2), probe_batches, strict=False)]
+        result = fastpath.probe(self.method, self._probe_step, sample, settings, self.device, steps=self.probe_steps)
+        self.probe_result = result
+        log.info("%s", fastpath.describe(result))
+        self._apply(result.chosen)
+        return result.chosen
+
+    def _probe_step(self, method: torch.nn.Module, setting: fastpath.Setting, batch: tuple) -> None:
+        assert isinstance(method, Method)
+        x, y, idx = batch
+        with fastpath.autocast(self.device, setting):
+            out = method.training_step(x, y, idx)
+        out.loss.backward()
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> StepOutput:
+        """One optimisation step on a batch in the chosen setting: the method's step (its inner attack
+        included) under autocast, backward, optimiser and schedule."""
+        setting = self.setting or self.choose_setting()
+        with fastpath.autocast(self.device, setting):
+            out = self.method.training_step(x, y, idx)
+        self.optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        return out
 
     # --- training -----------------------------------------------------------------------------
     def fit(self, resume_from: Path | None = None) -> TrainResult:
@@ -288,6 +382,8 @@ class Trainer:
             self.load_checkpoint(resume_from)
             resumed = self.epoch
             log.info("resumed from %s at epoch %d", resume_from, self.epoch)
+        if self.epoch < self.hyper.epochs:
+            self.choose_setting()
         total_steps = self.hyper.epochs * self.steps_per_epoch
         run_start, run_steps = time.perf_counter(), 0
         if self.progress is not None and self.epoch < self.hyper.epochs:
@@ -301,12 +397,7 @@ class Trainer:
             for step, (x, y, idx) in enumerate(self.batches, start=1):
                 if self.should_stop is not None and (step - 1) % self.check_every == 0 and self.should_stop():
                     raise TrainingStopped(epoch, step)
-                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
-                    out = self.method.training_step(x, y, idx)
-                self.optimizer.zero_grad(set_to_none=True)
-                out.loss.backward()
-                self.optimizer.step()
-                self.scheduler.step()
+                out = self.train_step(x, y, idx)
                 run_steps += 1
                 acc.add(out.loss, out.parts, out.logits, y)
                 if step % self.log_every == 0:
@@ -343,7 +434,13 @@ class Trainer:
                     "epoch", epoch, self.steps_per_epoch, run_start, run_steps, total_steps, loss_mean, parts, record
                 )
         images = sum(r["images_per_second"] * r["seconds"] for r in self.history)
-        return TrainResult(self.epoch, self.seconds, images / max(self.seconds, 1e-9), list(self.history), resumed)
+        fast = None
+        if self.setting is not None:
+            probe = self.probe_result.as_dict() if self.probe_result is not None else {}
+            fast = {**probe, **self.setting.as_dict(), "requested": self.precision}
+        return TrainResult(
+            self.epoch, self.seconds, images / max(self.seconds, 1e-9), list(self.history), resumed, fast
+        )
 
     def _report(
         self,

@@ -89,10 +89,16 @@ def pgd(
     if cfg.eps == 0 or cfg.steps == 0:
         return x.clone()
     with attack_mode(model, *also_freeze):
+        # The box [max(x - eps, 0), min(x + eps, 1)] once per batch; one buffer updated in place for
+        # every step (the same numbers as ``project(step(...))``, without a new tensor per step).
+        lo, hi = (x - cfg.eps).clamp_(0, 1), (x + cfg.eps).clamp_(0, 1)
         x_adv = random_perturb(x, cfg.eps) if cfg.random_start else x.clone()
+        x_adv.requires_grad_(True)
         for _ in range(cfg.steps):
-            x_adv.requires_grad_(True)
             loss = loss_fn(model, x_adv).sum()
             (grad,) = torch.autograd.grad(loss, x_adv)
-            x_adv = project(step(x_adv.detach(), grad, cfg.step_size), x, cfg.eps)
+            with torch.no_grad():
+                x_adv.add_(grad.sign_(), alpha=cfg.step_size)
+                torch.maximum(x_adv, lo, out=x_adv)
+                torch.minimum(x_adv, hi, out=x_adv)
     return x_adv.detach()
