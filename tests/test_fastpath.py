@@ -271,3 +271,13 @@ def test_a_resumed_job_keeps_the_setting_of_its_checkpoint(tmp_path: Path) -> No
 def test_unknown_precision_is_refused() -> None:
     with pytest.raises(ValueError, match="precision"):
         _trainer(None, precision="fp16")
+
+
+def test_jobs_default_to_auto_and_accept_only_known_precisions() -> None:
+    from gacd_core.errors import SpecError
+
+    assert parse_spec({"method": "at"}).precision == "auto"
+    assert parse_spec({"method": "at", "precision": "bf16"}).precision == "bf16"
+    with pytest.raises(SpecError) as err:
+        parse_spec({"method": "at", "precision": "fp16"})
+    assert "precision" in str(err.value)
