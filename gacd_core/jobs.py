@@ -195,6 +195,7 @@ def run_job(
         training=result,
         student_file=student_path,
         precision=spec.precision,
+        same_labels=teacher is not None and not method.cross_task,
     )
     return report
 
@@ -253,10 +254,18 @@ def evaluate_and_report(
     training: TrainResult | None,
     student_file: Path,
     precision: str = "fp32",
+    same_labels: bool | None = None,
 ) -> dict[str, Any]:
-    """Run the protocol on the student (and teacher), measure compression, write both reports."""
+    """Run the protocol on the student (and teacher), measure compression, write both reports.
+
+    Args:
+        same_labels: teacher and student share one label set (teacher accuracy, agreement and logit
+            correlations are then meaningful); default: when their class counts are equal. A job
+            that declares ``cross_task`` passes False even when the counts are equal.
+    """
     test = E.evaluation_set(data.test, ev)
-    same_labels = teacher is not None and teacher.num_classes == student.num_classes
+    if same_labels is None:
+        same_labels = teacher is not None and teacher.num_classes == student.num_classes
     cb.at("evaluating student", 0.0)
     s_eval = E.evaluate_model(
         student,

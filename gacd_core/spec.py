@@ -16,7 +16,7 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -163,9 +163,14 @@ class TrainAttackSpec(_Strict):
     random_start: bool = True
 
 
+DEFAULT_WEIGHT_DECAY = 5e-4
+
+
 class _MethodParams(_Strict):
     # The discriminator; filled in from JobSpec.method and left out of dumps.
     method: str = Field(exclude=True)
+    # The SGD weight decay a job of this method gets when hyperparameters.weight_decay is not given.
+    default_weight_decay: ClassVar[float] = DEFAULT_WEIGHT_DECAY
 
 
 class NaturalParams(_MethodParams):
@@ -184,21 +189,39 @@ class KDParams(_MethodParams):
     alpha: float = Field(0.9, ge=0, le=1)
 
 
+KLReduction = Literal["mean", "batchmean"]
+_KL_REDUCTION = (
+    "mean: averaged over batch x classes, as the authors' code (nn.KLDivLoss() / torch.mean); "
+    "batchmean: summed over classes and averaged over the batch (C times larger)"
+)
+
+
 class ARDParams(_MethodParams):
     """Goldblum et al. 2020: alpha * tau^2 * KL(T(x)/tau || S(x')/tau) + (1 - alpha) * CE(S(x), y).
 
-    With the default alpha = 1 this is exactly GACD.md's definition of ``ard``.
+    The defaults are those of the authors' code (github.com/goldblum/AdversariallyRobustDistillation,
+    ``main.py``): tau = 30, alpha = 1, ``nn.KLDivLoss()`` (mean over batch x classes) and SGD weight
+    decay 2e-4. With alpha = 1 the loss is GACD.md's ``tau^2 * KL(T(x)/tau || S(x')/tau)``.
     """
 
     method: Literal["ard"] = Field("ard", exclude=True)
+    default_weight_decay: ClassVar[float] = 2e-4
     temperature: float = Field(30.0, gt=0, le=100)
     alpha: float = Field(1.0, ge=0, le=1)
+    kl_reduction: KLReduction = Field("mean", description=_KL_REDUCTION)
 
 
 class RSLADParams(_MethodParams):
-    """Zi et al. 2021: adv_weight * KL(T(x) || S(x')) + clean_weight * KL(T(x) || S(x))."""
+    """Zi et al. 2021: adv_weight * KL(T(x) || S(x')) + clean_weight * KL(T(x) || S(x)).
+
+    The defaults are those of the authors' code (github.com/zibojia/RSLAD, ``resnet18_rslad_cifar10.py``):
+    weights 5/6 and 1/6, no temperature, the KL terms averaged over batch x classes (``torch.mean``)
+    and SGD weight decay 2e-4.
+    """
 
     method: Literal["rslad"] = Field("rslad", exclude=True)
+    default_weight_decay: ClassVar[float] = 2e-4
+    kl_reduction: KLReduction = Field("mean", description=_KL_REDUCTION)
     adv_weight: float = Field(5 / 6, ge=0, le=10)
     clean_weight: float = Field(1 / 6, ge=0, le=10)
 
@@ -274,7 +297,13 @@ class HyperParameters(_Strict):
     lr: float = Field(0.1, gt=0, le=100)
     momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = False
-    weight_decay: float = Field(5e-4, ge=0, le=1)
+    weight_decay: float = Field(
+        DEFAULT_WEIGHT_DECAY,
+        ge=0,
+        le=1,
+        description="SGD weight decay; when not given, the method's: 2e-4 for ard and rslad (their authors' code), "
+        "5e-4 for the others",
+    )
     schedule: Literal["piecewise", "cosine", "constant"] = "piecewise"
     milestones: list[float] = Field(
         default_factory=lambda: [0.5, 0.75], description="piecewise: fractions of training, x gamma"
@@ -413,7 +442,10 @@ class JobSpec(_Strict):
             params = {}
         if isinstance(params, dict):
             params = {**params, "method": method}
-        return {**data, "hyperparameters": {**hyper, "method_params": params}}
+        hyper = {**hyper, "method_params": params}
+        if hyper.get("weight_decay") is None:
+            hyper["weight_decay"] = METHOD_PARAMS[method].default_weight_decay
+        return {**data, "hyperparameters": hyper}
 
     @model_validator(mode="after")
     def _consistency(self) -> JobSpec:
