@@ -55,6 +55,7 @@ def protocol_description(ev: EvaluationSpec, test_size: int, num_classes: int, s
         "norm": "Linf",
         "attacks": list(ev.attacks) + (["autoattack"] if ev.autoattack else []),
         "attack_params": {**params, "autoattack": aa},
+        "split": ev.split,
         "test_size": test_size,
         "autoattack_size": min(test_size, ev.autoattack_subset or test_size) if ev.autoattack else None,
         "eps_sweep": list(ev.eps_sweep),

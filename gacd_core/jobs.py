@@ -263,7 +263,12 @@ def evaluate_and_report(
             correlations are then meaningful); default: when their class counts are equal. A job
             that declares ``cross_task`` passes False even when the counts are equal.
     """
-    test = E.evaluation_set(data.test, ev)
+    source = data.test
+    if ev.split == "val":
+        if data.val is None:
+            raise SpecError([("evaluation.split", "'val' needs held-out training images: set dataset.val_size")])
+        source = data.val
+    test = E.evaluation_set(source, ev)
     if same_labels is None:
         same_labels = teacher is not None and teacher.num_classes == student.num_classes
     cb.at("evaluating student", 0.0)
@@ -328,7 +333,7 @@ def evaluate_and_report(
             "mean": list(teacher.mean),
             "std": list(teacher.std),
         },
-        "dataset": {**data.describe(), "test_size": len(test)},
+        "dataset": {**data.describe(), "test_size": len(test), "evaluated_split": ev.split},
         "protocol": E.protocol_description(ev, len(test), student.num_classes),
         "metrics": s_eval.metrics,
         "teacher_metrics": teacher_metrics,

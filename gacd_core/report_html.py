@@ -163,6 +163,11 @@ def _attack_name(name: Any) -> str:
     return _ATTACK_NAMES.get(str(name).lower(), _esc(name))
 
 
+def _split_word(protocol: Mapping[str, Any]) -> str:
+    """Which images the protocol ran on: the test split, or the validation images held out of training."""
+    return "validation" if protocol.get("split") == "val" else "test"
+
+
 def _method_name(method: Any) -> str:
     return _METHOD_NAMES.get(str(method).lower(), _esc(method))
 
@@ -532,7 +537,7 @@ def _protocol_summary(report: Mapping[str, Any]) -> str:
     if attacks:
         parts.append("attacks " + ", ".join(attacks))
     if _num(protocol.get("test_size")) is not None:
-        parts.append(f"{_int(protocol['test_size'])} test images")
+        parts.append(f"{_int(protocol['test_size'])} {_split_word(protocol)} images")
     if protocol.get("precision"):
         parts.append(_esc(protocol["precision"]))
     if protocol.get("seed") is not None:
@@ -637,7 +642,7 @@ def _headline(report: Mapping[str, Any]) -> str:
     teacher = _dict(report.get("teacher_metrics")) if report.get("teacher_metrics") else None
     protocol = _dict(report.get("protocol"))
     eps = f"{_norm_name(protocol.get('norm'))} ε = {_eps(protocol.get('eps'), protocol.get('norm'))}"
-    test = f"{_int(protocol.get('test_size'))} test images"
+    test = f"{_int(protocol.get('test_size'))} {_split_word(protocol)} images"
     stats = [
         _accuracy_stat("Clean accuracy", "clean_acc", metrics, teacher, test),
         _accuracy_stat("PGD-20 accuracy", "pgd20_acc", metrics, teacher, eps),
@@ -852,7 +857,7 @@ def _protocol_table(report: Mapping[str, Any]) -> str:
         label = f'<span class="indent">{_attack_name(name)}</span>'
         rows.append((label, _attack_params(_dict(params), norm)))
     rows += [
-        ("Test images", _int(protocol.get("test_size"))),
+        (f"{_split_word(protocol).capitalize()} images", _int(protocol.get("test_size"))),
         ("AutoAttack images", _int(protocol.get("autoattack_size"))),
         ("Precision", _text(protocol.get("precision"))),
         ("Seed", _text(protocol.get("seed"))),

@@ -345,6 +345,11 @@ class EvaluationSpec(_Strict):
     """
 
     eps: float = Field(EPS_8, gt=0, le=1)
+    split: Literal["test", "val"] = Field(
+        "test",
+        description="test: the test split (reports); val: the images held out of training by dataset.val_size, "
+        "for choosing hyperparameters without looking at the test split",
+    )
     attacks: list[str] = Field(default_factory=lambda: list(catalog.EVAL_ATTACKS))
     subset: int | None = Field(None, ge=1, description="evaluate on this many test images")
     autoattack: bool = False
@@ -458,6 +463,8 @@ class JobSpec(_Strict):
         ds = self.dataset
         if ds.val_size and ds.train_subset and ds.val_size >= ds.train_subset:
             raise ValueError("dataset.val_size: must be smaller than dataset.train_subset")
+        if self.evaluation.split == "val" and not ds.val_size:
+            raise ValueError("evaluation.split: 'val' evaluates on held-out training images: set dataset.val_size")
         return self
 
     @property

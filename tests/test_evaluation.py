@@ -128,3 +128,31 @@ def test_evaluation_runs_in_true_fp32_and_restores_the_tf32_flags(monkeypatch):
         for obj, name, value in saved:
             setattr(obj, name, value)
     assert protocol_description(EvaluationSpec(), 8, 10)["tf32"] is False
+
+
+def test_evaluation_on_the_validation_split_never_touches_the_test_split(tmp_path):
+    # Choosing hyperparameters on validation data: the protocol runs on the held-out training images.
+    from _fakes import make_cifar10
+
+    from gacd_core.errors import SpecError
+    from gacd_core.jobs import run_job
+    from gacd_core.report_html import render_html
+    from gacd_core.spec import parse_spec
+
+    make_cifar10(tmp_path / "data", n_train=60, n_test=20)
+    doc = {
+        "method": "natural",
+        "student": {"arch": "tiny_resnet"},
+        "dataset": {"name": "cifar10", "root": str(tmp_path / "data"), "val_size": 30},
+        "hyperparameters": {"epochs": 1, "batch_size": 10},
+        "evaluation": {"split": "val", "attacks": ["fgsm"], "eps_sweep": [0.0], "throughput": False},
+        "device": "cpu",
+    }
+    report = run_job(parse_spec(doc), tmp_path / "out")
+    assert report["protocol"]["split"] == "val" and report["dataset"]["evaluated_split"] == "val"
+    assert report["protocol"]["test_size"] == 30  # the 30 held-out images, not the 20 test images
+    assert "30 validation images" in render_html(report)
+    del doc["dataset"]["val_size"]
+    with pytest.raises(SpecError) as err:
+        parse_spec(doc)
+    assert err.value.field == "evaluation.split"
