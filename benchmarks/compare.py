@@ -178,9 +178,7 @@ def _evaluation(scale: Scale, split: str) -> dict[str, Any]:
     }
 
 
-def student_spec(
-    scale: Scale, data_root: str, row: Row, seed: int, teacher_file: str, split: str
-) -> dict[str, Any]:
+def student_spec(scale: Scale, data_root: str, row: Row, seed: int, teacher_file: str, split: str) -> dict[str, Any]:
     params = dict(row.params)
     if row.method in CONTRASTIVE and params.get("negatives", "memory") == "memory":
         params.setdefault("n_negatives", scale.n_negatives)
@@ -266,7 +264,11 @@ def summarise(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for name in dict.fromkeys(e["name"] for e in entries):
         group = [e for e in entries if e["name"] == name]
         m = [g["report"]["metrics"] for g in group]
-        row: dict[str, Any] = {"name": name, "seeds": [g["seed"] for g in group], "folders": [g["folder"] for g in group]}
+        row: dict[str, Any] = {
+            "name": name,
+            "seeds": [g["seed"] for g in group],
+            "folders": [g["folder"] for g in group],
+        }
         for key in ("clean_acc", "fgsm_acc", "pgd20_acc", "cw_acc", "autoattack_acc"):
             vals = [x.get(key) for x in m]
             row[key] = [v for v in vals if v is not None]
