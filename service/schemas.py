@@ -30,6 +30,7 @@ class TeacherFromJob(BaseModel):
 
     source_job_id: str = Field(..., description="a succeeded job whose student becomes the teacher")
     name: str | None = Field(None, max_length=200)
+    allow_weak: bool = Field(False, description="keep the teacher even when its accuracy check finds it near chance")
 
 
 class TeacherPublic(_Out):

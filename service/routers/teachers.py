@@ -271,6 +271,7 @@ async def _from_job(request: Request, tenant: str, store: Any, settings: Any, qu
         "dataset": spec["dataset"].get("id") or spec["dataset"]["name"],
         "mean": mean,
         "std": std,
+        "allow_weak": body.allow_weak,
         "sha256": artifact["sha256"] if artifact else "",
         "bytes": final.stat().st_size,
         "status": "validating",
