@@ -79,8 +79,11 @@ class TeacherPublic(_Out):
     dataset: str
     mean: list[float] | None = None
     std: list[float] | None = None
+    normalization_requested: str | None = Field(None, description="the upload's normalization field, if any")
     normalization: dict[str, Any] | None = Field(
-        None, description="{name, mean, std, source}: the input normalisation used and where it came from"
+        None,
+        description="{name, mean, std, source}: the input normalisation used and where it came from (file, "
+        "user, default); set by validation",
     )
     allow_weak: bool = False
     checks: dict[str, dict[str, Any]] = Field(

@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from _fakes import make_npz
+from _fakes import make_cifar10, make_npz
 from _workers import start_worker, stop_process, wait_until
 from fastapi.testclient import TestClient
 from torch import nn
@@ -359,12 +359,15 @@ def test_a_pt_without_arch_names_the_arch_field(layout_files: dict[str, tuple[Pa
     with pytest.raises(TeacherLoadError, match="give arch") as info:
         load_teacher(TeacherSpec(weights=str(path)))
     assert info.value.field == "teacher.arch"  # the CLI names --teacher-arch for it
+    data = path.parent / "data"
+    make_cifar10(data, n_train=20, n_test=10)
     out = subprocess.run(
-        [*GACD, "distill", "--teacher", str(path), "--student-arch", "tiny_resnet", "--out", str(path.parent / "o")],
+        [*GACD, "distill", "--teacher", str(path), "--student-arch", "tiny_resnet", "--data-root", str(data),
+         "--out", str(path.parent / "o")],
         capture_output=True,
         text=True,
         timeout=300,
-    )
+    )  # fmt: skip
     assert out.returncode == 2 and "teacher.arch (--teacher-arch)" in out.stderr, out.stderr
     assert not (path.parent / "o").exists()
 

@@ -78,7 +78,7 @@ def validate_teacher(store: Store, settings: Settings, teacher_id: str) -> None:
     path = arts.absolute(rec["file"])
     tenant = rec["tenant"]
     try:
-        norm = resolve(rec.get("normalization"), rec.get("mean"), rec.get("std"))
+        norm = resolve(rec.get("normalization_requested"), rec.get("mean"), rec.get("std"))
         model = load_model_file(
             path,
             arch=rec["arch"],

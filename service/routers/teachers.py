@@ -32,7 +32,7 @@ from service.store import new_id, now_iso, valid_id
 from service.uploads import receive_file, removed_on_error
 
 router = APIRouter(prefix="/v1/teachers", tags=["teachers"])
-SUFFIXES = {".safetensors": "safetensors", ".pt": "pt", ".pth": "pt"}
+SUFFIXES = {".safetensors": "safetensors", ".pt": "pt", ".pth": "pt", ".t7": "pt"}  # .t7: ARD's torch.save
 
 _UPLOAD_DOC = {
     "requestBody": {
@@ -43,7 +43,7 @@ _UPLOAD_DOC = {
                     "type": "object",
                     "required": ["file", "arch", "dataset"],
                     "properties": {
-                        "file": {"type": "string", "format": "binary", "description": ".safetensors or .pt state_dict"},
+                        "file": {"type": "string", "format": "binary", "description": ".safetensors, or a .pt/.pth/.t7 state_dict"},
                         "arch": {"type": "string", "enum": list(catalog.MODELS), "example": "resnet18"},
                         "num_classes": {
                             "type": "integer",
@@ -193,7 +193,7 @@ async def create_teacher(
         suffix = Path(up.filename or "").suffix.lower()
         if suffix not in SUFFIXES:
             raise APIError(
-                422, "unsupported_file", f"file: {up.filename!r} is neither .safetensors nor .pt/.pth", "file"
+                422, "unsupported_file", f"file: {up.filename!r} is neither .safetensors nor .pt/.pth/.t7", "file"
             )
         if up.size == 0:
             raise APIError(422, "invalid_request", "file: the file is empty", "file")
@@ -209,7 +209,8 @@ async def create_teacher(
         "arch": fields["arch"],
         "num_classes": fields["num_classes"],
         "dataset": fields["dataset"],
-        "normalization": fields["normalization"],
+        "normalization_requested": fields["normalization"],
+        "normalization": None,
         "mean": fields["mean"],
         "std": fields["std"],
         "allow_weak": fields["allow_weak"],
