@@ -43,7 +43,11 @@ _UPLOAD_DOC = {
                     "type": "object",
                     "required": ["file", "arch", "dataset"],
                     "properties": {
-                        "file": {"type": "string", "format": "binary", "description": ".safetensors, or a .pt/.pth/.t7 state_dict"},
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": ".safetensors, or a .pt/.pth/.t7 state_dict",
+                        },
                         "arch": {"type": "string", "enum": list(catalog.MODELS), "example": "resnet18"},
                         "num_classes": {
                             "type": "integer",
