@@ -588,7 +588,7 @@ def test_upload_errors_leave_nothing_behind(env: dict[str, Any], tmp_path: Path)
     r = small.post("/v1/teachers", headers=H(), data={"arch": "tiny_resnet"}, files={"file": ("w.onnx", b"xx")})
     assert r.status_code == 422 and r.json()["error"]["field"] == "file"
     r = small.post("/v1/teachers", headers=H(), files={"file": ("w.pt", b"xx")}, data={"arch": "tiny_resnet"})
-    assert r.status_code == 422 and r.json()["error"]["field"] == "num_classes"
+    assert r.status_code == 422 and r.json()["error"]["field"] == "dataset"  # num_classes is read from the file
     for form, field, text in [
         (
             {"arch": "vgg99", "num_classes": "10", "dataset": "cifar10"},
@@ -599,6 +599,20 @@ def test_upload_errors_leave_nothing_behind(env: dict[str, Any], tmp_path: Path)
         ({"arch": "tiny_resnet", "num_classes": "1", "dataset": "cifar10"}, "num_classes", "between 2 and 100000"),
         ({"arch": "tiny_resnet", "num_classes": "10", "dataset": "imagenet77"}, "dataset", "unknown dataset"),
         ({"arch": "tiny_resnet", "num_classes": "10", "dataset": "cifar10", "colour": "red"}, "colour", "unknown"),
+        ({"arch": "tiny_resnet", "dataset": "cifar10", "normalization": "zca"}, "normalization", "unknown normal"),
+        ({"arch": "tiny_resnet", "dataset": "cifar10", "mean": "[0.5, 0.5, 0.5]"}, "std", "both mean and std"),
+        (
+            {
+                "arch": "tiny_resnet",
+                "dataset": "cifar10",
+                "normalization": "none",
+                "mean": "0.5,0.5,0.5",
+                "std": "0.2,0.2,0.2",
+            },
+            "normalization",
+            "contradict",
+        ),
+        ({"arch": "tiny_resnet", "dataset": "cifar10", "allow_weak": "maybe"}, "allow_weak", "true or false"),
     ]:
         r = small.post("/v1/teachers", headers=H(), files={"file": ("w.pt", b"xx")}, data=form)
         assert r.status_code == 422, r.text
