@@ -189,7 +189,6 @@ def run_job(
             cross_task=getattr(spec.params, "cross_task", None),
             cb=cb,
         )
-        seed_everything(spec.seed)  # the check drew random numbers; training starts from the job's seed
     out.mkdir(parents=True, exist_ok=True)  # only now: a refused teacher leaves nothing behind
     student = create_model(
         spec.student.arch, data.num_classes, mean=spec.student.mean or data.mean, std=spec.student.std or data.std

@@ -138,6 +138,7 @@ def _pgd_accuracy(model: ImageClassifier, data: ImageSet, device: torch.device, 
 
     attack = protocol_attack("pgd20", EPS)
     correct = 0
+    # its own random starts: the job's random state (and so its training) is the same with or without the check
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(0)
         for s in range(0, len(data), batch_size):

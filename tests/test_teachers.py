@@ -394,6 +394,21 @@ def test_cross_task_teachers_are_exempt_and_say_why() -> None:
     assert check.verdict == "exempt" and "cross_task" in (check.exempt_reason or "")
 
 
+@pytest.mark.unit
+def test_the_check_leaves_the_jobs_random_state_alone() -> None:
+    """PGD's random starts come from a forked generator, so a job trains the same with or without it."""
+    from gacd_core.data.base import ImageSet
+
+    test = ImageSet(torch.randint(0, 256, (20, 3, 32, 32), dtype=torch.uint8), torch.arange(20) % 10)
+    teacher = create_model("tiny_resnet", 10)
+    torch.manual_seed(3)
+    expected = torch.rand(3)
+    torch.manual_seed(3)
+    check = check_teacher(teacher, test, dataset="noise", num_classes=10, device=torch.device("cpu"), pgd=True)
+    assert check.pgd20_subset == 20 and check.clean_subset == 20
+    assert torch.equal(torch.rand(3), expected)
+
+
 # --------------------------------------------------------------------------------------------------
 # A real teacher, trained here on real CIFAR-10
 # --------------------------------------------------------------------------------------------------
