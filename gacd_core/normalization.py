@@ -93,8 +93,8 @@ def describe(mean: Sequence[float], std: Sequence[float], source: str) -> dict[s
     """``{"name", "mean", "std", "source"}``: what reports and teacher records show."""
     return {
         "name": preset_name(mean, std),
-        "mean": [float(v) for v in mean],
-        "std": [float(v) for v in std],
+        "mean": [round(float(v), 6) for v in mean],  # float32 buffers: 0.4914, not 0.49140000343322754
+        "std": [round(float(v), 6) for v in std],
         "source": source,
     }
 
@@ -102,5 +102,8 @@ def describe(mean: Sequence[float], std: Sequence[float], source: str) -> dict[s
 def text(desc: dict[str, Any]) -> str:
     """One line for terminals and logs, e.g. ``none (mean 0, std 1; source: default)``."""
     name = desc.get("name", "custom")
-    values = "mean 0, std 1" if name == "none" else f"mean {desc.get('mean')}, std {desc.get('std')}"
+    def rgb(key: str) -> str:
+        return "[" + ", ".join(f"{float(v):.4g}" for v in desc.get(key) or []) + "]"
+
+    values = "mean 0, std 1" if name == "none" else f"mean {rgb('mean')}, std {rgb('std')}"
     return f"{name} ({values}; source: {desc.get('source')})"

@@ -372,6 +372,41 @@ def test_a_pt_without_arch_names_the_arch_field(layout_files: dict[str, tuple[Pa
     assert not (path.parent / "o").exists()
 
 
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("teacher", "field", "text"),
+    [
+        ({"normalization": "zca"}, "teacher.normalization", "Input should be"),
+        ({"mean": [0.5, 0.5, 0.5]}, "teacher.std", "give both mean and std"),
+        ({"normalization": "none", "mean": [0.5] * 3, "std": [0.2] * 3}, "teacher.normalization", "contradict"),
+    ],
+)
+def test_bad_teacher_normalisation_names_the_field(teacher: dict[str, Any], field: str, text: str) -> None:
+    from gacd_core.errors import SpecError
+    from gacd_core.spec import parse_spec
+
+    with pytest.raises(SpecError) as info:
+        parse_spec({"method": "kd", "teacher": {"weights": "t.pt", "arch": "resnet18", **teacher}})
+    assert info.value.field == field and text in info.value.message, info.value.message
+
+
+@pytest.mark.unit
+def test_cli_normalisation_flags_are_checked_and_named(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [*GACD, "evaluate", "--weights", "w.safetensors", "--teacher", "t.pt", "--teacher-mean", "0.5,0.5",
+         "--out", str(tmp_path / "o")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 2 and "--teacher-mean" in out.stderr and "three numbers" in out.stderr, out.stderr
+    out = subprocess.run(
+        [*GACD, "distill", "--teacher", "t.pt", "--teacher-arch", "resnet18", "--teacher-mean", "0.5,0.5,0.5",
+         "--out", str(tmp_path / "o")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 2 and "teacher.std (--teacher-std): give both mean and std" in out.stderr, out.stderr
+    assert not (tmp_path / "o").exists()
+
+
 # --------------------------------------------------------------------------------------------------
 # The check, on its own
 # --------------------------------------------------------------------------------------------------
