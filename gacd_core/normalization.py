@@ -102,6 +102,7 @@ def describe(mean: Sequence[float], std: Sequence[float], source: str) -> dict[s
 def text(desc: dict[str, Any]) -> str:
     """One line for terminals and logs, e.g. ``none (mean 0, std 1; source: default)``."""
     name = desc.get("name", "custom")
+
     def rgb(key: str) -> str:
         return "[" + ", ".join(f"{float(v):.4g}" for v in desc.get(key) or []) + "]"
 
