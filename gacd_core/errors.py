@@ -83,3 +83,16 @@ class TrainingStopped(GACDError):
         super().__init__(f"training stopped at epoch {epoch}, step {step}")
         self.epoch = epoch
         self.step = step
+
+
+class TeacherUnfitError(GACDError):
+    """A teacher at or near chance on the job's dataset (see :mod:`gacd_core.teacher_check`).
+
+    ``check`` holds the measured figures (accuracy, subset sizes, normalisation tried).
+    """
+
+    code = "teacher_unfit"
+
+    def __init__(self, message: str, *, check: dict[str, object] | None = None, field: str | None = "teacher") -> None:
+        super().__init__(message, field=field)
+        self.check = dict(check or {})

@@ -916,7 +916,65 @@ def _models_table(report: Mapping[str, Any]) -> str:
     for label, key, fmt in fields:
         if key in student or key in teacher:
             rows.append([label, fmt(student.get(key)), *([fmt(teacher.get(key))] if teacher else [])])
+    if "normalization" in student or "normalization" in teacher:
+        rows.append(
+            [
+                "Input normalisation",
+                _normalization(student.get("normalization")),
+                *([_normalization(teacher.get("normalization"))] if teacher else []),
+            ]
+        )
     return _card("Models", _table(headers, rows, cls="wrap"))
+
+
+_NORM_SOURCES = {
+    "file": "from the weights file",
+    "user": "given by the user",
+    "default": "default: none given, so none applied",
+    "dataset": "the dataset's statistics",
+}
+
+
+def _normalization(value: Any) -> str:
+    """``none (mean 0, std 1), default: none given ...``: which normalisation and where it came from."""
+    norm = _dict(value)
+    if not norm:
+        return DASH
+    name = str(norm.get("name", "custom"))
+    values = "mean 0, std 1" if name == "none" else f"mean {_text(norm.get('mean'))}; std {_text(norm.get('std'))}"
+    source = _NORM_SOURCES.get(str(norm.get("source")), _text(norm.get("source")))
+    origin = f" (written there as: {_text(norm.get('origin'))})" if norm.get("origin") else ""
+    return f'<strong>{_esc(name)}</strong> ({values})<br><span class="soft">{source}{origin}</span>'
+
+
+def _teacher_check_table(report: Mapping[str, Any]) -> str:
+    check = _dict(_dict(report.get("teacher")).get("check"))
+    if not check:
+        return ""
+    if check.get("verdict") == "exempt":
+        return _card("Teacher check", f'<p class="note">Exempt: {_text(check.get("exempt_reason"))}.</p>')
+    pgd = (
+        f"{_pct(check.get('pgd20_acc'))} on {_int(check.get('pgd20_subset'))} images"
+        if check.get("pgd20_acc") is not None
+        else _text(check.get("pgd20_skipped"))
+    )
+    verdict = _text(check.get("verdict"))
+    if check.get("allowed_weak"):
+        verdict += " (allowed by allow_weak)"
+    rows = [
+        ("Clean accuracy", f"{_pct(check.get('clean_acc'))} on {_int(check.get('clean_subset'))} images"),
+        ("PGD-20 accuracy", pgd),
+        ("Chance / refused below", f"{_pct(check.get('chance'))} / {_pct(check.get('threshold'))}"),
+        ("Verdict", verdict),
+        ("Normalisation", _normalization(check.get("normalization"))),
+    ]
+    for alt in _list(check.get("alternatives")):
+        a = _dict(alt)
+        rows.append((f"With {_esc(str(a.get('label')))} ({_esc(str(a.get('name')))})", _pct(a.get("clean_acc"))))
+    note = f'<p class="note">{_text(check.get("subset"))}.</p>'
+    if check.get("message"):
+        note += f'<p class="note"><strong>Warning:</strong> {_text(check.get("message"))}</p>'
+    return _card("Teacher check (before training)", _table(None, rows, cls="wrap") + note)
 
 
 def _dataset_table(report: Mapping[str, Any]) -> str:
@@ -1009,6 +1067,7 @@ def _tables(report: Mapping[str, Any]) -> str:
         _structure_table(report),
         _compression_table(report),
         _models_table(report),
+        _teacher_check_table(report),
         _dataset_table(report),
         _training_table(report),
         _environment_table(report),

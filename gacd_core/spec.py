@@ -22,6 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from gacd_core import catalog
 from gacd_core.errors import SpecError
+from gacd_core.normalization import NormalizationName
+from gacd_core.normalization import resolve as resolve_normalization
 
 EPS_8 = 8 / 255
 TEACHER_METHODS = ("kd", "ard", "rslad", "crd", "gacd")
@@ -49,16 +51,29 @@ class TeacherSpec(_Strict):
     """The frozen robust teacher.
 
     ``weights`` is a path readable by the process that runs the job (the worker resolves a service
-    ``id`` to one). ``arch``, ``num_classes``, ``mean`` and ``std`` are read from a ``.safetensors``
-    file's metadata when absent here; a bare ``.pt`` state_dict needs ``arch`` and ``num_classes``.
+    ``id`` to one). ``arch``, ``num_classes`` and the normalisation are read from a ``.safetensors``
+    file's metadata when absent here. A state_dict from elsewhere (``.pt``, ``.pth``, ``.t7``) needs
+    ``arch``; its number of classes is read from the classifier's shape, and it is **not normalised**
+    (mean 0, std 1, as the public robust-training code trains) unless it carries ``mu``/``sigma``
+    buffers or ``normalization`` (a preset) or ``mean``/``std`` say otherwise.
+
+    Before any training the teacher's clean accuracy is measured on the job's dataset
+    (:mod:`gacd_core.teacher_check`); a teacher near chance is refused (``teacher_unfit``) unless
+    ``allow_weak``.
     """
 
-    weights: str | None = Field(None, description="path to .safetensors or .pt (state_dict) weights")
+    weights: str | None = Field(None, description="path to .safetensors or .pt/.pth/.t7 (state_dict) weights")
     id: str | None = Field(None, description="a teacher id of the HTTP service; resolved by the worker")
     arch: str | None = None
     num_classes: int | None = Field(None, ge=2, le=100_000)
+    normalization: NormalizationName | None = Field(
+        None,
+        description="input normalisation preset: none (default for files without gacd metadata), cifar10, "
+        "cifar100, imagenet",
+    )
     mean: RGB | None = None
     std: RGB | None = None
+    allow_weak: bool = Field(False, description="use the teacher even if its accuracy check finds it near chance")
 
     @field_validator("arch")
     @classmethod
@@ -76,7 +91,17 @@ class TeacherSpec(_Strict):
     def _source(self) -> TeacherSpec:
         if self.weights is None and self.id is None:
             raise ValueError("weights: give the teacher's weights (a file path) or its id")
+        if (self.mean is None) != (self.std is None):
+            raise ValueError(f"{'std' if self.std is None else 'mean'}: give both mean and std, or neither")
+        try:
+            resolve_normalization(self.normalization, self.mean, self.std)
+        except ValueError as exc:
+            raise ValueError(f"normalization: {exc}") from None
         return self
+
+    def resolved_normalization(self) -> tuple[RGB, RGB] | None:
+        """The (mean, std) the user asked for (preset or values), or None to let the file decide."""
+        return resolve_normalization(self.normalization, self.mean, self.std)
 
 
 class StudentSpec(_Strict):
@@ -554,6 +579,17 @@ def parse_spec(data: dict[str, Any] | JobSpec) -> JobSpec:
         return JobSpec.model_validate(data)
     except ValidationError as exc:
         raise SpecError(_format_errors(exc)) from None
+
+
+def parse_teacher(data: dict[str, Any]) -> TeacherSpec:
+    """Validate a teacher on its own (``gacd evaluate``), with errors named as in a job: ``teacher.arch``.
+
+    Raises:
+        SpecError: one entry per bad field.
+    """
+    spec = parse_spec({"method": "kd", "teacher": data})
+    assert spec.teacher is not None
+    return spec.teacher
 
 
 def load_spec_file(path: str | Path) -> dict[str, Any]:

@@ -191,6 +191,9 @@ class JobRunner:
         except GACDError as exc:
             _unlog(handler)
             err = {"code": exc.code, "message": exc.message, "field": exc.field}
+            check = getattr(exc, "check", None)
+            if check:  # teacher_unfit: the figures that refused the teacher
+                err["check"] = check
             self._finish(
                 job_id, token, "failed", ["running", "cancelling"], "failed", exc.message, error=err, reporter=reporter
             )
