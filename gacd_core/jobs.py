@@ -1,4 +1,5 @@
-"""Whole jobs: a :class:`~gacd_core.spec.JobSpec` in, ``student.safetensors`` and the reports out.
+"""Whole jobs: a :class:`~gacd_core.spec.JobSpec` in, ``student.safetensors``, ``student.onnx`` and the
+reports out.
 
 :func:`run_job` is what the CLI's ``train`` and ``distill`` and the service's workers call;
 :func:`run_evaluation` is ``gacd evaluate``. Both take callbacks (training progress, stages of the
@@ -21,7 +22,14 @@ import torch
 
 from gacd_core import evaluation as E
 from gacd_core.data import DatasetBundle, load_dataset
-from gacd_core.errors import SpecError, TeacherLoadError, TrainingStopped, UnknownNameError, WeightsError
+from gacd_core.errors import (
+    SpecError,
+    TeacherLoadError,
+    TrainingPaused,
+    TrainingStopped,
+    UnknownNameError,
+    WeightsError,
+)
 from gacd_core.methods import METHODS, MethodContext
 from gacd_core.models import ImageClassifier, create_model, load_model_file, read_info, save_weights
 from gacd_core.report import SCHEMA, environment, now, sha256_file, write_report
@@ -44,18 +52,24 @@ class Callbacks:
         before_write: called right before each file the job writes (checkpoint, student, reports). A
             caller that may have lost the job to another process (the service's workers, whose leases
             expire) checks here and raises, so that a stale process writes nothing.
+        should_pause: polled before every training step and at every stage; True stops the job with
+            :class:`~gacd_core.errors.TrainingPaused`, after a checkpoint at that step when training (a
+            worker shutting down: the job continues elsewhere from that checkpoint).
     """
 
     progress: Callable[[Progress], None] | None = None
     stage: Callable[[str, float], None] | None = None
     should_stop: Callable[[], bool] | None = None
     before_write: Callable[[], None] | None = None
+    should_pause: Callable[[], bool] | None = None
 
     def writing(self) -> None:
         if self.before_write is not None:
             self.before_write()
 
     def at(self, name: str, fraction: float = 0.0) -> None:
+        if self.should_pause is not None and self.should_pause():
+            raise TrainingPaused(-1, -1)  # outside training: the last epoch checkpoint is the place to resume
         if self.should_stop is not None and self.should_stop():
             raise TrainingStopped(-1, -1)
         if self.stage is not None:
@@ -155,6 +169,7 @@ def run_job(
         progress=cb.progress,
         should_stop=cb.should_stop,
         before_write=cb.before_write,
+        should_pause=cb.should_pause,
         val_eps=spec.evaluation.eps,
         fingerprint=fingerprint(spec),
     )
@@ -195,6 +210,7 @@ def run_job(
         training=result,
         student_file=student_path,
         precision=spec.precision,
+        onnx_info=info,
     )
     return report
 
@@ -253,9 +269,21 @@ def evaluate_and_report(
     training: TrainResult | None,
     student_file: Path,
     precision: str = "fp32",
+    onnx_info: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run the protocol on the student (and teacher), measure compression, write both reports."""
+    """Run the protocol on the student (and teacher), measure compression, write both reports.
+
+    With ``onnx_info`` (what a training job passes), the student is also exported to ``student.onnx``
+    (its metadata gets ``onnx_info``) and checked against PyTorch on the evaluation images; the report's
+    ``export.onnx`` records the check.
+    """
     test = E.evaluation_set(data.test, ev)
+    onnx_check = None
+    if onnx_info is not None:
+        from gacd_core.export import export_and_verify
+
+        cb.at("exporting onnx", 0.0)
+        onnx_check = export_and_verify(student, out_dir, test.images, info=onnx_info, before_write=cb.writing)
     same_labels = teacher is not None and teacher.num_classes == student.num_classes
     cb.at("evaluating student", 0.0)
     s_eval = E.evaluate_model(
@@ -335,6 +363,7 @@ def evaluate_and_report(
             "resumed_from_epoch": training.resumed_from_epoch,
             "history": training.history,
         },
+        "export": None if onnx_check is None else {"onnx": onnx_check},
         "environment": environment(device),
     }
     cb.at("writing report", 1.0)
