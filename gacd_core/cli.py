@@ -295,10 +295,7 @@ def _export(args: argparse.Namespace) -> int:
         images, where = torch.rand(args.test_subset or 512, 3, size, size, generator=gen), "random images"
     out = args.out or weights.with_suffix(".onnx")
     keep = ("method", "dataset", "class_names", "classes", "input_size")
-    check = export_and_verify(model, out.parent, images, info={k: info[k] for k in keep if k in info})
-    written = out.parent / "student.onnx"
-    if written != out:
-        written.replace(out)
+    check = export_and_verify(model, out, images, info={k: info[k] for k in keep if k in info})
     print(
         f"wrote {out}: opset {check['opset']}, input {check['input']}; ONNX Runtime vs PyTorch on "
         f"{check['images']} {where}: max |logit diff| {check['max_abs_diff']:.2e} (limit {MAX_ABS_DIFF}), "

@@ -63,6 +63,7 @@ def export_onnx(
     import onnx
 
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     m = copy.deepcopy(model).to("cpu", torch.float32).eval()
     m = m.to(memory_format=torch.contiguous_format)
     example = torch.rand(2, 3, input_size, input_size)
@@ -160,31 +161,30 @@ def verify_onnx(
 
 def export_and_verify(
     model: ImageClassifier,
-    out_dir: str | Path,
+    path: str | Path,
     images: torch.Tensor,
     *,
     info: Mapping[str, Any] | None = None,
     before_write: Any = None,
 ) -> dict[str, Any]:
-    """Export ``model`` to ``out_dir/student.onnx`` and check it on ``images`` (what every job does).
+    """Export ``model`` to ``path`` and check it on ``images`` (what every job does, into ``student.onnx``).
 
     Raises:
         ExportError: the export failed, or its logits differ from PyTorch's by more than
             :data:`MAX_ABS_DIFF` (or are not finite).
     """
-    out = Path(out_dir)
     if before_write is not None:
         before_write()
-    path = export_onnx(model, out / ONNX_FILE, input_size=int(images.shape[-1]), info=info)
+    path = export_onnx(model, path, input_size=int(images.shape[-1]), info=info)
     check = verify_onnx(path, model, images)
     if not math.isfinite(check["max_abs_diff"]) or check["max_abs_diff"] > MAX_ABS_DIFF:
         raise ExportError(
-            f"{ONNX_FILE} disagrees with the PyTorch model: max |logit difference| {check['max_abs_diff']:.3g} "
+            f"{path.name} disagrees with the PyTorch model: max |logit difference| {check['max_abs_diff']:.3g} "
             f"> {MAX_ABS_DIFF} on {check['images']} test images"
         )
     log.info(
         "%s: opset %s, max |logit diff| %.2e, %.2f%% identical predictions on %d test images (ONNX Runtime %s)",
-        ONNX_FILE,
+        path.name,
         check["opset"],
         check["max_abs_diff"],
         100 * check["agreement"],

@@ -280,10 +280,12 @@ def evaluate_and_report(
     test = E.evaluation_set(data.test, ev)
     onnx_check = None
     if onnx_info is not None:
-        from gacd_core.export import export_and_verify
+        from gacd_core.export import ONNX_FILE, export_and_verify
 
         cb.at("exporting onnx", 0.0)
-        onnx_check = export_and_verify(student, out_dir, test.images, info=onnx_info, before_write=cb.writing)
+        onnx_check = export_and_verify(
+            student, out_dir / ONNX_FILE, test.images, info=onnx_info, before_write=cb.writing
+        )
     same_labels = teacher is not None and teacher.num_classes == student.num_classes
     cb.at("evaluating student", 0.0)
     s_eval = E.evaluate_model(

@@ -68,6 +68,10 @@ def _heartbeat_loop(store: Store, info: dict[str, Any]) -> None:
 def _start_heartbeat(**_: Any) -> None:
     info = {"device": settings.worker_device, "pid": os.getpid(), "host": socket.gethostname()}
     threading.Thread(target=_heartbeat_loop, args=(worker_store(), info), name="gacd-heartbeat", daemon=True).start()
+    # Import the science (torch and all) now, not when the first job arrives: a job handed over by a
+    # stopping worker then resumes here within seconds.
+    import gacd_core.jobs  # noqa: F401
+
     log.info("worker %s ready (device %s)", WORKER_NAME, settings.worker_device)
 
 
