@@ -15,12 +15,13 @@ report and fails if the graph is wrong (:class:`ExportError`).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +69,7 @@ def export_onnx(
     m = m.to(memory_format=torch.contiguous_format)
     example = torch.rand(2, 3, input_size, input_size)
     try:
-        with warnings.catch_warnings(), torch.no_grad():
+        with warnings.catch_warnings(), torch.no_grad(), _quiet("onnxscript", "torch.onnx", "onnx_ir"):
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
                 m,
@@ -104,6 +105,20 @@ def export_onnx(
     onnx.save_model(proto, str(tmp))
     tmp.replace(path)
     return path
+
+
+@contextlib.contextmanager
+def _quiet(*names: str) -> Iterator[None]:
+    """The exporter logs every optimisation pass at INFO: keep job logs to what a user reads."""
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 def onnx_metadata(path: str | Path) -> dict[str, str]:

@@ -70,18 +70,28 @@ class Stack:
         for f in files:
             self.argv += ["-f", str(ROOT / f)]
         self.port = _free_port()
+        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+        self.commit = commit.stdout.strip() or "unknown"
         keys = base / "api-keys.txt"
         keys.write_text(f"compose {KEY}\n", encoding="utf-8")
         keys.chmod(0o644)
-        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
-        self.commit = commit.stdout.strip() or "unknown"
         self.env = {
             **os.environ,
             "GACD_API_PORT": f"127.0.0.1:{self.port}",
             "GACD_API_KEYS_HOST_FILE": str(keys),
             "GIT_COMMIT": self.commit,
         }
-        self.record: dict[str, Any] = {"files": files, "compose": " ".join(cli), "seconds": {}}
+        engine = subprocess.run(
+            ["docker", "version", "--format", "{{.Server.Version}}"], capture_output=True, text=True
+        )
+        version = subprocess.run([*cli, "version"], capture_output=True, text=True).stdout.splitlines()[:1]
+        self.record: dict[str, Any] = {
+            "engine": engine.stdout.strip(),
+            "compose": " ".join(cli) + (f" ({version[0]})" if version else ""),
+            "files": files,
+            "commit": self.commit,
+            "seconds": {},
+        }
         self.url = f"http://127.0.0.1:{self.port}"
 
     def __call__(self, *args: str, timed: str | None = None, timeout: float = 1800) -> str:
@@ -143,9 +153,7 @@ def _copy_data(stack: Stack, base: Path) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def test_the_cpu_stack_runs_a_job_through_restarts_of_redis_and_the_worker(
-    stack: Stack, tmp_path: Path
-) -> None:
+def test_the_cpu_stack_runs_a_job_through_restarts_of_redis_and_the_worker(stack: Stack, tmp_path: Path) -> None:
     stack("build", timed="build (cached layers reused)")
     sizes = subprocess.run(
         ["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}} {{.Size}}"], capture_output=True, text=True

@@ -43,8 +43,9 @@ ENV_PATH='ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 tar --numeric-owner -C "$ROOTFS" -c . | docker import \
     --change "$ENV_PATH" --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' \
     --message "Debian $SUITE (debootstrap from $MIRROR): $PACKAGES" - "$PYTHON_IMAGE"
-# The compose files start Redis with --protected-mode no, as the redis:7 images do by default: Redis
-# has no port outside the compose network, and the API and workers reach it from other containers.
+# --protected-mode no, as the redis:7 images' entrypoint adds: the API and the workers reach Redis from
+# other containers, and it has no port outside the compose network (docker-compose.airgap.yml's command
+# says so again, since a compose command replaces this CMD).
 tar --numeric-owner -C "$ROOTFS" -c . | docker import \
     --change "$ENV_PATH" --change 'WORKDIR /data' --change 'CMD ["redis-server", "--protected-mode", "no"]' \
     --message "Debian $SUITE redis-server (debootstrap from $MIRROR)" - "$REDIS_IMAGE"
