@@ -10,11 +10,14 @@ SHARED_DATA ?= ../shared/data
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 GIT_COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
 export GIT_COMMIT
-# AIRGAP=1: base images from docker/airgap/build-bases.sh instead of a registry
-COMPOSE_CPU_FILES := docker-compose.cpu.yml $(if $(AIRGAP),docker/airgap/docker-compose.airgap.yml)
-COMPOSE_GPU_FILES := docker-compose.yml $(if $(AIRGAP),docker/airgap/docker-compose.airgap.yml)
+# AIRGAP=1: base images from docker/airgap/build-bases.sh instead of a registry. Unset, it is chosen
+# when a compose target runs: the registry's python:3.11-slim-bookworm if it is here or can be pulled,
+# else the airgap bases (built first if missing). AIRGAP= (empty) forces the registry.
+AIRGAP ?= $(shell docker image inspect python:3.11-slim-bookworm >/dev/null 2>&1 || docker pull -q python:3.11-slim-bookworm >/dev/null 2>&1 || echo 1)
+COMPOSE_CPU_FILES = docker-compose.cpu.yml $(if $(AIRGAP),docker/airgap/docker-compose.airgap.yml)
+COMPOSE_GPU_FILES = docker-compose.yml $(if $(AIRGAP),docker/airgap/docker-compose.airgap.yml)
 
-.PHONY: test test-fast lint data demo serve bench venv clean help compose-up compose-up-cpu compose-down compose-test
+.PHONY: test test-fast lint data demo serve bench venv clean help compose-up compose-up-cpu compose-down compose-test airgap-bases
 
 help:
 	@echo "make demo       the service end to end: a robust teacher, then a GACD student, through the HTTP API"
@@ -66,16 +69,23 @@ secrets/api-keys.txt:
 	@chmod 644 $@
 	@echo "wrote $@ (tenant 'default'; its key is the second field)"
 
+airgap-bases:
+	@docker image inspect gacd-base/python:3.11-bookworm gacd-base/redis:7-bookworm >/dev/null 2>&1 \
+		|| docker/airgap/build-bases.sh
+
 compose-up-cpu: secrets/api-keys.txt
+	$(if $(AIRGAP),@$(MAKE) --no-print-directory airgap-bases)
 	$(COMPOSE) $(addprefix -f ,$(COMPOSE_CPU_FILES)) up -d --build
 
 compose-up: secrets/api-keys.txt
+	$(if $(AIRGAP),@$(MAKE) --no-print-directory airgap-bases)
 	$(COMPOSE) $(addprefix -f ,$(COMPOSE_GPU_FILES)) up -d --build
 
 compose-down:
 	$(COMPOSE) $(addprefix -f ,$(COMPOSE_CPU_FILES)) down
 
 compose-test: $(STAMP)
+	$(if $(AIRGAP),@$(MAKE) --no-print-directory airgap-bases)
 	@mkdir -p var
 	GACD_COMPOSE_FILES="$(COMPOSE_CPU_FILES)" GACD_COMPOSE_RECORD=$${GACD_COMPOSE_RECORD:-var/compose-test.json} \
 		$(PY) -m pytest -m docker tests/test_compose.py -rs -s
