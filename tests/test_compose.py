@@ -5,8 +5,8 @@ the uninterrupted run. Everything is torn down at the end (the images are kept: 
 their layers).
 
 Skipped, saying why, where no Docker engine answers or no compose CLI is installed. Settings:
-``GACD_COMPOSE_FILES`` (space-separated, default ``docker-compose.cpu.yml``; ``make compose-test
-AIRGAP=1`` adds ``docker/airgap/docker-compose.airgap.yml``) and ``GACD_COMPOSE_RECORD`` (a JSON file
+``GACD_COMPOSE_FILES`` (space-separated, default ``docker-compose.cpu.yml``; ``make compose-test``
+adds ``docker/airgap/docker-compose.airgap.yml`` where no registry answers) and ``GACD_COMPOSE_RECORD`` (a JSON file
 that receives the timings and image sizes; docs/deployment.md quotes it).
 """
 
