@@ -140,6 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", type=Path, required=True, help="the model to evaluate (.safetensors from gacd)")
     _teacher(p, "a teacher to compare with (agreement, CKA, compression)")
     _common(p)
+    p = sub.add_parser("export", help="export saved weights to ONNX (pixels in [0, 1] in, logits out)")
+    p.add_argument("--onnx", type=Path, required=True, metavar="WEIGHTS", help="the model (.safetensors from gacd)")
+    p.add_argument("--out", type=Path, help="the .onnx file to write (default: WEIGHTS with the suffix .onnx)")
+    p.add_argument("--data-root", help="check ONNX Runtime against PyTorch on this folder's test images of the "
+                   "model's dataset (default: 512 random images)")  # fmt: skip
+    p.add_argument("--test-subset", type=int, help="check on this many test images (default all)")
     _plugins(sub)
     return parser
 
@@ -302,10 +308,47 @@ def _error(exc: GACDError) -> int:
     return 2
 
 
+def _export(args: argparse.Namespace) -> int:
+    """``gacd export --onnx WEIGHTS``: write the ONNX graph, check it against PyTorch, print the check."""
+    import torch
+
+    from gacd_core.export import MAX_ABS_DIFF, export_and_verify
+    from gacd_core.models import load_weights, read_info
+
+    weights: Path = args.onnx
+    model = load_weights(weights)
+    info = read_info(weights)
+    size = int(info.get("input_size") or 32)
+    if args.data_root:
+        from gacd_core.data import load_dataset
+        from gacd_core.spec import DatasetSpec
+
+        name = info.get("dataset") or "cifar10"
+        dspec = DatasetSpec(name=name, root=args.data_root, test_subset=args.test_subset, classes=info.get("classes"))
+        images, where = load_dataset(dspec).test.images, f"{name} test images"
+    else:
+        gen = torch.Generator().manual_seed(0)
+        images, where = torch.rand(args.test_subset or 512, 3, size, size, generator=gen), "random images"
+    out = args.out or weights.with_suffix(".onnx")
+    keep = ("method", "dataset", "class_names", "classes", "input_size")
+    check = export_and_verify(model, out, images, info={k: info[k] for k in keep if k in info})
+    print(
+        f"wrote {out}: opset {check['opset']}, input {check['input']}; ONNX Runtime vs PyTorch on "
+        f"{check['images']} {where}: max |logit diff| {check['max_abs_diff']:.2e} (limit {MAX_ABS_DIFF}), "
+        f"{100 * check['agreement']:.2f}% identical predictions"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "list":
         return _list(args.json)
+    if args.command == "export":
+        try:
+            return _export(args)
+        except GACDError as exc:
+            return _error(exc)
     if getattr(args, "run", None) is not None:  # a command added by a plugin
         return int(args.run(args))
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s", stream=sys.stderr)

@@ -1,4 +1,5 @@
-"""Whole jobs: a :class:`~gacd_core.spec.JobSpec` in, ``student.safetensors`` and the reports out.
+"""Whole jobs: a :class:`~gacd_core.spec.JobSpec` in, ``student.safetensors``, ``student.onnx`` and the
+reports out.
 
 :func:`run_job` is what the CLI's ``train`` and ``distill`` and the service's workers call;
 :func:`run_evaluation` is ``gacd evaluate``. Both take callbacks (training progress, stages of the
@@ -21,7 +22,14 @@ import torch
 
 from gacd_core import evaluation as E
 from gacd_core.data import DatasetBundle, load_dataset
-from gacd_core.errors import SpecError, TeacherLoadError, TrainingStopped, UnknownNameError, WeightsError
+from gacd_core.errors import (
+    SpecError,
+    TeacherLoadError,
+    TrainingPaused,
+    TrainingStopped,
+    UnknownNameError,
+    WeightsError,
+)
 from gacd_core.methods import METHODS, MethodContext
 from gacd_core.models import ImageClassifier, create_model, load_model_file, read_info, save_weights
 from gacd_core.normalization import text as norm_text
@@ -46,18 +54,24 @@ class Callbacks:
         before_write: called right before each file the job writes (checkpoint, student, reports). A
             caller that may have lost the job to another process (the service's workers, whose leases
             expire) checks here and raises, so that a stale process writes nothing.
+        should_pause: polled before every training step and at every stage; True stops the job with
+            :class:`~gacd_core.errors.TrainingPaused`, after a checkpoint at that step when training (a
+            worker shutting down: the job continues elsewhere from that checkpoint).
     """
 
     progress: Callable[[Progress], None] | None = None
     stage: Callable[[str, float], None] | None = None
     should_stop: Callable[[], bool] | None = None
     before_write: Callable[[], None] | None = None
+    should_pause: Callable[[], bool] | None = None
 
     def writing(self) -> None:
         if self.before_write is not None:
             self.before_write()
 
     def at(self, name: str, fraction: float = 0.0) -> None:
+        if self.should_pause is not None and self.should_pause():
+            raise TrainingPaused(-1, -1)  # outside training: the last epoch checkpoint is the place to resume
         if self.should_stop is not None and self.should_stop():
             raise TrainingStopped(-1, -1)
         if self.stage is not None:
@@ -210,6 +224,7 @@ def run_job(
         progress=cb.progress,
         should_stop=cb.should_stop,
         before_write=cb.before_write,
+        should_pause=cb.should_pause,
         val_eps=spec.evaluation.eps,
         fingerprint=fingerprint(spec),
     )
@@ -252,6 +267,7 @@ def run_job(
         precision=spec.precision,
         same_labels=teacher is not None and not method.cross_task,
         teacher_check=check,
+        onnx_info=info,
     )
     return report
 
@@ -324,8 +340,13 @@ def evaluate_and_report(
     precision: str = "fp32",
     same_labels: bool | None = None,
     teacher_check: TeacherCheck | None = None,
+    onnx_info: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the protocol on the student (and teacher), measure compression, write both reports.
+
+    With ``onnx_info`` (what a training job passes), the student is also exported to ``student.onnx``
+    (its metadata gets ``onnx_info``) and checked against PyTorch on the evaluation images; the report's
+    ``export.onnx`` records the check.
 
     Args:
         same_labels: teacher and student share one label set (teacher accuracy, agreement and logit
@@ -339,6 +360,14 @@ def evaluate_and_report(
             raise SpecError([("evaluation.split", "'val' needs held-out training images: set dataset.val_size")])
         source = data.val
     test = E.evaluation_set(source, ev)
+    onnx_check = None
+    if onnx_info is not None:
+        from gacd_core.export import ONNX_FILE, export_and_verify
+
+        cb.at("exporting onnx", 0.0)
+        onnx_check = export_and_verify(
+            student, out_dir / ONNX_FILE, test.images, info=onnx_info, before_write=cb.writing
+        )
     if same_labels is None:
         same_labels = teacher is not None and teacher.num_classes == student.num_classes
     cb.at("evaluating student", 0.0)
@@ -422,6 +451,7 @@ def evaluate_and_report(
             "resumed_from_epoch": training.resumed_from_epoch,
             "history": training.history,
         },
+        "export": None if onnx_check is None else {"onnx": onnx_check},
         "environment": environment(device),
     }
     cb.at("writing report", 1.0)

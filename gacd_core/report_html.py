@@ -1048,6 +1048,27 @@ def _environment_table(report: Mapping[str, Any]) -> str:
     return _card("Environment", _table(None, rows, cls="wrap"))
 
 
+def _export_table(report: Mapping[str, Any]) -> str:
+    """The ONNX export and its check against PyTorch (jobs only; evaluation reports have none)."""
+    onnx = _dict(_dict(report.get("export")).get("onnx"))
+    if not onnx:
+        return ""
+    diff, agreement = _num(onnx.get("max_abs_diff")), _num(onnx.get("agreement"))
+    rows = [
+        ("File", _code(onnx.get("file"))),
+        ("Opset", _text(onnx.get("opset"))),
+        ("Input", _text(onnx.get("input"))),
+        ("Normalisation", _text(onnx.get("normalization"))),
+        ("Max |logit difference|", DASH if diff is None else f"{diff:.2e}"),
+        (
+            "Identical predictions",
+            (DASH if agreement is None else f"{100 * agreement:.2f}%") + f" of {_int(onnx.get('images'))} test images",
+        ),
+        ("Checked with", f"ONNX Runtime {_text(onnx.get('onnxruntime'))} ({_text(onnx.get('provider'))})"),
+    ]
+    return _card("ONNX export", _table(None, rows, cls="wrap"))
+
+
 def _spec_block(report: Mapping[str, Any]) -> str:
     spec = report.get("spec")
     if spec is None:
@@ -1071,6 +1092,7 @@ def _tables(report: Mapping[str, Any]) -> str:
         _dataset_table(report),
         _training_table(report),
         _environment_table(report),
+        _export_table(report),
         _spec_block(report),
     ]
     return '<h2>Details</h2><div class="grid tables">' + "".join(c for c in cards if c) + "</div>"

@@ -294,6 +294,7 @@ class ArtifactList(_Out):
             "object": "list",
             "data": [
                 {"name": "student.safetensors", "bytes": 9218392, "sha256": "c4fa...01"},
+                {"name": "student.onnx", "bytes": 9301718, "sha256": "5be2...9c"},
                 {"name": "report.json", "bytes": 48211, "sha256": "77d0...3b"},
             ],
         }

@@ -256,7 +256,8 @@ def test_whole_lifecycle_on_a_custom_dataset(
     assert [e["id"] for e in later["data"]] == [e["id"] for e in events["data"][3:]]
 
     arts = api.get(f"/v1/jobs/{job['id']}/artifacts", headers=H()).json()["data"]
-    assert {a["name"] for a in arts} == {"student.safetensors", "report.json", "report.html", "train.log"}
+    names = {"student.safetensors", "student.onnx", "report.json", "report.html", "train.log"}
+    assert {a["name"] for a in arts} == names
     for a in arts:
         got = api.get(f"/v1/jobs/{job['id']}/artifacts/{a['name']}", headers=H())
         assert got.status_code == 200

@@ -432,7 +432,7 @@ ARTIFACT_MEDIA_TYPES = {
 
 @router.get(
     "/{job_id}/artifacts/{name}",
-    summary="Download one output (student.safetensors, report.json, report.html, train.log)",
+    summary="Download one output (student.safetensors, student.onnx, report.json, report.html, train.log)",
     responses={
         **responses(404),
         200: {
