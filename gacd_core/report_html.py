@@ -931,7 +931,7 @@ _NORM_SOURCES = {
     "file": "from the weights file",
     "user": "given by the user",
     "default": "default: none given, so none applied",
-    "dataset": "the dataset's statistics",
+    "dataset": "the training dataset's statistics",
 }
 
 
@@ -943,7 +943,8 @@ def _normalization(value: Any) -> str:
     name = str(norm.get("name", "custom"))
     values = "mean 0, std 1" if name == "none" else f"mean {_text(norm.get('mean'))}; std {_text(norm.get('std'))}"
     source = _NORM_SOURCES.get(str(norm.get("source")), _text(norm.get("source")))
-    origin = f" (written there as: {_text(norm.get('origin'))})" if norm.get("origin") else ""
+    origin = norm.get("origin")
+    origin = f", where it was {_NORM_SOURCES.get(str(origin), _text(origin))}" if origin else ""
     return f'<strong>{_esc(name)}</strong> ({values})<br><span class="soft">{source}{origin}</span>'
 
 
@@ -974,7 +975,7 @@ def _teacher_check_table(report: Mapping[str, Any]) -> str:
     note = f'<p class="note">{_text(check.get("subset"))}.</p>'
     if check.get("message"):
         note += f'<p class="note"><strong>Warning:</strong> {_text(check.get("message"))}</p>'
-    return _card("Teacher check (before training)", _table(None, rows, cls="wrap") + note)
+    return _card("Teacher check (before anything ran)", _table(None, rows, cls="wrap") + note)
 
 
 def _dataset_table(report: Mapping[str, Any]) -> str:

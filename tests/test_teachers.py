@@ -549,7 +549,7 @@ def test_the_cli_refuses_it_before_training_and_evaluate_takes_a_foreign_teacher
     assert teacher["normalization"]["name"] == "cifar10" and teacher["normalization"]["source"] == "user"
     assert teacher["check"]["verdict"] == "fit" and teacher["check"]["clean_subset"] == CLEAN_SUBSET
     html = (evaluated / "report.html").read_text()
-    assert "Teacher check (before training)" in html and "given by the user" in html
+    assert "Teacher check (before anything ran)" in html and "given by the user" in html
 
 
 # --------------------------------------------------------------------------------------------------
