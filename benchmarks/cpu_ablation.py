@@ -8,7 +8,9 @@ set GACD's loss-weight defaults (docs/method.md, section 6); the full-size exper
     python benchmarks/cpu_ablation.py --data-root .cache/cifar10 --out runs/ablation --jobs 2
 
 Each run is a normal job through ``gacd_core.jobs.run_job``; results land in ``--out/<name>/seed<k>/``
-and the table, with its provenance, in ``--out/results.md`` (and ``results.json``).
+and the table, with its provenance, in ``--out/results.md`` (and ``results.json``). Running the same
+command again reuses every run whose ``report.json`` holds the same specification, and continues an
+interrupted run from its last epoch's checkpoint.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ STUDENTS: list[tuple[str, str, dict[str, Any]]] = [
     ("gacd (defaults)", "gacd", {}),
     ("gacd, lambda_nce=1, lambda_ce=0", "gacd", {"lambda_nce": 1.0, "lambda_ce": 0.0}),
     ("gacd, lambda_nce=0 (KD+CE on guided x')", "gacd", {"lambda_nce": 0.0}),
+    ("gacd, attack=ce, lambda_nce=0 (KD+CE on CE x')", "gacd", {"attack": "ce", "lambda_nce": 0.0}),
     ("gacd, lambda_ce=0", "gacd", {"lambda_ce": 0.0}),
     ("gacd, attack=ce", "gacd", {"attack": "ce"}),
     ("gacd, reweight=none", "gacd", {"reweight": "none"}),
@@ -80,8 +83,16 @@ def run_one(name: str, seed: int, doc: dict, out: str, threads: int) -> dict[str
     from gacd_core.spec import parse_spec
 
     torch.set_num_threads(threads)
-    t0 = time.perf_counter()
-    report = run_job(parse_spec(doc), out, resume=False)
+    spec = parse_spec(doc)
+    done = Path(out) / "report.json"
+    earlier = json.loads(done.read_text()) if done.is_file() else None
+    if earlier is not None and earlier.get("spec") == spec.public_dict() and "run_seconds" in earlier:
+        report = earlier  # finished by an earlier invocation of this script with the same specification
+    else:
+        t0 = time.perf_counter()
+        report = run_job(spec, out, resume=True)
+        report["run_seconds"] = time.perf_counter() - t0
+        done.write_text(json.dumps(report, indent=2))
     return {
         "name": name,
         "seed": seed,
@@ -90,7 +101,7 @@ def run_one(name: str, seed: int, doc: dict, out: str, threads: int) -> dict[str
         "arch": doc["student"]["arch"],
         "clean_acc": report["metrics"]["clean_acc"],
         "pgd20_acc": report["metrics"]["pgd20_acc"],
-        "seconds": time.perf_counter() - t0,
+        "seconds": report["run_seconds"],
         "environment": report["environment"],
     }
 
@@ -137,6 +148,44 @@ def table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _row(name: str, seed: int, method: str, arch: str, report: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "seed": seed,
+        "method": method,
+        "params": report["spec"]["hyperparameters"]["method_params"],
+        "arch": arch,
+        "clean_acc": report["metrics"]["clean_acc"],
+        "pgd20_acc": report["metrics"]["pgd20_acc"],
+        "seconds": report["run_seconds"],
+        "environment": report["environment"],
+    }
+
+
+def finished_table(args: argparse.Namespace, students: list[tuple[str, str, dict[str, Any]]]) -> None:
+    """Write the table from the runs of ``--out`` that have finished (an interrupted benchmark's state)."""
+    rows: list[dict[str, Any]] = []
+    plan = [(name, args.teacher_seed, name, args.teacher_arch, args.out / name) for name in ("natural", "at")]
+    plan += [
+        (name, seed, method, args.student_arch, args.out / _slug(name) / f"seed{seed}")
+        for name, method, _ in students
+        for seed in args.seeds
+    ]
+    missing = []
+    for name, seed, method, arch, folder in plan:
+        path = folder / "report.json"
+        report = json.loads(path.read_text()) if path.is_file() else None
+        if report is None or "run_seconds" not in report:
+            missing.append(f"{name} seed {seed}")
+            continue
+        rows.append(_row(name, seed, method, arch, report))
+    text = table(rows, args)
+    if missing:
+        text += f"\nNot finished yet ({len(missing)} runs): {'; '.join(missing)}.\n"
+    (args.out / "results.md").write_text(text)
+    print(text)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-root", required=True)
@@ -152,8 +201,14 @@ def main() -> None:
     ap.add_argument("--teacher-arch", default="resnet10_w16")
     ap.add_argument("--student-arch", default="resnet10_w8")
     ap.add_argument("--only", nargs="*", help="run only these rows (names as in the table)")
+    ap.add_argument(
+        "--table-only", action="store_true", help="no training: the table from the runs already finished in --out"
+    )
     args = ap.parse_args()
     students = [s for s in STUDENTS if not args.only or s[0] in args.only]
+    if args.table_only:
+        finished_table(args, students)
+        return
     rows: list[dict[str, Any]] = []
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         teachers = [

@@ -4,7 +4,15 @@
 #   docker build -f docker/api.Dockerfile -t gacd-api .      (from the repository root)
 #
 # docker-compose.yml builds it as the `api` service; docs/deployment.md describes the deployment.
-FROM python:3.11-slim-bookworm
+# The base is the Docker Official Image python:3.11-slim-bookworm (Debian 12, CPython 3.11); where no
+# registry is reachable, docker/airgap/build-bases.sh builds a stand-in and BASE_IMAGE names it.
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+FROM ${BASE_IMAGE}
+# A package index or wheelhouse of your own (a mirror for air-gapped sites); pip reads these variables.
+ARG PIP_INDEX_URL
+ARG PIP_EXTRA_INDEX_URL
+ARG PIP_FIND_LINKS
+ARG PIP_TRUSTED_HOST
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -34,6 +42,10 @@ RUN pip install --no-deps /tmp/src \
 # Defaults for a bare `docker run`; docker-compose.yml sets them all explicitly.
 ENV GACD_ARTIFACT_ROOT=/var/lib/gacd/artifacts \
     GACD_DATA_ROOT=/data
+
+# The commit the image was built from (.dockerignore drops .git); last, so a new commit rebuilds nothing above.
+ARG GIT_COMMIT=
+ENV GACD_GIT_COMMIT=${GIT_COMMIT}
 
 USER gacd
 WORKDIR /home/gacd

@@ -1,19 +1,22 @@
-# A GPU worker: the Celery app of worker/ on a CUDA build of PyTorch. Run one container per GPU.
+# A job worker: the Celery app of worker/ on PyTorch. One image for GPU and CPU workers: PyPI's torch
+# wheels for Linux x86_64 bundle the CUDA runtime (as nvidia-* wheels), so a GPU host needs only the
+# NVIDIA driver and the container toolkit; on a CPU the same image runs with GACD_WORKER_DEVICE=cpu.
 #
-#   docker build -f docker/worker.Dockerfile -t gacd-worker .      (from the repository root)
+#   docker build -f docker/worker.Dockerfile --build-arg GIT_COMMIT=$(git rev-parse HEAD) -t gacd-worker .
 #
-# torch and torchvision come from the official PyTorch image, which ships the two as a matched pair
-# (a torchvision built against a different torch fails at import or in its C++ ops). The image tag is
-# derived from the versions pyproject.toml pins; tests/test_deployment.py checks that they agree, and
-# the build below fails if the image's torch or torchvision differ from the pins. The tag follows the
-# pytorch/pytorch scheme <torch>-cuda<X.Y>-cudnn<N>-runtime; check that it is published (or pass
-# --build-arg CUDA_FLAVOR=...) before building, since no registry could be queried where this was written.
+# The base is the Docker Official Image python:3.11-slim-bookworm (Debian 12, CPython 3.11); where no
+# registry is reachable, docker/airgap/build-bases.sh builds a stand-in from a Debian mirror and
+# BASE_IMAGE names it. torch and torchvision are installed at the versions pyproject.toml pins
+# (tests/test_deployment.py checks that they agree), and the build fails if anything replaced them.
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+FROM ${BASE_IMAGE}
 ARG TORCH_VERSION=2.14.1
 ARG TORCHVISION_VERSION=0.29.1
-ARG CUDA_FLAVOR=cuda13.0-cudnn9-runtime
-FROM pytorch/pytorch:${TORCH_VERSION}-${CUDA_FLAVOR}
-ARG TORCH_VERSION
-ARG TORCHVISION_VERSION
+# A package index or wheelhouse of your own (a mirror for air-gapped sites); pip reads these variables.
+ARG PIP_INDEX_URL
+ARG PIP_EXTRA_INDEX_URL
+ARG PIP_FIND_LINKS
+ARG PIP_TRUSTED_HOST
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -24,10 +27,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN groupadd --system --gid 10001 gacd \
  && useradd --system --uid 10001 --gid gacd --create-home --home-dir /home/gacd --shell /usr/sbin/nologin gacd
 
-# How torch is kept as the base image has it:
+# torch first, in a layer of its own (several GB with its CUDA libraries) that survives code changes.
+RUN pip install "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
+
+# How torch is kept as installed above:
 #  1. the dependency list installed here names neither torch nor torchvision;
 #  2. a constraints file pins both to the versions already installed, so a dependency asking for
-#     another torch makes pip fail instead of silently replacing the CUDA build;
+#     another torch makes pip fail instead of silently replacing it;
 #  3. the project itself is installed with --no-deps (its pyproject.toml names torch);
 #  4. the last check compares the installed torch and torchvision with the pins.
 COPY docker/requirements-api.txt docker/requirements-worker.txt /tmp/req/
@@ -46,10 +52,15 @@ sys.exit(None if got == ('$TORCH_VERSION', '$TORCHVISION_VERSION') else f'torch/
  && mkdir -p /var/lib/gacd/artifacts /data \
  && chown gacd:gacd /var/lib/gacd/artifacts /data
 
-# Defaults for a bare `docker run`; docker-compose.yml sets them all explicitly.
+# Defaults for a bare `docker run`; the compose files set them all explicitly.
 ENV GACD_ARTIFACT_ROOT=/var/lib/gacd/artifacts \
     GACD_DATA_ROOT=/data \
     GACD_WORKER_DEVICE=cuda
+
+# The commit the image was built from: report.json's environment.git_commit (.dockerignore drops .git).
+# Last, so that a new commit rebuilds no layer above.
+ARG GIT_COMMIT=
+ENV GACD_GIT_COMMIT=${GIT_COMMIT}
 
 USER gacd
 WORKDIR /home/gacd

@@ -12,6 +12,10 @@ from __future__ import annotations
 MODELS: dict[str, str] = {
     "resnet18": "ResNet-18, CIFAR stem (3x3 conv, no max-pool); 11.2M parameters at 10 classes",
     "preact_resnet18": "Pre-activation ResNet-18, CIFAR stem; 11.2M parameters at 10 classes",
+    "preact_resnet18_nofinalbn": "Pre-activation ResNet-18 without the BatchNorm before pooling, as in "
+    "kuangliu/pytorch-cifar (PreActResNet18)",
+    "preact_resnet18_robustbench": "Pre-activation ResNet-18 as RobustBench's PreActResNet18(): no final "
+    "BatchNorm, projection shortcuts from the raw block input",
     "wrn_34_10": "WideResNet-34-10 (Zagoruyko & Komodakis 2016); 46.2M parameters",
     "wrn_28_10": "WideResNet-28-10; 36.5M parameters",
     "wrn_16_4": "WideResNet-16-4; 2.7M parameters",

@@ -22,7 +22,7 @@ from typing import Any
 
 from gacd_core import catalog
 from gacd_core.errors import GACDError, SpecError
-from gacd_core.spec import load_spec_file, parse_spec, set_path
+from gacd_core.spec import load_spec_file, parse_spec, parse_teacher, set_path
 
 TEACHERLESS = ("natural", "at")
 # Where a flag lands in the job specification (error messages name the flag too).
@@ -32,6 +32,10 @@ FLAGS: dict[str, str] = {
     "student_arch": "student.arch",
     "teacher": "teacher.weights",
     "teacher_arch": "teacher.arch",
+    "teacher_normalization": "teacher.normalization",
+    "teacher_mean": "teacher.mean",
+    "teacher_std": "teacher.std",
+    "allow_weak_teacher": "teacher.allow_weak",
     "dataset": "dataset.name",
     "data_root": "dataset.root",
     "data_path": "dataset.path",
@@ -75,6 +79,39 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _rgb(text: str) -> list[float]:
+    """Three numbers, as ``r,g,b`` or a JSON list (argparse reports a ValueError naming the flag)."""
+    parsed = json.loads(text) if text.strip().startswith("[") else [float(v) for v in text.split(",")]
+    if not isinstance(parsed, list) or len(parsed) != 3:
+        raise ValueError(text)
+    return [float(v) for v in parsed]
+
+
+_rgb.__name__ = "three numbers r,g,b"  # what argparse names in its error message
+
+
+def _teacher(p: argparse.ArgumentParser, what: str) -> None:
+    from gacd_core.normalization import PRESET_HELP
+
+    p.add_argument("--teacher", help=f"{what} (.safetensors from gacd, or .pt/.pth/.t7 state_dict with --teacher-arch)")
+    p.add_argument("--teacher-arch", help="the teacher's architecture, for weights without gacd metadata (gacd list)")
+    p.add_argument(
+        "--teacher-normalization",
+        choices=list(PRESET_HELP),
+        help="the teacher's input normalisation, for weights without gacd metadata; default none "
+        "(mean 0, std 1), as TRADES, RobustBench, ARD, RSLAD and MART train: "
+        + "; ".join(f"{k}: {v}" for k, v in PRESET_HELP.items()),
+    )
+    p.add_argument("--teacher-mean", type=_rgb, metavar="R,G,B", help="the teacher's input mean (with --teacher-std)")
+    p.add_argument("--teacher-std", type=_rgb, metavar="R,G,B", help="the teacher's input std (with --teacher-mean)")
+    p.add_argument(
+        "--allow-weak-teacher",
+        action="store_true",
+        default=None,
+        help="use the teacher even when its accuracy check finds it at or near chance (not recommended)",
+    )
+
+
 def _training(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
@@ -95,15 +132,20 @@ def build_parser() -> argparse.ArgumentParser:
     _training(p)
     p = sub.add_parser("distill", help="distil a teacher into a student")
     p.add_argument("--method", default=None, help="kd, ard, rslad, crd or gacd (default gacd)")
-    p.add_argument("--teacher", help="teacher weights (.safetensors, or .pt with --teacher-arch)")
-    p.add_argument("--teacher-arch", help="the teacher's architecture, for weights without gacd metadata")
+    _teacher(p, "teacher weights")
     p.add_argument("--student-arch", help="the student's architecture (gacd list)")
     _common(p)
     _training(p)
     p = sub.add_parser("evaluate", help="evaluate saved weights under the protocol")
     p.add_argument("--weights", type=Path, required=True, help="the model to evaluate (.safetensors from gacd)")
-    p.add_argument("--teacher", help="a teacher to compare with (agreement, CKA, compression)")
+    _teacher(p, "a teacher to compare with (agreement, CKA, compression)")
     _common(p)
+    p = sub.add_parser("export", help="export saved weights to ONNX (pixels in [0, 1] in, logits out)")
+    p.add_argument("--onnx", type=Path, required=True, metavar="WEIGHTS", help="the model (.safetensors from gacd)")
+    p.add_argument("--out", type=Path, help="the .onnx file to write (default: WEIGHTS with the suffix .onnx)")
+    p.add_argument("--data-root", help="check ONNX Runtime against PyTorch on this folder's test images of the "
+                   "model's dataset (default: 512 random images)")  # fmt: skip
+    p.add_argument("--test-subset", type=int, help="check on this many test images (default all)")
     _plugins(sub)
     return parser
 
@@ -148,7 +190,7 @@ def build_spec(args: argparse.Namespace) -> dict[str, Any]:
         data["method"] = "natural"  # evaluation trains nothing; the method is read from the weights
     for name, path in FLAGS.items():
         value = getattr(args, name, None)
-        if value is None or (args.command == "evaluate" and name == "teacher"):
+        if value is None:
             continue
         set_path(data, path, str(value) if isinstance(value, Path) else value)
     for item in args.set:
@@ -266,10 +308,47 @@ def _error(exc: GACDError) -> int:
     return 2
 
 
+def _export(args: argparse.Namespace) -> int:
+    """``gacd export --onnx WEIGHTS``: write the ONNX graph, check it against PyTorch, print the check."""
+    import torch
+
+    from gacd_core.export import MAX_ABS_DIFF, export_and_verify
+    from gacd_core.models import load_weights, read_info
+
+    weights: Path = args.onnx
+    model = load_weights(weights)
+    info = read_info(weights)
+    size = int(info.get("input_size") or 32)
+    if args.data_root:
+        from gacd_core.data import load_dataset
+        from gacd_core.spec import DatasetSpec
+
+        name = info.get("dataset") or "cifar10"
+        dspec = DatasetSpec(name=name, root=args.data_root, test_subset=args.test_subset, classes=info.get("classes"))
+        images, where = load_dataset(dspec).test.images, f"{name} test images"
+    else:
+        gen = torch.Generator().manual_seed(0)
+        images, where = torch.rand(args.test_subset or 512, 3, size, size, generator=gen), "random images"
+    out = args.out or weights.with_suffix(".onnx")
+    keep = ("method", "dataset", "class_names", "classes", "input_size")
+    check = export_and_verify(model, out, images, info={k: info[k] for k in keep if k in info})
+    print(
+        f"wrote {out}: opset {check['opset']}, input {check['input']}; ONNX Runtime vs PyTorch on "
+        f"{check['images']} {where}: max |logit diff| {check['max_abs_diff']:.2e} (limit {MAX_ABS_DIFF}), "
+        f"{100 * check['agreement']:.2f}% identical predictions"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "list":
         return _list(args.json)
+    if args.command == "export":
+        try:
+            return _export(args)
+        except GACDError as exc:
+            return _error(exc)
     if getattr(args, "run", None) is not None:  # a command added by a plugin
         return int(args.run(args))
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
@@ -277,12 +356,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("gacd.trainer").setLevel(logging.WARNING)  # the progress bar shows epochs
     display = _Display(args.quiet)
     try:
-        spec = parse_spec(build_spec(args))
+        data = build_spec(args)
+        # evaluate trains nothing, so its teacher is not part of a (teacherless) job specification
+        teacher_doc = data.pop("teacher", None) if args.command == "evaluate" else None
+        spec = parse_spec(data)
+        teacher = parse_teacher(teacher_doc) if teacher_doc else None
         from gacd_core.jobs import Callbacks, run_evaluation, run_job
 
         cb = Callbacks(progress=display.progress, stage=display.stage)
         if args.command == "evaluate":
-            report = run_evaluation(args.weights, args.out, spec, teacher_weights=args.teacher, callbacks=cb)
+            report = run_evaluation(args.weights, args.out, spec, teacher=teacher, callbacks=cb)
         else:
             report = run_job(spec, args.out, callbacks=cb, resume=not args.no_resume)
     except GACDError as exc:

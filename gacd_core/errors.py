@@ -74,6 +74,12 @@ class CheckpointError(GACDError):
     code = "invalid_checkpoint"
 
 
+class ExportError(GACDError):
+    """The model could not be exported to ONNX, or the exported graph disagrees with PyTorch."""
+
+    code = "export_error"
+
+
 class TrainingStopped(GACDError):
     """Raised by the trainer when its stop callback asks it to stop."""
 
@@ -83,3 +89,26 @@ class TrainingStopped(GACDError):
         super().__init__(f"training stopped at epoch {epoch}, step {step}")
         self.epoch = epoch
         self.step = step
+
+
+class TeacherUnfitError(GACDError):
+    """A teacher at or near chance on the job's dataset (see :mod:`gacd_core.teacher_check`).
+
+    ``check`` holds the measured figures (accuracy, subset sizes, normalisation tried).
+    """
+
+    code = "teacher_unfit"
+
+    def __init__(self, message: str, *, check: dict[str, object] | None = None, field: str | None = "teacher") -> None:
+        super().__init__(message, field=field)
+        self.check = dict(check or {})
+
+
+class TrainingPaused(TrainingStopped):
+    """Raised when the pause callback asks a job to stop for now (its worker is shutting down).
+
+    The trainer first writes a checkpoint at the step boundary it stopped at, so the same job, run
+    again with the same checkpoint directory, continues from that step and gives the same result.
+    """
+
+    code = "paused"

@@ -14,9 +14,10 @@ never one picked by test accuracy.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,12 +55,47 @@ def protocol_description(ev: EvaluationSpec, test_size: int, num_classes: int, s
         "norm": "Linf",
         "attacks": list(ev.attacks) + (["autoattack"] if ev.autoattack else []),
         "attack_params": {**params, "autoattack": aa},
+        "split": ev.split,
         "test_size": test_size,
         "autoattack_size": min(test_size, ev.autoattack_subset or test_size) if ev.autoattack else None,
         "eps_sweep": list(ev.eps_sweep),
         "precision": "fp32",
+        "tf32": False,
         "seed": seed,
     }
+
+
+def _tf32_switches() -> list[tuple[Any, str, Any]]:
+    """(object, attribute, value meaning "true fp32") for each TF32 switch this torch has."""
+    cuda, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    if hasattr(cuda, "fp32_precision") and hasattr(cudnn, "conv"):  # torch >= 2.9: per-backend precision
+        return [(cuda, "fp32_precision", "ieee"), (cudnn.conv, "fp32_precision", "ieee")]
+    return [(cuda, "allow_tf32", False), (cudnn, "allow_tf32", False)]
+
+
+@contextlib.contextmanager
+def strict_fp32() -> Iterator[None]:
+    """Run the enclosed code in true fp32: TF32 off for CUDA matmuls and cuDNN convolutions.
+
+    PyTorch lets cuDNN convolutions use TF32 by default on Ampere and later GPUs (10 mantissa bits),
+    which would make an evaluation labelled fp32 run at reduced precision, and an attack computed with
+    less precise gradients can be weaker. The previous settings are restored on exit. On the CPU the
+    switches exist and are simply not used.
+    """
+    switches = _tf32_switches()
+    saved = [(obj, name, getattr(obj, name)) for obj, name, _ in switches]
+    try:
+        for obj, name, value in switches:
+            setattr(obj, name, value)
+        yield
+    finally:
+        for obj, name, value in saved:
+            setattr(obj, name, value)
+
+
+def tf32_enabled() -> bool:
+    """Whether CUDA matmuls or cuDNN convolutions may currently use TF32."""
+    return any(getattr(obj, name) != value for obj, name, value in _tf32_switches())
 
 
 def evaluation_set(test: ImageSet, ev: EvaluationSpec) -> ImageSet:
@@ -120,6 +156,8 @@ def evaluate_model(
     logits_all = torch.empty(n, c)
     feats_all = torch.empty(n, model.num_features)
     adv_all = torch.empty(n, *data.images.shape[1:]) if keep_adv and "pgd20" in attacks else None
+    precision = contextlib.ExitStack()
+    precision.enter_context(strict_fp32())  # attacks, AutoAttack included, in true fp32
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
@@ -169,6 +207,7 @@ def evaluate_model(
         metrics["eps_sweep"] = points
         metrics["seconds"] = time.perf_counter() - t0
     finally:
+        precision.close()
         model.train(was)
         model.to(memory_format=fmt_before)
     return Evaluation(metrics, logits_all, feats_all, adv_all)
@@ -222,6 +261,7 @@ def logit_corr_diff(t_logits: torch.Tensor, s_logits: torch.Tensor) -> float:
 
 
 @torch.no_grad()
+@strict_fp32()
 def features_and_logits(
     model: ImageClassifier, images: torch.Tensor, device: torch.device, batch_size: int = 256
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -239,6 +279,7 @@ def features_and_logits(
     return torch.cat(feats), torch.cat(logits)
 
 
+@strict_fp32()
 def pair_metrics(
     student: ImageClassifier,
     teacher: ImageClassifier,

@@ -1,4 +1,5 @@
-"""Whole jobs: a :class:`~gacd_core.spec.JobSpec` in, ``student.safetensors`` and the reports out.
+"""Whole jobs: a :class:`~gacd_core.spec.JobSpec` in, ``student.safetensors``, ``student.onnx`` and the
+reports out.
 
 :func:`run_job` is what the CLI's ``train`` and ``distill`` and the service's workers call;
 :func:`run_evaluation` is ``gacd evaluate``. Both take callbacks (training progress, stages of the
@@ -21,11 +22,20 @@ import torch
 
 from gacd_core import evaluation as E
 from gacd_core.data import DatasetBundle, load_dataset
-from gacd_core.errors import SpecError, TeacherLoadError, TrainingStopped, UnknownNameError, WeightsError
+from gacd_core.errors import (
+    SpecError,
+    TeacherLoadError,
+    TrainingPaused,
+    TrainingStopped,
+    UnknownNameError,
+    WeightsError,
+)
 from gacd_core.methods import METHODS, MethodContext
 from gacd_core.models import ImageClassifier, create_model, load_model_file, read_info, save_weights
+from gacd_core.normalization import text as norm_text
 from gacd_core.report import SCHEMA, environment, now, sha256_file, write_report
 from gacd_core.spec import EvaluationSpec, JobSpec, TeacherSpec
+from gacd_core.teacher_check import TeacherCheck, check_teacher, enforce
 from gacd_core.trainer import CHECKPOINT_NAME, Progress, Trainer, TrainResult
 
 log = logging.getLogger("gacd.jobs")
@@ -44,18 +54,24 @@ class Callbacks:
         before_write: called right before each file the job writes (checkpoint, student, reports). A
             caller that may have lost the job to another process (the service's workers, whose leases
             expire) checks here and raises, so that a stale process writes nothing.
+        should_pause: polled before every training step and at every stage; True stops the job with
+            :class:`~gacd_core.errors.TrainingPaused`, after a checkpoint at that step when training (a
+            worker shutting down: the job continues elsewhere from that checkpoint).
     """
 
     progress: Callable[[Progress], None] | None = None
     stage: Callable[[str, float], None] | None = None
     should_stop: Callable[[], bool] | None = None
     before_write: Callable[[], None] | None = None
+    should_pause: Callable[[], bool] | None = None
 
     def writing(self) -> None:
         if self.before_write is not None:
             self.before_write()
 
     def at(self, name: str, fraction: float = 0.0) -> None:
+        if self.should_pause is not None and self.should_pause():
+            raise TrainingPaused(-1, -1)  # outside training: the last epoch checkpoint is the place to resume
         if self.should_stop is not None and self.should_stop():
             raise TrainingStopped(-1, -1)
         if self.stage is not None:
@@ -84,17 +100,61 @@ def seed_everything(seed: int) -> None:
 
 
 def load_teacher(ts: TeacherSpec, input_size: int = 32) -> ImageClassifier:
-    """Load the teacher a job names; every failure is a :class:`TeacherLoadError` naming the field."""
+    """Load the teacher a job names; every failure is a :class:`TeacherLoadError` naming the field.
+
+    A file without gacd metadata is not normalised unless it carries ``mu``/``sigma`` buffers or the
+    specification names a normalisation; ``teacher.normalization()`` says which and where it came from.
+    """
     if ts.weights is None:
         raise SpecError([("teacher.weights", "a teacher id must be resolved to a weights file before the job runs")])
+    norm = ts.resolved_normalization()
     try:
         return load_model_file(
-            ts.weights, arch=ts.arch, num_classes=ts.num_classes, mean=ts.mean, std=ts.std, input_size=input_size
+            ts.weights,
+            arch=ts.arch,
+            num_classes=ts.num_classes,
+            mean=norm[0] if norm else None,
+            std=norm[1] if norm else None,
+            input_size=input_size,
         )
     except UnknownNameError as exc:
         raise TeacherLoadError(exc.message, field="teacher.arch") from None
     except WeightsError as exc:
-        raise TeacherLoadError(exc.message, field="teacher.weights") from None
+        field = {"arch": "teacher.arch", "num_classes": "teacher.num_classes"}.get(exc.field or "", "teacher.weights")
+        raise TeacherLoadError(exc.message, field=field) from None
+
+
+def check_job_teacher(
+    teacher: ImageClassifier,
+    data: DatasetBundle,
+    device: torch.device,
+    *,
+    allow_weak: bool,
+    cross_task: bool | None = None,
+    cb: Callbacks | None = None,
+) -> TeacherCheck:
+    """Measure the teacher on the job's test split and refuse it when near chance (unless ``allow_weak``).
+
+    Raises:
+        TeacherUnfitError: code ``teacher_unfit``; nothing has been trained or written.
+    """
+    if cb is not None:
+        cb.at("checking teacher")
+    log.info("teacher %s: input normalisation %s", teacher.arch, norm_text(teacher.normalization()))
+    check = check_teacher(
+        teacher,
+        data.test,
+        dataset=data.name,
+        num_classes=data.num_classes,
+        device=device,
+        dataset_norm=(data.mean, data.std),
+        cross_task=cross_task,
+    )
+    log.info("%s", check.summary())
+    enforce(check, allow_weak)
+    if check.message:
+        log.warning("teacher: %s", check.message)
+    return check
 
 
 def fingerprint(spec: JobSpec) -> str:
@@ -125,20 +185,29 @@ def run_job(
     """
     cb = callbacks or Callbacks()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else out
     device = resolve_device(spec.device)
     seed_everything(spec.seed)
     cb.at("loading data")
     on_gpu = spec.dataset.on_device and device.type == "cuda"
     data = load_dataset(spec.dataset, device=device if on_gpu else None)
-    teacher = None
+    teacher, check = None, None
     if spec.teacher is not None:
         cb.at("loading teacher")
         teacher = load_teacher(spec.teacher, data.image_size).to(device)
+        check = check_job_teacher(
+            teacher,
+            data,
+            device,
+            allow_weak=spec.teacher.allow_weak,
+            cross_task=getattr(spec.params, "cross_task", None),
+            cb=cb,
+        )
+    out.mkdir(parents=True, exist_ok=True)  # only now: a refused teacher leaves nothing behind
     student = create_model(
         spec.student.arch, data.num_classes, mean=spec.student.mean or data.mean, std=spec.student.std or data.std
     )
+    student.normalization_source = "user" if spec.student.mean is not None else "dataset"
     method = METHODS.get(spec.method)(
         student, teacher, spec.params, MethodContext(data.num_classes, data.train.labels, spec.hyperparameters.attack)
     ).to(device)
@@ -155,6 +224,7 @@ def run_job(
         progress=cb.progress,
         should_stop=cb.should_stop,
         before_write=cb.before_write,
+        should_pause=cb.should_pause,
         val_eps=spec.evaluation.eps,
         fingerprint=fingerprint(spec),
     )
@@ -196,6 +266,9 @@ def run_job(
         student_file=student_path,
         precision=trainer.setting.precision if trainer.setting is not None else "fp32",
         channels_last=trainer.channels_last,
+        same_labels=teacher is not None and not method.cross_task,
+        teacher_check=check,
+        onnx_info=info,
     )
     return report
 
@@ -206,10 +279,19 @@ def run_evaluation(
     spec: JobSpec,
     *,
     teacher_weights: str | Path | None = None,
+    teacher: TeacherSpec | None = None,
     callbacks: Callbacks | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a saved model under the protocol (and against a teacher, when given)."""
+    """Evaluate a saved model under the protocol (and against a teacher, when given).
+
+    Args:
+        teacher_weights: a teacher's weights file with gacd metadata (shorthand for ``teacher``).
+        teacher: the teacher to compare with, as in a job (``arch``, normalisation, ``allow_weak``);
+            it is checked like a job's teacher before anything is evaluated.
+    """
     cb = callbacks or Callbacks()
+    if teacher is None and teacher_weights is not None:
+        teacher = TeacherSpec(weights=str(teacher_weights))
     device = resolve_device(spec.device)
     cb.at("loading data")
     data = load_dataset(spec.dataset)
@@ -219,14 +301,16 @@ def run_evaluation(
         raise WeightsError(exc.message, field="weights") from None
     if model.num_classes != data.num_classes:
         raise SpecError([("dataset", f"the model has {model.num_classes} classes, {data.name} has {data.num_classes}")])
-    teacher = None
-    if teacher_weights is not None:
-        teacher = load_teacher(TeacherSpec(weights=str(teacher_weights)), data.image_size)
+    t_model, check = None, None
+    if teacher is not None:
+        cb.at("loading teacher")
+        t_model = load_teacher(teacher, data.image_size).to(device)
+        check = check_job_teacher(t_model, data, device, allow_weak=teacher.allow_weak, cb=cb)
     return evaluate_and_report(
         "evaluate",
         read_info(weights).get("method"),
         model.to(device),
-        teacher.to(device) if teacher else None,
+        t_model,
         data,
         spec.evaluation,
         device,
@@ -236,6 +320,7 @@ def run_evaluation(
         training=None,
         student_file=Path(weights),
         precision=spec.precision,
+        teacher_check=check,
     )
 
 
@@ -255,13 +340,41 @@ def evaluate_and_report(
     student_file: Path,
     precision: str = "fp32",
     channels_last: bool = False,
+    same_labels: bool | None = None,
+    teacher_check: TeacherCheck | None = None,
+    onnx_info: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the protocol on the student (and teacher), measure compression, write both reports.
 
+    With ``onnx_info`` (what a training job passes), the student is also exported to ``student.onnx``
+    (its metadata gets ``onnx_info``) and checked against PyTorch on the evaluation images; the report's
+    ``export.onnx`` records the check.
+
     The protocol runs in fp32 whatever ``precision`` (which sets only the throughput measurement);
-    ``channels_last`` is the memory format the student's training found faster."""
-    test = E.evaluation_set(data.test, ev)
-    same_labels = teacher is not None and teacher.num_classes == student.num_classes
+    ``channels_last`` is the memory format the student's training found faster.
+
+    Args:
+        same_labels: teacher and student share one label set (teacher accuracy, agreement and logit
+            correlations are then meaningful); default: when their class counts are equal. A job
+            that declares ``cross_task`` passes False even when the counts are equal.
+        teacher_check: what the check before training measured (kept in the report's ``teacher``).
+    """
+    source = data.test
+    if ev.split == "val":
+        if data.val is None:
+            raise SpecError([("evaluation.split", "'val' needs held-out training images: set dataset.val_size")])
+        source = data.val
+    test = E.evaluation_set(source, ev)
+    onnx_check = None
+    if onnx_info is not None:
+        from gacd_core.export import ONNX_FILE, export_and_verify
+
+        cb.at("exporting onnx", 0.0)
+        onnx_check = export_and_verify(
+            student, out_dir / ONNX_FILE, test.images, info=onnx_info, before_write=cb.writing
+        )
+    if same_labels is None:
+        same_labels = teacher is not None and teacher.num_classes == student.num_classes
     cb.at("evaluating student", 0.0)
     s_eval = E.evaluate_model(
         student,
@@ -317,6 +430,7 @@ def evaluate_and_report(
             "num_classes": student.num_classes,
             "mean": list(student.mean),
             "std": list(student.std),
+            "normalization": student.normalization(),
             "file": student_file.name,
             "sha256": sha256_file(student_file),
         },
@@ -329,8 +443,10 @@ def evaluate_and_report(
             "num_classes": teacher.num_classes,
             "mean": list(teacher.mean),
             "std": list(teacher.std),
+            "normalization": teacher.normalization(),
+            "check": teacher_check.to_dict() if teacher_check is not None else None,
         },
-        "dataset": {**data.describe(), "test_size": len(test)},
+        "dataset": {**data.describe(), "test_size": len(test), "evaluated_split": ev.split},
         "protocol": E.protocol_description(ev, len(test), student.num_classes),
         "metrics": s_eval.metrics,
         "teacher_metrics": teacher_metrics,
@@ -347,6 +463,7 @@ def evaluate_and_report(
             "fast_path": training.fast_path,
             "history": training.history,
         },
+        "export": None if onnx_check is None else {"onnx": onnx_check},
         "environment": environment(device),
     }
     cb.at("writing report", 1.0)
@@ -358,6 +475,7 @@ def evaluate_and_report(
 __all__ = [
     "STUDENT_FILE",
     "Callbacks",
+    "check_job_teacher",
     "fingerprint",
     "load_teacher",
     "resolve_device",

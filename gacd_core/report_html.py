@@ -163,6 +163,11 @@ def _attack_name(name: Any) -> str:
     return _ATTACK_NAMES.get(str(name).lower(), _esc(name))
 
 
+def _split_word(protocol: Mapping[str, Any]) -> str:
+    """Which images the protocol ran on: the test split, or the validation images held out of training."""
+    return "validation" if protocol.get("split") == "val" else "test"
+
+
 def _method_name(method: Any) -> str:
     return _METHOD_NAMES.get(str(method).lower(), _esc(method))
 
@@ -532,7 +537,7 @@ def _protocol_summary(report: Mapping[str, Any]) -> str:
     if attacks:
         parts.append("attacks " + ", ".join(attacks))
     if _num(protocol.get("test_size")) is not None:
-        parts.append(f"{_int(protocol['test_size'])} test images")
+        parts.append(f"{_int(protocol['test_size'])} {_split_word(protocol)} images")
     if protocol.get("precision"):
         parts.append(_esc(protocol["precision"]))
     if protocol.get("seed") is not None:
@@ -637,7 +642,7 @@ def _headline(report: Mapping[str, Any]) -> str:
     teacher = _dict(report.get("teacher_metrics")) if report.get("teacher_metrics") else None
     protocol = _dict(report.get("protocol"))
     eps = f"{_norm_name(protocol.get('norm'))} ε = {_eps(protocol.get('eps'), protocol.get('norm'))}"
-    test = f"{_int(protocol.get('test_size'))} test images"
+    test = f"{_int(protocol.get('test_size'))} {_split_word(protocol)} images"
     stats = [
         _accuracy_stat("Clean accuracy", "clean_acc", metrics, teacher, test),
         _accuracy_stat("PGD-20 accuracy", "pgd20_acc", metrics, teacher, eps),
@@ -852,7 +857,7 @@ def _protocol_table(report: Mapping[str, Any]) -> str:
         label = f'<span class="indent">{_attack_name(name)}</span>'
         rows.append((label, _attack_params(_dict(params), norm)))
     rows += [
-        ("Test images", _int(protocol.get("test_size"))),
+        (f"{_split_word(protocol).capitalize()} images", _int(protocol.get("test_size"))),
         ("AutoAttack images", _int(protocol.get("autoattack_size"))),
         ("Precision", _text(protocol.get("precision"))),
         ("Seed", _text(protocol.get("seed"))),
@@ -911,7 +916,66 @@ def _models_table(report: Mapping[str, Any]) -> str:
     for label, key, fmt in fields:
         if key in student or key in teacher:
             rows.append([label, fmt(student.get(key)), *([fmt(teacher.get(key))] if teacher else [])])
+    if "normalization" in student or "normalization" in teacher:
+        rows.append(
+            [
+                "Input normalisation",
+                _normalization(student.get("normalization")),
+                *([_normalization(teacher.get("normalization"))] if teacher else []),
+            ]
+        )
     return _card("Models", _table(headers, rows, cls="wrap"))
+
+
+_NORM_SOURCES = {
+    "file": "from the weights file",
+    "user": "given by the user",
+    "default": "default: none given, so none applied",
+    "dataset": "the training dataset's statistics",
+}
+
+
+def _normalization(value: Any) -> str:
+    """``none (mean 0, std 1), default: none given ...``: which normalisation and where it came from."""
+    norm = _dict(value)
+    if not norm:
+        return DASH
+    name = str(norm.get("name", "custom"))
+    values = "mean 0, std 1" if name == "none" else f"mean {_text(norm.get('mean'))}; std {_text(norm.get('std'))}"
+    source = _NORM_SOURCES.get(str(norm.get("source")), _text(norm.get("source")))
+    origin = norm.get("origin")
+    origin = f", where it was {_NORM_SOURCES.get(str(origin), _text(origin))}" if origin else ""
+    return f'<strong>{_esc(name)}</strong> ({values})<br><span class="soft">{source}{origin}</span>'
+
+
+def _teacher_check_table(report: Mapping[str, Any]) -> str:
+    check = _dict(_dict(report.get("teacher")).get("check"))
+    if not check:
+        return ""
+    if check.get("verdict") == "exempt":
+        return _card("Teacher check", f'<p class="note">Exempt: {_text(check.get("exempt_reason"))}.</p>')
+    pgd = (
+        f"{_pct(check.get('pgd20_acc'))} on {_int(check.get('pgd20_subset'))} images"
+        if check.get("pgd20_acc") is not None
+        else _text(check.get("pgd20_skipped"))
+    )
+    verdict = _text(check.get("verdict"))
+    if check.get("allowed_weak"):
+        verdict += " (allowed by allow_weak)"
+    rows = [
+        ("Clean accuracy", f"{_pct(check.get('clean_acc'))} on {_int(check.get('clean_subset'))} images"),
+        ("PGD-20 accuracy", pgd),
+        ("Chance / refused below", f"{_pct(check.get('chance'))} / {_pct(check.get('threshold'))}"),
+        ("Verdict", verdict),
+        ("Normalisation", _normalization(check.get("normalization"))),
+    ]
+    for alt in _list(check.get("alternatives")):
+        a = _dict(alt)
+        rows.append((f"With {_esc(str(a.get('label')))} ({_esc(str(a.get('name')))})", _pct(a.get("clean_acc"))))
+    note = f'<p class="note">{_text(check.get("subset"))}.</p>'
+    if check.get("message"):
+        note += f'<p class="note"><strong>Warning:</strong> {_text(check.get("message"))}</p>'
+    return _card("Teacher check (before anything ran)", _table(None, rows, cls="wrap") + note)
 
 
 def _dataset_table(report: Mapping[str, Any]) -> str:
@@ -985,6 +1049,27 @@ def _environment_table(report: Mapping[str, Any]) -> str:
     return _card("Environment", _table(None, rows, cls="wrap"))
 
 
+def _export_table(report: Mapping[str, Any]) -> str:
+    """The ONNX export and its check against PyTorch (jobs only; evaluation reports have none)."""
+    onnx = _dict(_dict(report.get("export")).get("onnx"))
+    if not onnx:
+        return ""
+    diff, agreement = _num(onnx.get("max_abs_diff")), _num(onnx.get("agreement"))
+    rows = [
+        ("File", _code(onnx.get("file"))),
+        ("Opset", _text(onnx.get("opset"))),
+        ("Input", _text(onnx.get("input"))),
+        ("Normalisation", _text(onnx.get("normalization"))),
+        ("Max |logit difference|", DASH if diff is None else f"{diff:.2e}"),
+        (
+            "Identical predictions",
+            (DASH if agreement is None else f"{100 * agreement:.2f}%") + f" of {_int(onnx.get('images'))} test images",
+        ),
+        ("Checked with", f"ONNX Runtime {_text(onnx.get('onnxruntime'))} ({_text(onnx.get('provider'))})"),
+    ]
+    return _card("ONNX export", _table(None, rows, cls="wrap"))
+
+
 def _spec_block(report: Mapping[str, Any]) -> str:
     spec = report.get("spec")
     if spec is None:
@@ -1004,9 +1089,11 @@ def _tables(report: Mapping[str, Any]) -> str:
         _structure_table(report),
         _compression_table(report),
         _models_table(report),
+        _teacher_check_table(report),
         _dataset_table(report),
         _training_table(report),
         _environment_table(report),
+        _export_table(report),
         _spec_block(report),
     ]
     return '<h2>Details</h2><div class="grid tables">' + "".join(c for c in cards if c) + "</div>"

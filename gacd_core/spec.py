@@ -16,12 +16,14 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gacd_core import catalog
 from gacd_core.errors import SpecError
+from gacd_core.normalization import NormalizationName
+from gacd_core.normalization import resolve as resolve_normalization
 
 EPS_8 = 8 / 255
 TEACHER_METHODS = ("kd", "ard", "rslad", "crd", "gacd")
@@ -49,16 +51,29 @@ class TeacherSpec(_Strict):
     """The frozen robust teacher.
 
     ``weights`` is a path readable by the process that runs the job (the worker resolves a service
-    ``id`` to one). ``arch``, ``num_classes``, ``mean`` and ``std`` are read from a ``.safetensors``
-    file's metadata when absent here; a bare ``.pt`` state_dict needs ``arch`` and ``num_classes``.
+    ``id`` to one). ``arch``, ``num_classes`` and the normalisation are read from a ``.safetensors``
+    file's metadata when absent here. A state_dict from elsewhere (``.pt``, ``.pth``, ``.t7``) needs
+    ``arch``; its number of classes is read from the classifier's shape, and it is **not normalised**
+    (mean 0, std 1, as the public robust-training code trains) unless it carries ``mu``/``sigma``
+    buffers or ``normalization`` (a preset) or ``mean``/``std`` say otherwise.
+
+    Before any training the teacher's clean accuracy is measured on the job's dataset
+    (:mod:`gacd_core.teacher_check`); a teacher near chance is refused (``teacher_unfit``) unless
+    ``allow_weak``.
     """
 
-    weights: str | None = Field(None, description="path to .safetensors or .pt (state_dict) weights")
+    weights: str | None = Field(None, description="path to .safetensors or .pt/.pth/.t7 (state_dict) weights")
     id: str | None = Field(None, description="a teacher id of the HTTP service; resolved by the worker")
     arch: str | None = None
     num_classes: int | None = Field(None, ge=2, le=100_000)
+    normalization: NormalizationName | None = Field(
+        None,
+        description="input normalisation preset: none (default for files without gacd metadata), cifar10, "
+        "cifar100, imagenet",
+    )
     mean: RGB | None = None
     std: RGB | None = None
+    allow_weak: bool = Field(False, description="use the teacher even if its accuracy check finds it near chance")
 
     @field_validator("arch")
     @classmethod
@@ -76,7 +91,17 @@ class TeacherSpec(_Strict):
     def _source(self) -> TeacherSpec:
         if self.weights is None and self.id is None:
             raise ValueError("weights: give the teacher's weights (a file path) or its id")
+        if (self.mean is None) != (self.std is None):
+            raise ValueError(f"{'std' if self.std is None else 'mean'}: give both mean and std, or neither")
+        try:
+            resolve_normalization(self.normalization, self.mean, self.std)
+        except ValueError as exc:
+            raise ValueError(f"normalization: {exc}") from None
         return self
+
+    def resolved_normalization(self) -> tuple[RGB, RGB] | None:
+        """The (mean, std) the user asked for (preset or values), or None to let the file decide."""
+        return resolve_normalization(self.normalization, self.mean, self.std)
 
 
 class StudentSpec(_Strict):
@@ -163,9 +188,14 @@ class TrainAttackSpec(_Strict):
     random_start: bool = True
 
 
+DEFAULT_WEIGHT_DECAY = 5e-4
+
+
 class _MethodParams(_Strict):
     # The discriminator; filled in from JobSpec.method and left out of dumps.
     method: str = Field(exclude=True)
+    # The SGD weight decay a job of this method gets when hyperparameters.weight_decay is not given.
+    default_weight_decay: ClassVar[float] = DEFAULT_WEIGHT_DECAY
 
 
 class NaturalParams(_MethodParams):
@@ -184,21 +214,39 @@ class KDParams(_MethodParams):
     alpha: float = Field(0.9, ge=0, le=1)
 
 
+KLReduction = Literal["mean", "batchmean"]
+_KL_REDUCTION = (
+    "mean: averaged over batch x classes, as the authors' code (nn.KLDivLoss() / torch.mean); "
+    "batchmean: summed over classes and averaged over the batch (C times larger)"
+)
+
+
 class ARDParams(_MethodParams):
     """Goldblum et al. 2020: alpha * tau^2 * KL(T(x)/tau || S(x')/tau) + (1 - alpha) * CE(S(x), y).
 
-    With the default alpha = 1 this is exactly GACD.md's definition of ``ard``.
+    The defaults are those of the authors' code (github.com/goldblum/AdversariallyRobustDistillation,
+    ``main.py``): tau = 30, alpha = 1, ``nn.KLDivLoss()`` (mean over batch x classes) and SGD weight
+    decay 2e-4. With alpha = 1 the loss is GACD.md's ``tau^2 * KL(T(x)/tau || S(x')/tau)``.
     """
 
     method: Literal["ard"] = Field("ard", exclude=True)
+    default_weight_decay: ClassVar[float] = 2e-4
     temperature: float = Field(30.0, gt=0, le=100)
     alpha: float = Field(1.0, ge=0, le=1)
+    kl_reduction: KLReduction = Field("mean", description=_KL_REDUCTION)
 
 
 class RSLADParams(_MethodParams):
-    """Zi et al. 2021: adv_weight * KL(T(x) || S(x')) + clean_weight * KL(T(x) || S(x))."""
+    """Zi et al. 2021: adv_weight * KL(T(x) || S(x')) + clean_weight * KL(T(x) || S(x)).
+
+    The defaults are those of the authors' code (github.com/zibojia/RSLAD, ``resnet18_rslad_cifar10.py``):
+    weights 5/6 and 1/6, no temperature, the KL terms averaged over batch x classes (``torch.mean``)
+    and SGD weight decay 2e-4.
+    """
 
     method: Literal["rslad"] = Field("rslad", exclude=True)
+    default_weight_decay: ClassVar[float] = 2e-4
+    kl_reduction: KLReduction = Field("mean", description=_KL_REDUCTION)
     adv_weight: float = Field(5 / 6, ge=0, le=10)
     clean_weight: float = Field(1 / 6, ge=0, le=10)
 
@@ -274,7 +322,13 @@ class HyperParameters(_Strict):
     lr: float = Field(0.1, gt=0, le=100)
     momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = False
-    weight_decay: float = Field(5e-4, ge=0, le=1)
+    weight_decay: float = Field(
+        DEFAULT_WEIGHT_DECAY,
+        ge=0,
+        le=1,
+        description="SGD weight decay; when not given, the method's: 2e-4 for ard and rslad (their authors' code), "
+        "5e-4 for the others",
+    )
     schedule: Literal["piecewise", "cosine", "constant"] = "piecewise"
     milestones: list[float] = Field(
         default_factory=lambda: [0.5, 0.75], description="piecewise: fractions of training, x gamma"
@@ -316,6 +370,11 @@ class EvaluationSpec(_Strict):
     """
 
     eps: float = Field(EPS_8, gt=0, le=1)
+    split: Literal["test", "val"] = Field(
+        "test",
+        description="test: the test split (reports); val: the images held out of training by dataset.val_size, "
+        "for choosing hyperparameters without looking at the test split",
+    )
     attacks: list[str] = Field(default_factory=lambda: list(catalog.EVAL_ATTACKS))
     subset: int | None = Field(None, ge=1, description="evaluate on this many test images")
     autoattack: bool = False
@@ -420,7 +479,10 @@ class JobSpec(_Strict):
             params = {}
         if isinstance(params, dict):
             params = {**params, "method": method}
-        return {**data, "hyperparameters": {**hyper, "method_params": params}}
+        hyper = {**hyper, "method_params": params}
+        if hyper.get("weight_decay") is None:
+            hyper["weight_decay"] = METHOD_PARAMS[method].default_weight_decay
+        return {**data, "hyperparameters": hyper}
 
     @model_validator(mode="after")
     def _consistency(self) -> JobSpec:
@@ -433,6 +495,8 @@ class JobSpec(_Strict):
         ds = self.dataset
         if ds.val_size and ds.train_subset and ds.val_size >= ds.train_subset:
             raise ValueError("dataset.val_size: must be smaller than dataset.train_subset")
+        if self.evaluation.split == "val" and not ds.val_size:
+            raise ValueError("evaluation.split: 'val' evaluates on held-out training images: set dataset.val_size")
         return self
 
     @property
@@ -522,6 +586,17 @@ def parse_spec(data: dict[str, Any] | JobSpec) -> JobSpec:
         return JobSpec.model_validate(data)
     except ValidationError as exc:
         raise SpecError(_format_errors(exc)) from None
+
+
+def parse_teacher(data: dict[str, Any]) -> TeacherSpec:
+    """Validate a teacher on its own (``gacd evaluate``), with errors named as in a job: ``teacher.arch``.
+
+    Raises:
+        SpecError: one entry per bad field.
+    """
+    spec = parse_spec({"method": "kd", "teacher": data})
+    assert spec.teacher is not None
+    return spec.teacher
 
 
 def load_spec_file(path: str | Path) -> dict[str, Any]:

@@ -6,7 +6,9 @@ autocast and channels-last where a short measured probe at the start finds them 
 :mod:`gacd_core.fastpath`), a progress callback (epoch, step, loss parts, images/s, ETA), a stop callback
 checked every few steps, per-epoch monitoring on a held-out validation split, and a checkpoint after
 every epoch holding everything needed to continue exactly (student, extra modules and buffers such as
-projection heads and memory bank, optimiser, scheduler, RNG states, history).
+projection heads and memory bank, optimiser, scheduler, RNG states, history). A pause callback, checked
+before every step, writes a checkpoint at that step boundary (with the epoch's running sums) and stops:
+resuming from it gives the same weights, bit for bit, as a run that never paused.
 """
 
 from __future__ import annotations
@@ -28,13 +30,16 @@ import torch
 from gacd_core import fastpath
 from gacd_core.attacks import PGD
 from gacd_core.data import Batches, ImageSet
-from gacd_core.errors import CheckpointError, TrainingStopped
+from gacd_core.errors import CheckpointError, TrainingPaused, TrainingStopped
 from gacd_core.methods import Method
 from gacd_core.methods.base import StepOutput
 from gacd_core.spec import HyperParameters
 
 log = logging.getLogger("gacd.trainer")
 CHECKPOINT_FORMAT = "gacd-checkpoint/1"
+# A checkpoint taken inside an epoch (a pause): also the step and the epoch's running sums. Its own
+# format, so that a reader that knows only epoch checkpoints refuses it instead of resuming it wrongly.
+MID_EPOCH_FORMAT = "gacd-checkpoint/2"
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
@@ -144,6 +149,21 @@ class _Accumulator:
     def accuracy(self) -> float:
         return int(self.correct) / max(1, self.seen)
 
+    def state(self) -> dict[str, Any]:
+        return {
+            "loss": self.loss.cpu(),
+            "parts": {k: v.cpu() for k, v in self.parts.items()},
+            "correct": self.correct.cpu(),
+            "seen": self.seen,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        device = self.loss.device
+        self.loss = state["loss"].to(device)
+        self.parts = {k: v.to(device) for k, v in state["parts"].items()}
+        self.correct = state["correct"].to(device)
+        self.seen = int(state["seen"])
+
 
 def _resident(train: ImageSet, device: torch.device, share: float = 0.25) -> ImageSet:
     """The training set where batches are cut: on a CUDA device when it takes at most ``share`` of the
@@ -177,6 +197,8 @@ class Trainer:
         should_stop: checked every ``check_every`` steps; when it returns True, training raises
             :class:`TrainingStopped` (the last epoch's checkpoint remains).
         before_write: called right before each checkpoint is written; it may raise to prevent the write.
+        should_pause: checked before every step; when it returns True, the trainer writes a checkpoint at
+            that step boundary and raises :class:`TrainingPaused` (resuming continues from that step).
         channels_last: channels-last memory format; ``None``: probed under ``auto``, else on CUDA only.
         probe_steps: steps per setting and round of the ``auto`` probe.
         val_eps: the radius of the per-epoch PGD-10 monitoring.
@@ -198,6 +220,7 @@ class Trainer:
         progress: Callable[[Progress], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
         before_write: Callable[[], None] | None = None,
+        should_pause: Callable[[], bool] | None = None,
         check_every: int = 10,
         log_every: int = 20,
         channels_last: bool | None = None,
@@ -208,6 +231,8 @@ class Trainer:
         self.method, self.hyper, self.device, self.val = method, hyper, device, val
         self.checkpoint_dir = checkpoint_dir
         self.progress, self.should_stop, self.before_write = progress, should_stop, before_write
+        self.should_pause = should_pause
+        self._mid_epoch: dict[str, Any] | None = None  # set by a mid-epoch checkpoint, used once by fit()
         self.check_every, self.log_every = max(1, check_every), max(1, log_every)
         self.val_eps = val_eps
         self.fingerprint = fingerprint
@@ -256,9 +281,11 @@ class Trainer:
         self.seconds = 0.0  # training time of completed epochs, this run and earlier ones
 
     # --- checkpoints --------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self, mid_epoch: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Everything needed to continue; ``mid_epoch`` (step, running sums) for a checkpoint inside an epoch."""
         return {
-            "format": CHECKPOINT_FORMAT,
+            "format": CHECKPOINT_FORMAT if mid_epoch is None else MID_EPOCH_FORMAT,
+            "mid_epoch": mid_epoch,
             "fingerprint": self.fingerprint,
             "epoch": self.epoch,
             "seconds": self.seconds,
@@ -274,7 +301,7 @@ class Trainer:
             "fast_path": None if self.setting is None else self.setting.as_dict(),
         }
 
-    def save_checkpoint(self) -> Path | None:
+    def save_checkpoint(self, mid_epoch: dict[str, Any] | None = None) -> Path | None:
         if self.checkpoint_dir is None:
             return None
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -284,7 +311,7 @@ class Trainer:
         # errno (torch's own file writer would raise a RuntimeError that hides it); fsync before the
         # rename, so that a crash leaves the old checkpoint or the new one, never half of one.
         buf = io.BytesIO()
-        torch.save(self.state_dict(), buf)
+        torch.save(self.state_dict(mid_epoch), buf)
         if self.before_write is not None:
             self.before_write()
         try:
@@ -304,7 +331,7 @@ class Trainer:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
             raise CheckpointError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0]}") from None
-        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        if not isinstance(state, dict) or state.get("format") not in (CHECKPOINT_FORMAT, MID_EPOCH_FORMAT):
             raise CheckpointError(f"{path} is not a gacd checkpoint")
         if self.fingerprint is not None and state.get("fingerprint") not in (None, self.fingerprint):
             raise CheckpointError(f"{path} belongs to another job (its specification differs)")
@@ -318,6 +345,7 @@ class Trainer:
         except (RuntimeError, ValueError, KeyError) as exc:
             raise CheckpointError(f"{path} does not match this job: {str(exc).splitlines()[0]}") from None
         self.epoch, self.seconds, self.history = int(state["epoch"]), float(state["seconds"]), list(state["history"])
+        self._mid_epoch = state.get("mid_epoch") if state["format"] == MID_EPOCH_FORMAT else None
         _set_rng_state(state["rng"])
         fast = state.get("fast_path")
         if fast is not None:
@@ -394,7 +422,17 @@ class Trainer:
             self.batches.set_epoch(epoch)
             # Running sums stay on the device; the host reads them only when it reports.
             acc = _Accumulator(self.device)
+            done = 0  # steps of this epoch already taken before a mid-epoch checkpoint
+            if self._mid_epoch is not None:
+                done = int(self._mid_epoch["step"])
+                acc.restore(self._mid_epoch["sums"])
+                t0 -= float(self._mid_epoch["seconds"])
+                self._mid_epoch = None
             for step, (x, y, idx) in enumerate(self.batches, start=1):
+                if step <= done:  # drawn again from the epoch's generator, so the next batches are the same
+                    continue
+                if self.should_pause is not None and self.should_pause():
+                    self._pause(epoch, step - 1, acc, time.perf_counter() - t0)
                 if self.should_stop is not None and (step - 1) % self.check_every == 0 and self.should_stop():
                     raise TrainingStopped(epoch, step)
                 out = self.train_step(x, y, idx)
@@ -441,6 +479,12 @@ class Trainer:
         return TrainResult(
             self.epoch, self.seconds, images / max(self.seconds, 1e-9), list(self.history), resumed, fast
         )
+
+    def _pause(self, epoch: int, done: int, acc: _Accumulator, seconds: float) -> None:
+        """Checkpoint after ``done`` steps of ``epoch`` (RNG states as they are now), then stop."""
+        self.save_checkpoint({"step": done, "sums": acc.state(), "seconds": seconds})
+        log.info("paused at epoch %d, step %d/%d; checkpoint written", epoch, done, self.steps_per_epoch)
+        raise TrainingPaused(epoch, done)
 
     def _report(
         self,

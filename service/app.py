@@ -31,8 +31,9 @@ DESCRIPTION = """
 Robust model compression as a service. Upload an adversarially robust **teacher**, choose a small
 **student** architecture and a **dataset**, and submit a **job**: a worker distils the teacher into
 the student with GACD (or a baseline) and evaluates both under a fixed protocol (clean, FGSM, PGD-20,
-CW-inf, optionally AutoAttack at eps = 8/255). Download `student.safetensors`, `report.json`,
-`report.html` and `train.log` when it succeeds.
+CW-inf, optionally AutoAttack at eps = 8/255). Download `student.safetensors`, `student.onnx` (ONNX
+opset 18, dynamic batch, pixels in [0, 1] with the normalisation inside the graph, checked against
+PyTorch with ONNX Runtime), `report.json`, `report.html` and `train.log` when it succeeds.
 
 Every request carries `Authorization: Bearer <api key>`; a tenant sees only its own objects (another
 tenant's id is a 404). Errors are `{"error": {"code", "message", "field"}}`.

@@ -2,7 +2,7 @@
 
     {root}/{tenant}/teachers/{teacher id}/weights.{safetensors|pt}
     {root}/{tenant}/datasets/{dataset id}/data.npz | upload.zip + folder/
-    {root}/{tenant}/jobs/{job id}/out/{student.safetensors, report.json, report.html, train.log}
+    {root}/{tenant}/jobs/{job id}/out/{student.safetensors, student.onnx, report.json, report.html, train.log}
     {root}/{tenant}/jobs/{job id}/checkpoints/checkpoint.pt
 
 Tenants and ids are validated before they become path parts, and :meth:`ArtifactStore.child` refuses

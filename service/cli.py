@@ -7,7 +7,7 @@ point, so that gacd_core never imports the service):
     gacd wait JOB                       a progress bar until the job finishes
     gacd download JOB --out DIR         the job's outputs, SHA-256 checked
     gacd cancel JOB
-    gacd teacher add FILE --arch A --num-classes N --dataset D | gacd teacher from-job JOB
+    gacd teacher add FILE --arch A --dataset D [--normalization N] | gacd teacher from-job JOB
 
 The client commands find the server in $GACD_URL / $GACD_API_KEY or in ``./var/serve.json``, which
 ``gacd serve`` writes.
@@ -61,17 +61,24 @@ def register(sub: Any) -> None:
     p.set_defaults(run=_cancel)
     p = client_parser("teacher", "register a teacher: upload weights, or take a finished job's student")
     t = p.add_subparsers(dest="teacher_command", required=True)
-    a = t.add_parser("add", help="upload .safetensors or .pt (state_dict) weights")
+    a = t.add_parser("add", help="upload .safetensors or .pt/.pth/.t7 (state_dict) weights")
     a.add_argument("file", type=Path)
     a.add_argument("--arch", required=True)
-    a.add_argument("--num-classes", type=int, required=True)
-    a.add_argument("--dataset", required=True)
+    a.add_argument("--num-classes", type=int, help="default: the classifier's output size in the file")
+    a.add_argument("--dataset", required=True, help="the dataset it was trained for: its accuracy is checked there")
+    a.add_argument(
+        "--normalization",
+        choices=["none", "cifar10", "cifar100", "imagenet"],
+        help="the input normalisation it was trained with; default: the file's, else none (raw [0, 1] pixels)",
+    )
+    a.add_argument("--allow-weak", action="store_true", help="keep it even if its accuracy check finds it near chance")
     a.add_argument("--name")
     a.add_argument("--url", help=argparse.SUPPRESS)
     a.add_argument("--api-key", help=argparse.SUPPRESS)
     a.add_argument("--var", type=Path, default=Path("var"), help=argparse.SUPPRESS)
     f = t.add_parser("from-job", help="the student of a succeeded job of yours")
     f.add_argument("job")
+    f.add_argument("--allow-weak", action="store_true", help="keep it even if its accuracy check finds it near chance")
     f.add_argument("--name")
     f.add_argument("--url", help=argparse.SUPPRESS)
     f.add_argument("--api-key", help=argparse.SUPPRESS)
@@ -239,10 +246,27 @@ def _teacher(args: argparse.Namespace) -> int:
     def go(a: argparse.Namespace) -> int:
         with _client(a) as c:
             if a.teacher_command == "add":
-                t = c.upload_teacher(a.file, a.arch, a.num_classes, a.dataset, a.name)
+                t = c.upload_teacher(
+                    a.file,
+                    a.arch,
+                    a.num_classes,
+                    a.dataset,
+                    a.name,
+                    normalization=a.normalization,
+                    allow_weak=a.allow_weak,
+                )
             else:
-                t = c.teacher_from_job(a.job, a.name)
+                t = c.teacher_from_job(a.job, a.name, allow_weak=a.allow_weak)
             t = c.wait_ready("teacher", t["id"])
+            for dataset, check in (t.get("checks") or {}).items():
+                if check.get("clean_acc") is not None:
+                    print(
+                        f"{t['id']}: clean accuracy {100 * check['clean_acc']:.1f}% on {check['clean_subset']} "
+                        f"{dataset} test images ({check['verdict']})",
+                        file=sys.stderr,
+                    )
+            if t.get("warning"):
+                print(f"warning: {t['warning']}", file=sys.stderr)
             print(t["id"])
         return 0
 

@@ -68,11 +68,28 @@ class Client:
 
     # --- teachers and datasets -------------------------------------------------------------------
     def upload_teacher(
-        self, path: str | Path, arch: str, num_classes: int, dataset: str, name: str | None = None, **norm: Any
+        self,
+        path: str | Path,
+        arch: str,
+        num_classes: int | None,
+        dataset: str,
+        name: str | None = None,
+        *,
+        normalization: str | None = None,
+        allow_weak: bool = False,
+        **norm: Any,
     ) -> dict[str, Any]:
-        data: dict[str, str] = {"arch": arch, "num_classes": str(num_classes), "dataset": dataset}
+        """Upload weights; ``num_classes`` None reads it from the file, ``normalization`` None leaves the
+        file's (gacd metadata, mu/sigma buffers) or none."""
+        data: dict[str, str] = {"arch": arch, "dataset": dataset}
+        if num_classes is not None:
+            data["num_classes"] = str(num_classes)
         if name:
             data["name"] = name
+        if normalization:
+            data["normalization"] = normalization
+        if allow_weak:
+            data["allow_weak"] = "true"
         for k in ("mean", "std"):
             if norm.get(k) is not None:
                 data[k] = json.dumps(list(norm[k]))
@@ -82,8 +99,8 @@ class Client:
                 "POST", "/v1/teachers", data=data, files={"file": (p.name, f, "application/octet-stream")}
             )
 
-    def teacher_from_job(self, job_id: str, name: str | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {"source_job_id": job_id}
+    def teacher_from_job(self, job_id: str, name: str | None = None, allow_weak: bool = False) -> dict[str, Any]:
+        body: dict[str, Any] = {"source_job_id": job_id, "allow_weak": allow_weak}
         if name:
             body["name"] = name
         return self._call("POST", "/v1/teachers", json=body)
@@ -111,7 +128,8 @@ class Client:
             if rec["status"] == "ready":
                 return rec
             if rec["status"] == "invalid":
-                raise ClientError(422, f"invalid_{kind}", f"{kind} {rid} is invalid: {rec['error']}")
+                code = rec.get("error_code") or f"invalid_{kind}"
+                raise ClientError(422, code, f"{kind} {rid} is invalid: {rec['error']}")
             if time.monotonic() > deadline:
                 raise ClientError(408, "timeout", f"{kind} {rid} is still {rec['status']} after {timeout:.0f} s")
             time.sleep(0.5)

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gacd_core.errors import SpecError
+from gacd_core.errors import GACDError, SpecError
 
 log = logging.getLogger("gacd.api")
 
@@ -70,6 +70,13 @@ def spec_error(exc: SpecError) -> APIError:
     return APIError(422, "invalid_spec", exc.message, exc.field, details=details)
 
 
+def core_error(exc: GACDError) -> APIError:
+    """A typed error of the core (``teacher_unfit``, ``invalid_weights``, ...) as a 422 with its own code."""
+    if isinstance(exc, SpecError):
+        return spec_error(exc)
+    return APIError(422, exc.code, exc.message, exc.field)
+
+
 def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     text = {
         400: "Malformed request (bad JSON, malformed multipart)",
@@ -109,6 +116,11 @@ def install(app: FastAPI) -> None:
         return JSONResponse(
             body(exc.code, exc.message, exc.field, exc.details), status_code=exc.status, headers=exc.headers
         )
+
+    @app.exception_handler(GACDError)
+    async def _core(_: Request, exc: GACDError) -> JSONResponse:
+        err = core_error(exc)
+        return JSONResponse(body(err.code, err.message, err.field, err.details), status_code=err.status)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

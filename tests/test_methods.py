@@ -168,3 +168,87 @@ def test_literal_critic_scales_with_n_and_crd_normalisation_does_not():
             neg[norm, n] = float(parts["nce_neg"])
     assert neg["none", 16384] > 10_000 and neg["none", 16384] / neg["none", 1024] > 5
     assert 0.5 < neg["crd", 16384] < 2.0 and 0.5 < neg["crd", 1024] < 2.0
+
+
+# ---- the defects of the last review -------------------------------------------------------------
+def test_lambda_nce_zero_still_trains_the_heads_but_not_the_student_through_them():
+    # Only the contrastive term left (lambda_kd = lambda_ce = 0), at lambda_nce = 0: the heads learn
+    # from it (so the guided attack does not run through random projections), the student does not.
+    method, labels = build("gacd", params={"lambda_nce": 0, "lambda_kd": 0, "lambda_ce": 0})
+    method.train()
+    out = method.training_step(torch.rand(8, 3, 32, 32), labels[:8], torch.arange(8))
+    out.loss.backward()
+    assert float(out.loss.detach()) > 0
+    assert all(p.grad is None or float(p.grad.abs().sum()) == 0 for p in method.student.parameters())
+    head_grads = [p.grad for p in method.extras.parameters()]
+    assert all(g is not None for g in head_grads) and all(float(g.abs().sum()) > 0 for g in head_grads)
+    # with lambda_nce > 0 the same term reaches the student
+    method, labels = build("gacd", params={"lambda_nce": 0.1, "lambda_kd": 0, "lambda_ce": 0})
+    method.train()
+    method.training_step(torch.rand(8, 3, 32, 32), labels[:8], torch.arange(8)).loss.backward()
+    assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in method.student.parameters())
+
+
+def test_declared_cross_task_with_equal_class_counts_is_cross_task():
+    method, _ = build("gacd", params={"cross_task": True, "lambda_kd": 0})
+    assert method.cross_task  # 10 and 10 classes, but the job says the label sets differ
+    method, _ = build("gacd")
+    assert not method.cross_task
+    method, _ = build("gacd", teacher_classes=5, params={"cross_task": False})
+    assert not method.cross_task  # an explicit answer wins over the class counts
+
+
+def test_in_batch_guided_attack_masks_the_same_candidates_as_the_loss():
+    method, _ = build("gacd", params={"negatives": "in_batch", "other_class_negatives": True})
+    obj = method.contrast
+    torch.manual_seed(3)
+    t_emb = F.normalize(torch.randn(6, 128), dim=1)
+    s_emb = F.normalize(torch.randn(6, 128), dim=1)
+    y = torch.tensor([0, 0, 1, 1, 2, 3])
+    loss, _ = obj.loss(t_emb, s_emb, y, torch.arange(6))
+    attacked = -obj.log_h_positive(t_emb, s_emb, y)  # what the guided attack maximises, per sample
+    assert float(attacked.mean()) == pytest.approx(float(loss), rel=1e-6)
+    assert float((-obj.log_h_positive(t_emb, s_emb)).mean()) != pytest.approx(float(loss), rel=1e-3)
+    # and the attack inside a training step is given the labels
+    seen = []
+    original = obj.log_h_positive
+
+    def spy(a, s, labels=None):
+        seen.append(labels)
+        return original(a, s, labels)
+
+    obj.log_h_positive = spy
+    method.train()
+    batch_y = torch.tensor([0, 0, 1, 1, 2, 3, 4, 5])
+    method.training_step(torch.rand(8, 3, 32, 32), batch_y, torch.arange(8))
+    assert seen and all(s is not None and torch.equal(s, batch_y) for s in seen)
+
+
+def test_declared_cross_task_gets_no_teacher_accuracy_or_label_metrics(tmp_path):
+    # Two tasks with ten classes each: the teacher's logits must not be scored against the student's labels.
+    from _fakes import make_cifar10
+
+    from gacd_core.jobs import run_job
+    from gacd_core.models import save_weights
+
+    make_cifar10(tmp_path / "data", n_train=40, n_test=20)
+    torch.manual_seed(0)
+    teacher_file = save_weights(create_model("tiny_wrn", num_classes=10), tmp_path / "teacher.safetensors")
+    doc = {
+        "method": "gacd",
+        "teacher": {"weights": str(teacher_file)},
+        "student": {"arch": "tiny_resnet"},
+        "dataset": {"name": "cifar10", "root": str(tmp_path / "data")},
+        "hyperparameters": {
+            "epochs": 1,
+            "batch_size": 20,
+            "attack": {"steps": 1},
+            "method_params": {"cross_task": True, "lambda_kd": 0, "n_negatives": 8},
+        },
+        "evaluation": {"attacks": ["fgsm"], "eps_sweep": [0.0], "throughput": False},
+        "device": "cpu",
+    }
+    report = run_job(parse_spec(doc), tmp_path / "out")
+    assert report["teacher_metrics"] is None
+    assert report["agreement"] is None
+    assert report["structure"]["logit_corr_diff"] is None and report["structure"]["cka_clean"] is not None

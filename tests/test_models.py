@@ -29,7 +29,16 @@ from gacd_core.models import (
 
 pytestmark = pytest.mark.unit
 
-BIG = {"resnet18", "preact_resnet18", "wrn_28_10", "wrn_34_10", "mobilenetv2", "wrn_16_4"}
+BIG = {
+    "resnet18",
+    "preact_resnet18",
+    "preact_resnet18_nofinalbn",
+    "preact_resnet18_robustbench",
+    "wrn_28_10",
+    "wrn_34_10",
+    "mobilenetv2",
+    "wrn_16_4",
+}
 SMALL = sorted(set(MODELS.names()) - BIG)
 ALL = MODELS.names()
 
@@ -70,7 +79,7 @@ def _one_thread():
 
 def test_every_catalogued_model_is_covered() -> None:
     assert set(ALL) >= BIG
-    assert len(ALL) == 12
+    assert len(ALL) == 14
 
 
 # --------------------------------------------------------------------------------------------------
@@ -230,8 +239,43 @@ def test_pt_state_dict_with_wrapper_and_module_prefix_loads(tiny: ImageClassifie
 def test_pt_without_arch_is_refused(tiny: ImageClassifier, tmp_path: Path) -> None:
     path = tmp_path / "ckpt.pt"
     torch.save(tiny.state_dict(), path)
-    with pytest.raises(WeightsError, match="give arch and num_classes"):
+    with pytest.raises(WeightsError, match="does not say its architecture: give arch") as info:
         load_model_file(path)
+    assert info.value.field == "arch"
+
+
+def test_pt_num_classes_is_read_from_the_classifier(tiny: ImageClassifier, tmp_path: Path) -> None:
+    path = tmp_path / "ckpt.t7"  # ARD saves {'net': state_dict} under a .t7 name
+    torch.save({"net": tiny.state_dict(), "acc": torch.tensor(0.5), "epoch": torch.tensor(3)}, path)
+    loaded = load_model_file(path, arch="tiny_resnet")
+    assert loaded.num_classes == 7
+    torch.testing.assert_close(_outputs(loaded), _outputs(tiny), rtol=0, atol=0)
+
+
+def test_identity_is_the_default_normalisation_of_foreign_files(tiny: ImageClassifier, tmp_path: Path) -> None:
+    """A state_dict from elsewhere is not normalised unless someone says so (the public code feeds raw
+    [0, 1] pixels); CIFAR statistics apply only when asked for, and the source says which."""
+    path = tmp_path / "ckpt.pt"
+    torch.save(tiny.state_dict(), path)
+    plain = load_model_file(path, arch="tiny_resnet")
+    assert plain.normalization() == {"name": "none", "mean": [0.0] * 3, "std": [1.0] * 3, "source": "default"}
+    asked = load_model_file(path, arch="tiny_resnet", mean=(0.4914, 0.4822, 0.4465), std=(0.2471, 0.2435, 0.2616))
+    assert asked.normalization()["name"] == "cifar10" and asked.normalization()["source"] == "user"
+    assert not torch.allclose(_outputs(asked), _outputs(plain), atol=1e-3)
+
+
+def test_robustbench_mu_sigma_buffers_become_the_normalisation(tiny: ImageClassifier, tmp_path: Path) -> None:
+    mu, sigma = torch.tensor([0.1, 0.2, 0.3]).view(1, 3, 1, 1), torch.tensor([0.5, 0.6, 0.7]).view(1, 3, 1, 1)
+    path = tmp_path / "rb.pt"
+    torch.save({**tiny.state_dict(), "mu": mu, "sigma": sigma}, path)
+    loaded = load_model_file(path, arch="tiny_resnet")
+    assert loaded.normalization()["source"] == "file"
+    assert loaded.mean == pytest.approx((0.1, 0.2, 0.3)) and loaded.std == pytest.approx((0.5, 0.6, 0.7))
+    with torch.no_grad():
+        expected = tiny.eval()((_x() - mu) / sigma)
+    torch.testing.assert_close(_outputs(loaded), expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(WeightsError, match="normalises with its own mu"):
+        load_model_file(path, arch="tiny_resnet", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
 
 
 def test_pt_for_another_architecture_lists_missing_and_unexpected_keys(tiny: ImageClassifier, tmp_path: Path) -> None:
@@ -309,7 +353,7 @@ def test_safetensors_without_metadata_needs_arch(tiny: ImageClassifier, tmp_path
         load_model_file(path)
     with pytest.raises(WeightsError, match="no gacd metadata"):
         load_weights(path)
-    loaded = load_model_file(path, arch="tiny_resnet", num_classes=7, mean=(0.4914, 0.4822, 0.4465))
+    loaded = load_model_file(path, arch="tiny_resnet")
     torch.testing.assert_close(_outputs(loaded), _outputs(tiny), rtol=0, atol=0)
 
 
@@ -318,8 +362,8 @@ def test_safetensors_without_metadata_needs_arch(tiny: ImageClassifier, tmp_path
     [
         ({"arch": "tiny_wrn"}, "holds a 'tiny_resnet', not a 'tiny_wrn'"),
         ({"num_classes": 10}, "has 7 classes, not 10"),
-        ({"mean": (0.0, 0.0, 0.0)}, "normalises with mean"),
-        ({"std": (1.0, 1.0, 1.0)}, "normalises with std"),
+        ({"mean": (0.5, 0.5, 0.5)}, "normalises with mean"),
+        ({"std": (0.25, 0.25, 0.25)}, "normalises with std"),
     ],
 )
 def test_metadata_conflicts_are_refused(tiny: ImageClassifier, tmp_path: Path, kwargs: dict, fragment: str) -> None:

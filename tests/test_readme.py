@@ -35,7 +35,9 @@ def test_every_setting_is_documented() -> None:
 @pytest.mark.worker
 def test_the_curl_sequence_runs_against_gacd_serve(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    make_cifar10(data, n_train=100, n_test=30)
+    # Learnable images (each class a colour): the README's `at` teacher must pass the teacher check that
+    # registering it and distilling from it run; on noise with random labels every teacher is at chance.
+    make_cifar10(data, n_train=512, n_test=30, learnable=True)
     serve = subprocess.Popen(
         [sys.executable, "-m", "gacd_core.cli", "serve", "--port", "0", "--data-root", str(data), "--device", "cpu"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,

@@ -117,7 +117,9 @@ def teacher_file(tmp: Path, arch: str = "tiny_resnet", fmt: str = "pt") -> Path:
 
 
 def upload_teacher(client: TestClient, path: Path, key: str = ALICE, **fields: str) -> Any:
-    data = {"arch": "tiny_resnet", "num_classes": "10", "dataset": "cifar10", **fields}
+    # The teachers here have random weights and the fake data random labels: every teacher is at chance,
+    # so uploads and jobs say allow_weak (the check itself is tested in test_teachers.py on real data).
+    data = {"arch": "tiny_resnet", "num_classes": "10", "dataset": "cifar10", "allow_weak": "true", **fields}
     with open(path, "rb") as f:
         return client.post("/v1/teachers", headers=H(key), data=data, files={"file": (path.name, f)})
 
@@ -137,7 +139,7 @@ def small_job(method: str = "gacd", teacher: str | None = None, **over: Any) -> 
         "seed": 0,
     }
     if teacher:
-        doc["teacher"] = {"id": teacher}
+        doc["teacher"] = {"id": teacher, "allow_weak": True}
         if method == "gacd":
             doc["hyperparameters"]["method_params"] = {"n_negatives": 16}
     for k, v in over.items():
@@ -205,6 +207,10 @@ def test_whole_lifecycle_on_a_custom_dataset(
 ) -> None:
     teacher = api.get(f"/v1/teachers/{ready_teacher}", headers=H()).json()
     assert teacher["status"] == "ready" and teacher["error"] is None and teacher["arch"] == "tiny_resnet"
+    # a .pt state_dict without gacd metadata: not normalised, and the record says that nobody chose it
+    assert teacher["normalization"] == {"name": "none", "mean": [0.0] * 3, "std": [1.0] * 3, "source": "default"}
+    check = teacher["checks"]["cifar10"]  # measured on the fake data's 40 test images; allowed by allow_weak
+    assert check["clean_subset"] == 40 and 0.0 <= check["clean_acc"] <= 1.0 and check["allowed_weak"]
     npz = tmp_path / "mydata.npz"
     make_npz(npz, n_train=60, n_test=20, num_classes=10, size=32)
     r = upload_dataset(api, npz)
@@ -250,7 +256,8 @@ def test_whole_lifecycle_on_a_custom_dataset(
     assert [e["id"] for e in later["data"]] == [e["id"] for e in events["data"][3:]]
 
     arts = api.get(f"/v1/jobs/{job['id']}/artifacts", headers=H()).json()["data"]
-    assert {a["name"] for a in arts} == {"student.safetensors", "report.json", "report.html", "train.log"}
+    names = {"student.safetensors", "student.onnx", "report.json", "report.html", "train.log"}
+    assert {a["name"] for a in arts} == names
     for a in arts:
         got = api.get(f"/v1/jobs/{job['id']}/artifacts/{a['name']}", headers=H())
         assert got.status_code == 200
@@ -274,7 +281,7 @@ def test_whole_lifecycle_on_a_custom_dataset(
     }  # fmt: skip
 
     # the student of the job becomes a teacher
-    r = api.post("/v1/teachers", headers=H(), json={"source_job_id": job["id"]})
+    r = api.post("/v1/teachers", headers=H(), json={"source_job_id": job["id"], "allow_weak": True})
     assert r.status_code == 201, r.text
     t2 = wait_status(api, "teachers", r.json()["id"], ("ready", "invalid"), env)
     assert t2["status"] == "ready" and t2["arch"] == "tiny_wrn" and t2["source_job_id"] == job["id"]
@@ -582,7 +589,7 @@ def test_upload_errors_leave_nothing_behind(env: dict[str, Any], tmp_path: Path)
     r = small.post("/v1/teachers", headers=H(), data={"arch": "tiny_resnet"}, files={"file": ("w.onnx", b"xx")})
     assert r.status_code == 422 and r.json()["error"]["field"] == "file"
     r = small.post("/v1/teachers", headers=H(), files={"file": ("w.pt", b"xx")}, data={"arch": "tiny_resnet"})
-    assert r.status_code == 422 and r.json()["error"]["field"] == "num_classes"
+    assert r.status_code == 422 and r.json()["error"]["field"] == "dataset"  # num_classes is read from the file
     for form, field, text in [
         (
             {"arch": "vgg99", "num_classes": "10", "dataset": "cifar10"},
@@ -593,6 +600,20 @@ def test_upload_errors_leave_nothing_behind(env: dict[str, Any], tmp_path: Path)
         ({"arch": "tiny_resnet", "num_classes": "1", "dataset": "cifar10"}, "num_classes", "between 2 and 100000"),
         ({"arch": "tiny_resnet", "num_classes": "10", "dataset": "imagenet77"}, "dataset", "unknown dataset"),
         ({"arch": "tiny_resnet", "num_classes": "10", "dataset": "cifar10", "colour": "red"}, "colour", "unknown"),
+        ({"arch": "tiny_resnet", "dataset": "cifar10", "normalization": "zca"}, "normalization", "unknown normal"),
+        ({"arch": "tiny_resnet", "dataset": "cifar10", "mean": "[0.5, 0.5, 0.5]"}, "std", "both mean and std"),
+        (
+            {
+                "arch": "tiny_resnet",
+                "dataset": "cifar10",
+                "normalization": "none",
+                "mean": "0.5,0.5,0.5",
+                "std": "0.2,0.2,0.2",
+            },
+            "normalization",
+            "contradict",
+        ),
+        ({"arch": "tiny_resnet", "dataset": "cifar10", "allow_weak": "maybe"}, "allow_weak", "true or false"),
     ]:
         r = small.post("/v1/teachers", headers=H(), files={"file": ("w.pt", b"xx")}, data=form)
         assert r.status_code == 422, r.text

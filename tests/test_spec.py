@@ -397,7 +397,7 @@ class BlockTorch:
         return None
 
 sys.meta_path.insert(0, BlockTorch())
-import gacd_core.catalog, gacd_core.errors, gacd_core.spec
+import gacd_core.catalog, gacd_core.errors, gacd_core.normalization, gacd_core.spec
 spec = gacd_core.spec.parse_spec({"method": "rslad", "teacher": {"weights": "t.safetensors"}})
 assert spec.params.adv_weight > 0
 try:

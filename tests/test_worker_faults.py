@@ -2,6 +2,9 @@
 
 - a worker killed mid-job: the job's lease expires, another worker takes the job, resumes from the last
   checkpoint and succeeds, and the student is the same as that of a run that was never interrupted;
+- a worker stopped with SIGTERM mid-job (docker compose stop, a redeploy): it checkpoints at the next
+  step and hands the job back at once; another worker resumes it within 10 s of the signal, no epoch is
+  trained twice, and the student is again bit-identical;
 - a job that runs longer than the broker's visibility timeout: the broker hands its message to a second
   worker, which finds the lease held and drops it; the job runs once;
 - a full, then a read-only artifact store (a small tmpfs; skipped where it cannot be mounted): the job
@@ -17,7 +20,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +139,52 @@ def test_a_killed_worker_loses_at_most_an_epoch_and_the_result_is_unchanged(
     assert final["status"] == "succeeded" and final["attempts"] == 2, (final, why)
     if killed_at < 6:
         _check_resumed(_events(api, job["id"]), killed_at, "w2", why)
+    _same_student(_student(api, job["id"]), reference)
+
+
+def test_sigterm_mid_job_hands_the_job_to_another_worker_at_once(
+    env: dict[str, Any], reference: dict[str, torch.Tensor]
+) -> None:
+    # A lease of 60 s: a resume within 10 s can only come from the stopping worker handing the job back,
+    # never from the lease running out.
+    settings = {**env["settings"], "queue": "term", "lease_seconds": 60, "worker_stale_seconds": 5}
+    api = TestClient(create_app(Settings(**settings)))
+    logs = {name: env["base"] / f"{name}.log" for name in ("s1", "s2")}
+    first = start_worker(settings, "s1", logs["s1"])
+    second = None
+    try:
+        job = api.post("/v1/jobs", headers=H, json={**SPEC, "metadata": {"run": "sigterm"}}).json()
+        _wait(lambda: api.get(f"/v1/jobs/{job['id']}", headers=H).json()["status"] == "running", "the job to start")
+        second = start_worker(settings, "s2", logs["s2"])  # idle, on the same queue
+        two = _wait(lambda: (ep := [e for e in _events(api, job["id"]) if e["type"] == "epoch"])[1:] and ep, "epochs")
+        t1, t2 = (datetime.fromisoformat(e["created_at"]) for e in two[:2])
+        delay = random.uniform(0.0, 2.5) * (t2 - t1).total_seconds()  # a random point in the next epochs
+        time.sleep(delay)
+        signalled = datetime.now(UTC)
+        first.send_signal(signal.SIGTERM)
+        why = f"SIGTERM {delay:.2f} s after the second epoch"
+
+        def resumed() -> dict[str, Any] | None:
+            started = [e for e in _events(api, job["id"]) if e["type"] == "started"]
+            return started[1] if len(started) > 1 else None
+
+        restart = _wait(resumed, "the second worker to take the job", timeout=60, log=logs["s1"])
+        waited = (datetime.fromisoformat(restart["created_at"]) - signalled).total_seconds()
+        assert restart["data"]["worker"] == "s2" and restart["data"]["resume"] is True, (restart, why)
+        assert waited < 10, f"the job was resumed {waited:.1f} s after the signal ({why})"
+        assert first.wait(timeout=60) == 0, why  # the stopped worker exits cleanly after handing the job back
+        final = _wait(lambda: _finished(api, job["id"]), "the job to finish on the second worker")
+    finally:
+        stop_process(first)
+        if second is not None:
+            stop_process(second)
+    assert final["status"] == "succeeded" and final["attempts"] == 2, (final, why)
+    events = _events(api, job["id"])
+    requeued = [e for e in events if e["type"] == "requeued"]
+    assert len(requeued) == 1 and requeued[0]["data"]["reason"] == "shutdown", (requeued, why)
+    assert requeued[0]["data"]["worker"] == "s1"
+    # the checkpoint was taken at a step, not at the last epoch's end: no epoch was trained twice
+    assert [e["data"]["epoch"] for e in events if e["type"] == "epoch"] == [1, 2, 3, 4, 5, 6], why
     _same_student(_student(api, job["id"]), reference)
 
 

@@ -7,6 +7,10 @@ Start one worker per GPU, each running one job at a time::
 ``--pool solo`` runs the job in the worker process itself, so CUDA is initialised only where the job
 runs, and a worker holds exactly one job. The worker publishes a heartbeat to the job store (what
 ``/readyz`` and ``/metrics`` count) from a thread, also while a job runs.
+
+On SIGTERM (``docker compose stop``, a redeploy) Celery's warm shutdown lets the running task finish;
+``STOPPING`` tells the job to finish now: it checkpoints at the next training step, releases its lease
+and goes back to the queue, where another worker resumes it at once (worker/runner.py).
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ import logging
 import os
 import socket
 import threading
+import uuid
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
 
 from service.queue import RUN_JOB, celery_config
 from service.settings import get_settings
@@ -32,14 +37,18 @@ app = Celery("gacd-worker", include=["worker.tasks"])
 app.conf.update(celery_config(settings))
 
 _stop = threading.Event()
-WORKER_NAME = os.environ.get("GACD_WORKER_NAME") or f"{socket.gethostname()}:{os.getpid()}"
+STOPPING = threading.Event()  # set on SIGTERM/SIGINT: the running job pauses, no new job starts
+# Unique per start: a restarted container keeps its host name and pid, and a job's events should tell
+# the two runs apart.
+WORKER_NAME = os.environ.get("GACD_WORKER_NAME") or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 def worker_store() -> Store:
     return Store(connect(settings.redis_url), events_max=settings.events_max)
 
 
-def _requeue(job_id: str, queue: str | None) -> None:
+def requeue(job_id: str, queue: str | None) -> None:
+    """Send ``job_id`` to ``queue`` (this worker's job queue when None)."""
     app.send_task(RUN_JOB, args=[job_id], queue=queue or settings.queue)
 
 
@@ -49,7 +58,7 @@ def _heartbeat_loop(store: Store, info: dict[str, Any]) -> None:
     while not _stop.is_set():
         try:
             store.worker_heartbeat(WORKER_NAME, info)
-            reap(store, _requeue, settings.max_attempts)
+            reap(store, requeue, settings.max_attempts)
         except Exception as exc:  # Redis away: keep trying, the worker itself goes on
             log.warning("heartbeat failed: %s", exc)
         _stop.wait(settings.heartbeat_seconds)
@@ -59,7 +68,17 @@ def _heartbeat_loop(store: Store, info: dict[str, Any]) -> None:
 def _start_heartbeat(**_: Any) -> None:
     info = {"device": settings.worker_device, "pid": os.getpid(), "host": socket.gethostname()}
     threading.Thread(target=_heartbeat_loop, args=(worker_store(), info), name="gacd-heartbeat", daemon=True).start()
+    # Import the science (torch and all) now, not when the first job arrives: a job handed over by a
+    # stopping worker then resumes here within seconds.
+    import gacd_core.jobs  # noqa: F401
+
     log.info("worker %s ready (device %s)", WORKER_NAME, settings.worker_device)
+
+
+@worker_shutting_down.connect
+def _stopping(**_: Any) -> None:
+    # Runs in Celery's signal handler, in the main thread, while the job may be mid-step: only set a flag.
+    STOPPING.set()
 
 
 @worker_shutdown.connect

@@ -8,8 +8,14 @@
    the artifact store. Its progress callback becomes the job's progress and ``epoch`` events; its stop
    callback checks for a cancellation request (and a lost lease) every few steps. A checkpoint is
    written every epoch into the artifact store, and a job that starts with one continues from it.
-4. The outputs (``student.safetensors``, ``report.json``, ``report.html``, ``train.log``) are listed
-   with their sizes and SHA-256 and committed with the final status, in one fenced write.
+4. The outputs (``student.safetensors``, ``student.onnx``, ``report.json``, ``report.html``,
+   ``train.log``) are listed with their sizes and SHA-256 and committed with the final status, in one
+   fenced write.
+5. A worker asked to stop (SIGTERM) pauses its job at the next training step: the trainer writes a
+   checkpoint there, the job goes back to ``queued`` (a fenced write), the lease is released, and only
+   then is the job sent to the queue again, so the next free worker takes it at once and continues from
+   that step (the result is the same, bit for bit). A stopping worker starts no new job: it sends the
+   message back to the queue.
 
 While Redis is away (restarted, loading its append-only file), the job goes on: progress writes are
 skipped, events are kept and written in order once the store is back, the lease is renewed again, and
@@ -28,14 +34,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gacd_core.errors import GACDError, TrainingStopped
+from gacd_core.errors import GACDError, TrainingPaused, TrainingStopped
 from gacd_core.report import sha256_file
 from service.artifacts import ArtifactStore
 from service.settings import Settings
 from service.store import STORE_ERRORS, TERMINAL, Fenced, Store, TransitionRefused, now_iso
 
 log = logging.getLogger("gacd.worker")
-OUTPUTS = ("student.safetensors", "report.json", "report.html", "train.log")
+OUTPUTS = ("student.safetensors", "student.onnx", "report.json", "report.html", "train.log")
 PROGRESS_EVERY = 1.0  # seconds between progress writes during an epoch
 STOP_CHECK_EVERY = 0.5  # seconds between cancellation checks
 T = TypeVar("T")
@@ -92,9 +98,27 @@ class _Lease:
 
 
 class JobRunner:
-    def __init__(self, store: Store, settings: Settings, worker_name: str) -> None:
+    """Runs one job on this worker.
+
+    Args:
+        stopping: set when the worker is shutting down: the job pauses at its next step and is re-queued.
+        requeue: ``requeue(job_id, queue)`` sends the job to the queue again (needed with ``stopping``).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        worker_name: str,
+        *,
+        stopping: threading.Event | None = None,
+        requeue: Callable[[str, str | None], None] | None = None,
+    ) -> None:
         self.store, self.settings, self.worker = store, settings, worker_name
         self.arts = ArtifactStore(settings.artifact_root)
+        self.stopping = stopping or threading.Event()
+        self.requeue = requeue
+        self._hand_back: str | None = None  # set to the job's queue when a paused job is to be re-sent
 
     # --- the lifecycle ------------------------------------------------------------------------------
     def run(self, job_id: str) -> None:
@@ -105,12 +129,20 @@ class JobRunner:
         if rec["status"] in TERMINAL:
             log.info("job %s is already %s; nothing to do", job_id, rec["status"])
             return
+        if self.stopping.is_set() and self.requeue is not None:
+            log.info("job %s: this worker is stopping; the job goes back to the queue", job_id)
+            self.requeue(job_id, rec.get("queue"))
+            return
         token = patiently(f"job {job_id}", self.store.acquire_lease, job_id, self.settings.lease_seconds)
         if token is None:
             log.info("job %s: another worker holds its lease; leaving it to that worker", job_id)
             return
+        self._hand_back = None
         with _Lease(self.store, job_id, token, self.settings.lease_seconds, self.settings.heartbeat_seconds) as lease:
             self._run_leased(rec, token, lease)
+        # The lease is released now: the worker that takes the message can take the lease at once.
+        if self._hand_back is not None and self.requeue is not None:
+            patiently(f"job {job_id}", self.requeue, job_id, self._hand_back or None)
 
     def _run_leased(self, rec: dict[str, Any], token: str, lease: _Lease) -> None:
         job_id, tenant = rec["id"], rec["tenant"]
@@ -166,10 +198,16 @@ class JobRunner:
                     stage=reporter.stage,
                     should_stop=reporter.should_stop,
                     before_write=reporter.before_write,
+                    should_pause=self.stopping.is_set if self.requeue is not None else None,
                 ),
                 checkpoint_dir=ckpt_dir,
                 resume=True,
             )
+        except TrainingPaused as exc:
+            _unlog(handler)
+            if not lease.lost.is_set():
+                self._pause(rec, token, exc, reporter)
+            return
         except TrainingStopped:
             _unlog(handler)
             if lease.lost.is_set():
@@ -191,6 +229,9 @@ class JobRunner:
         except GACDError as exc:
             _unlog(handler)
             err = {"code": exc.code, "message": exc.message, "field": exc.field}
+            check = getattr(exc, "check", None)
+            if check:  # teacher_unfit: the figures that refused the teacher
+                err["check"] = check
             self._finish(
                 job_id, token, "failed", ["running", "cancelling"], "failed", exc.message, error=err, reporter=reporter
             )
@@ -282,6 +323,34 @@ class JobRunner:
             level="error" if status == "failed" else "info",
             data=data or error or {},
         )
+
+    def _pause(self, rec: dict[str, Any], token: str, exc: TrainingPaused, reporter: _Reporter) -> None:
+        """The worker is stopping: put the paused job back to ``queued`` (sent again once the lease is free)."""
+        job_id = rec["id"]
+        where = f"epoch {exc.epoch}, step {exc.step}" if exc.epoch > 0 else "its last epoch checkpoint"
+        patiently(f"job {job_id}", reporter.flush)
+        progress = {**reporter.last, "stage": "requeued", "eta_seconds": None}
+        try:
+            patiently(
+                f"job {job_id}", self.store.transition, job_id, ["running"], "queued", {"progress": progress}, token
+            )
+        except Fenced:
+            log.error("job %s: lease lost while pausing; another worker owns it now", job_id)
+            return
+        except TransitionRefused as exc_t:
+            if exc_t.current == "cancelling":  # a cancel came in meanwhile: honour it instead
+                self._finish(job_id, token, "cancelled", ["cancelling"], "cancelled", "cancelled by request")
+            return
+        patiently(
+            f"job {job_id}",
+            self.store.add_event,
+            job_id,
+            "requeued",
+            f"worker {self.worker} is shutting down; the job goes back to the queue and resumes from {where}",
+            level="warning",
+            data={"worker": self.worker, "reason": "shutdown", "epoch": exc.epoch, "step": exc.step},
+        )
+        self._hand_back = rec.get("queue") or ""
 
     # --- inputs --------------------------------------------------------------------------------------
     def _resolve_spec(self, rec: dict[str, Any]) -> Any:

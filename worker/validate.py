@@ -1,10 +1,13 @@
 """Validation of uploads, on a worker (it needs torch): teachers and custom datasets.
 
 A teacher is ready when its weights load strictly into the declared architecture (every key and shape),
-every value is finite, and a forward pass gives finite logits of the right shape. A ``.pt`` file is
-read with ``torch.load(weights_only=True)``: a pickle that would build anything but tensors is refused
-and never runs. A valid teacher is rewritten as ``weights.safetensors`` with its architecture, classes
-and normalisation in the metadata, which is the only form jobs read.
+every value is finite, a forward pass gives finite logits of the right shape, and its clean accuracy on
+the test split of the dataset it was uploaded for is clearly above chance (:mod:`gacd_core.teacher_check`;
+the figures are kept on the record per dataset). A ``.pt``/``.pth``/``.t7`` file is read with
+``torch.load(weights_only=True)``: a pickle that would build anything but tensors is refused and never
+runs. Its normalisation is the upload's, else the file's, else none. A valid teacher is rewritten as
+``weights.safetensors`` with its architecture, classes and normalisation (and where that came from) in
+the metadata, which is the only form jobs read.
 
 A dataset is ready when :mod:`gacd_core.data.custom` reads it: an ``.npz`` (``allow_pickle=False``) or
 a zip of an ImageFolder tree. Zips are unpacked here member by member, refusing absolute paths, ``..``,
@@ -33,20 +36,17 @@ MAX_RATIO = 50  # expanded bytes per compressed byte, over the whole archive
 MAX_EXPANDED = 64 << 30
 
 
-def _default_norm(dataset: str, store: Store, tenant: str) -> tuple[list[float] | None, list[float] | None]:
-    if dataset == "cifar10":
-        from gacd_core.models.base import CIFAR10_MEAN, CIFAR10_STD
+def _dataset_spec(dataset: str, store: Store, settings: Settings, tenant: str) -> Any:
+    """The job-specification form of the dataset a teacher was uploaded for."""
+    from gacd_core.spec import DatasetSpec
 
-        return list(CIFAR10_MEAN), list(CIFAR10_STD)
-    if dataset == "cifar100":
-        from gacd_core.data.cifar import CIFAR100_MEAN, CIFAR100_STD
-
-        return list(CIFAR100_MEAN), list(CIFAR100_STD)
     if dataset.startswith("ds_"):
         rec = store.get(dataset, tenant)
-        if rec and rec.get("mean") and rec.get("std"):
-            return rec["mean"], rec["std"]
-    return None, None
+        if rec is None or rec.get("status") != "ready":
+            raise DatasetError(f"dataset {dataset} is not ready", field="dataset")
+        path = ArtifactStore(settings.artifact_root).absolute(rec["path"])
+        return DatasetSpec(name="custom", path=str(path), augment=False)
+    return DatasetSpec(name=dataset, root=str(settings.data_root), augment=False)
 
 
 def _input_size(dataset: str, store: Store, tenant: str) -> int:
@@ -60,7 +60,16 @@ def _input_size(dataset: str, store: Store, tenant: str) -> int:
 
 
 def validate_teacher(store: Store, settings: Settings, teacher_id: str) -> None:
+    """Load an uploaded teacher, check it on its dataset, and mark it ``ready`` or ``invalid``.
+
+    The normalisation is the upload's (``normalization`` preset or ``mean``/``std``), else the file's
+    (gacd metadata, ``mu``/``sigma`` buffers), else none: never a dataset's statistics by assumption.
+    The teacher's clean (and, where cheap, PGD-20) accuracy on the dataset's test split is stored per
+    dataset under ``checks``; a teacher near chance is ``invalid`` with ``error_code`` ``teacher_unfit``
+    unless the upload said ``allow_weak``.
+    """
     from gacd_core.models import load_model_file, save_weights
+    from gacd_core.normalization import resolve
 
     rec = store.get(teacher_id)
     if rec is None or rec.get("status") != "validating":
@@ -68,50 +77,91 @@ def validate_teacher(store: Store, settings: Settings, teacher_id: str) -> None:
     arts = ArtifactStore(settings.artifact_root)
     path = arts.absolute(rec["file"])
     tenant = rec["tenant"]
-    mean, std = rec.get("mean"), rec.get("std")
     try:
-        from gacd_core.models.io import FORMAT, read_metadata
-
-        has_meta = path.suffix == ".safetensors" and read_metadata(path).get("format") == FORMAT
-        if not has_meta and (mean is None or std is None):
-            d_mean, d_std = _default_norm(rec["dataset"], store, tenant)
-            mean, std = mean or d_mean, std or d_std
+        norm = resolve(rec.get("normalization_requested"), rec.get("mean"), rec.get("std"))
         model = load_model_file(
             path,
             arch=rec["arch"],
-            num_classes=int(rec["num_classes"]),
-            mean=mean,
-            std=std,
+            num_classes=int(rec["num_classes"]) if rec.get("num_classes") else None,
+            mean=norm[0] if norm else None,
+            std=norm[1] if norm else None,
             input_size=_input_size(rec["dataset"], store, tenant),
         )
+        check, warning = _check(model, rec, store, settings)
+        normalization = model.normalization()
+        fields: dict[str, Any] = {
+            "num_classes": model.num_classes,
+            "mean": list(model.mean),
+            "std": list(model.std),
+            "normalization": normalization,
+            "checks": {rec["dataset"]: check},
+            "warning": warning,
+        }
+        if check.get("verdict") == "unfit" and not rec.get("allow_weak"):
+            fields.update({"status": "invalid", "error": check["message"], "error_code": "teacher_unfit"})
+            patiently(f"teacher {teacher_id}", store.update, teacher_id, fields)
+            log.info("teacher %s is unfit: %s", teacher_id, check["message"])
+            return
         final = path.with_name("weights.safetensors")
         tmp = path.with_name("weights.validated.safetensors")
-        save_weights(model, tmp, {"dataset": rec["dataset"], "teacher_id": teacher_id, "source": rec["sha256"]})
+        info = {"dataset": rec["dataset"], "teacher_id": teacher_id, "source": rec["sha256"]}
+        save_weights(model, tmp, info)
         if path != final:
             path.unlink(missing_ok=True)
         tmp.replace(final)
+        fields.update({"status": "ready", "error": None, "error_code": None, "file": arts.relative(final)})
+        patiently(f"teacher {teacher_id}", store.update, teacher_id, fields)
+        log.info("teacher %s is ready (%s, %d classes)", teacher_id, rec["arch"], model.num_classes)
+    except GACDError as exc:
         patiently(
             f"teacher {teacher_id}",
             store.update,
             teacher_id,
-            {
-                "status": "ready",
-                "error": None,
-                "file": arts.relative(final),
-                "mean": list(model.mean),
-                "std": list(model.std),
-            },
+            {"status": "invalid", "error": exc.message, "error_code": exc.code},
         )
-        log.info("teacher %s is ready (%s, %d classes)", teacher_id, rec["arch"], rec["num_classes"])
-    except GACDError as exc:
-        patiently(f"teacher {teacher_id}", store.update, teacher_id, {"status": "invalid", "error": exc.message})
         log.info("teacher %s is invalid: %s", teacher_id, exc.message)
     except STORE_ERRORS:
         raise  # the task waits for the store and validates again
     except Exception as exc:
         log.exception("teacher %s: validation failed", teacher_id)
         error = f"validation failed: {type(exc).__name__}: {exc}"
-        patiently(f"teacher {teacher_id}", store.update, teacher_id, {"status": "invalid", "error": error})
+        patiently(
+            f"teacher {teacher_id}",
+            store.update,
+            teacher_id,
+            {"status": "invalid", "error": error, "error_code": "internal_error"},
+        )
+
+
+def _check(model: Any, rec: dict[str, Any], store: Store, settings: Settings) -> tuple[dict[str, Any], str | None]:
+    """The teacher check on the upload's dataset: (figures, warning). A dataset this worker cannot read
+    leaves the teacher unmeasured (every job checks its teacher again before training)."""
+    from gacd_core.data import load_dataset
+    from gacd_core.errors import SpecError
+    from gacd_core.jobs import resolve_device
+    from gacd_core.teacher_check import check_teacher
+
+    try:
+        data = load_dataset(_dataset_spec(rec["dataset"], store, settings, rec["tenant"]))
+    except (DatasetError, SpecError) as exc:
+        reason = f"not measured: {rec['dataset']} cannot be read here ({exc.message})"
+        log.warning("teacher %s: %s", rec["id"], reason)
+        return {"dataset": rec["dataset"], "verdict": "not_measured", "reason": reason}, None
+    device = resolve_device(settings.worker_device)
+    check = check_teacher(
+        model.to(device),
+        data.test,
+        dataset=data.name if not rec["dataset"].startswith("ds_") else rec["dataset"],
+        num_classes=data.num_classes,
+        device=device,
+        dataset_norm=(data.mean, data.std),
+    )
+    model.to("cpu")
+    if check.verdict == "unfit" and rec.get("allow_weak"):
+        check.allowed_weak = True
+    log.info("teacher %s: %s", rec["id"], check.summary())
+    warning = check.message if check.verdict != "unfit" or rec.get("allow_weak") else None
+    return check.to_dict(), warning
 
 
 def safe_extract(archive: Path, dest: Path) -> None:

@@ -1,8 +1,10 @@
 """Per-sample losses that attacks maximise and methods minimise.
 
-Reduction convention, everywhere in this package: KL divergences are summed over classes and averaged
-over the batch (``batchmean``), the mathematically correct KL per sample. Published code differs here
-(mean over batch x classes in some), which rescales the KD term by the number of classes.
+Reduction convention: KL divergences are summed over classes and averaged over the batch
+(``batchmean``), the mathematically correct KL per sample, everywhere except where a baseline follows its
+authors' code. ARD's and RSLAD's official code average over batch x classes (``mean``, that is
+``batchmean`` / C); their methods use that reduction by default (``kl_reduction`` in their parameters,
+docs/method.md), so that their optimisation matches the published code.
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ def kl_div(
     """KL(softmax(t / T) || softmax(s / T)), summed over classes.
 
     Args:
-        reduction: ``batchmean`` (sum over classes, mean over the batch) or ``none`` (per sample).
+        reduction: ``batchmean`` (sum over classes, mean over the batch), ``mean`` (mean over batch x
+            classes: ``batchmean`` / C, what ``nn.KLDivLoss()`` computes by default and what ARD's and
+            RSLAD's code use) or ``none`` (per sample, summed over classes).
     """
     t = F.log_softmax(teacher_logits.float() / temperature, dim=1)
     s = F.log_softmax(student_logits.float() / temperature, dim=1)
@@ -47,4 +51,6 @@ def kl_div(
         return per_sample
     if reduction == "batchmean":
         return per_sample.mean()
+    if reduction == "mean":
+        return per_sample.mean() / teacher_logits.shape[1]
     raise ValueError(f"unknown reduction {reduction!r}")

@@ -18,12 +18,11 @@ from gacd_core.data.base import ImageSet
 from gacd_core.data.registry import RawDataset, register_dataset
 from gacd_core.data.safe_pickle import load_pickle
 from gacd_core.errors import DatasetError
+from gacd_core.normalization import CIFAR100_MEAN, CIFAR100_STD
 from gacd_core.spec import DatasetSpec
 
 CIFAR10_DIR = "cifar-10-batches-py"
 CIFAR100_DIR = "cifar-100-python"
-CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
-CIFAR100_STD = (0.2673, 0.2564, 0.2762)
 
 
 def _get(batch: dict[Any, Any], key: str) -> Any:

@@ -1,7 +1,16 @@
 """``ard``: Adversarially Robust Distillation (Goldblum, Fowl, Feizi & Goldstein, AAAI 2020, Eq. 3):
 alpha * tau^2 * KL(softmax(T(x)/tau) || softmax(S(x')/tau)) + (1 - alpha) * CE(S(x), y), where x' is PGD
 on the student's cross-entropy. With alpha = 1 (our default) it is GACD.md's ``tau^2 * KL(T(x)/tau ||
-S(x')/tau)``."""
+S(x')/tau)``.
+
+The optimisation follows the authors' code (github.com/goldblum/AdversariallyRobustDistillation,
+``main.py``): its loss line ``alpha*temp*temp*KL_loss(log_softmax(outputs/temp), softmax(teacher/temp))``
+with ``KL_loss = nn.KLDivLoss()`` averages over batch x classes, hence ``kl_reduction = "mean"`` by
+default (1/C of a per-sample KL), tau = 30, alpha = 1, and its optimiser ``SGD(lr=0.1, momentum=0.9,
+weight_decay=2e-4)`` gives this method's default weight decay (:class:`gacd_core.spec.ARDParams`).
+Deviation kept on purpose: the inner PGD runs with the student in eval mode (ARD's code attacks it in
+train mode), the same for every method of the comparison (docs/method.md).
+"""
 
 from __future__ import annotations
 
@@ -24,7 +33,7 @@ class ARD(Method):
         _, t_logits = self.teacher_outputs(x)
         x_adv = self.adversary(self.student, x, y)
         adv_logits = self.student(x_adv)
-        kd = p.temperature**2 * kl_div(t_logits, adv_logits, p.temperature)
+        kd = p.temperature**2 * kl_div(t_logits, adv_logits, p.temperature, reduction=p.kl_reduction)
         parts = {"kd_adv": kd.detach()}
         loss = p.alpha * kd
         if p.alpha < 1:

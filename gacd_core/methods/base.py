@@ -102,16 +102,26 @@ class Method(nn.Module):
         assert self.teacher is not None
         return self.teacher.forward_all(x)
 
+    @property
+    def cross_task(self) -> bool:
+        """Teacher and student label sets differ: said by the job (``method_params.cross_task``), else
+        inferred from the class counts. Equal counts do not prove equal label sets, so an explicit
+        ``cross_task: true`` wins over them."""
+        assert self.teacher is not None
+        explicit = getattr(self.params, "cross_task", None)
+        return bool(explicit) if explicit is not None else self.teacher.num_classes != self.ctx.num_classes
+
     def require_same_labels(self, field_name: str) -> None:
         """Soft-label terms compare teacher and student outputs class by class."""
         assert self.teacher is not None
-        if self.teacher.num_classes != self.ctx.num_classes:
+        if self.cross_task:
             raise SpecError(
                 [
                     (
                         field_name,
-                        f"the teacher has {self.teacher.num_classes} classes and the dataset {self.ctx.num_classes}: "
-                        f"method {self.name!r} compares their outputs class by class and needs one label set",
+                        f"the teacher has {self.teacher.num_classes} classes and the dataset {self.ctx.num_classes}"
+                        f"{' (declared a different task)' if self.teacher.num_classes == self.ctx.num_classes else ''}"
+                        f": method {self.name!r} compares their outputs class by class and needs one label set",
                     )
                 ]
             )

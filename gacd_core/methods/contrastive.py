@@ -25,7 +25,12 @@ and renormalisation after every step, as in CRD), by default from classes other 
 
 In-batch mode (InfoNCE, van den Oord et al. 2018) serves data without stable indices: the candidates
 of sample i are the batch's teacher embeddings, ``L = mean_i w_i * -log softmax_j(S'_i·T_j/tau)[i]``,
-with same-class candidates other than i masked out when ``other_class_negatives`` is set.
+with same-class candidates other than i masked out when ``other_class_negatives`` is set (in the loss
+and in the guided attack alike). Here w_i weights sample i's whole term, not only its positive part as
+in memory mode: the InfoNCE term's negative part, log sum_j exp(S'_i·T_j/tau), includes the positive
+candidate j = i, so a down-weighted positive with a full-weight negative part would push S'_i away from
+its own anchor T_i. Weighting the whole term lowers an unreliable sample's say, which is what the
+reweighting is for.
 """
 
 from __future__ import annotations
@@ -140,14 +145,15 @@ class ContrastiveObjective(nn.Module):
         return log_z + math.log(self.n_negatives / self.train_size)
 
     # --- critic and loss ----------------------------------------------------------------------
-    def log_h_positive(self, t_emb: torch.Tensor, s_emb: torch.Tensor) -> torch.Tensor:
+    def log_h_positive(self, t_emb: torch.Tensor, s_emb: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Per-sample log-probability of the positive pairs (t_emb[i], s_emb[i]).
 
-        In memory mode this is ``log h(T_i, S_i)``; in in-batch mode ``log softmax_j(S_i·T_j/tau)[i]``.
-        The guided attack minimises it.
+        In memory mode this is ``log h(T_i, S_i)``; in in-batch mode ``log softmax_j(S_i·T_j/tau)[i]``
+        over the same candidates as :meth:`loss` (same-class candidates masked when
+        ``other_class_negatives`` is set and ``y`` is given). The guided attack minimises it.
         """
         if self.mode == "in_batch":
-            return -self._in_batch_terms(t_emb, s_emb, None)
+            return -self._in_batch_terms(t_emb, s_emb, y)
         pos = (t_emb.float() * s_emb.float()).sum(1) / self.tau
         return F.logsigmoid(pos - self._offset())
 

@@ -17,6 +17,10 @@ Per batch:
 
 Across tasks (teacher and student label sets differ) only the feature terms apply: lambda_kd must be 0
 and soft weights use the teacher's maximum probability.
+
+With lambda_nce = 0 (an ablation) the heads g_T, g_S still learn the contrastive objective, through a
+stop-gradient into the student, so that the guided attack runs through trained heads rather than their
+random initialisation; the student then learns from the KD and CE terms only.
 """
 
 from __future__ import annotations
@@ -38,7 +42,6 @@ class GACD(Method):
         super().__init__(*args, **kw)
         p = self.params
         assert self.teacher is not None
-        self.cross_task = p.cross_task if p.cross_task is not None else self.teacher.num_classes != self.ctx.num_classes
         field = "hyperparameters.method_params"
         if self.cross_task and p.lambda_kd > 0:
             raise SpecError(
@@ -79,9 +82,12 @@ class GACD(Method):
         if self.params.attack == "ce":
             return self.adversary(self.student, x, y)
         self.contrast.maybe_estimate_z(t_emb.detach(), y, idx)
-        return self.guided(
-            self.student, x, t_emb, self._student_embed, self.contrast.log_h_positive, head=self.contrast
-        )
+
+        def log_h(anchor: torch.Tensor, s_emb: torch.Tensor) -> torch.Tensor:
+            # with the labels, so that in-batch mode masks the same candidates as the loss does
+            return self.contrast.log_h_positive(anchor, s_emb, y)
+
+        return self.guided(self.student, x, t_emb, self._student_embed, log_h, head=self.contrast)
 
     def training_step(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> StepOutput:
         p = self.params
@@ -90,8 +96,13 @@ class GACD(Method):
         w = reliability_weights(t_logits, y, p.reweight, p.beta, self.cross_task)
         x_adv = self.adversarial_examples(x, y, idx, t_emb)
         f_s, logits = self.student.forward_all(x_adv)
-        nce, parts = self.contrast.loss(t_emb, self.contrast.student_embed(f_s), y, idx, w)
-        loss = p.lambda_nce * nce
+        # lambda_nce = 0: the contrastive term no longer teaches the student, but the heads still learn
+        # from it through a stop-gradient, so that the guided attack (which runs through the heads)
+        # is not an attack through random projections.
+        heads_only = p.lambda_nce == 0
+        s_emb = self.contrast.student_embed(f_s.detach() if heads_only else f_s)
+        nce, parts = self.contrast.loss(t_emb, s_emb, y, idx, w)
+        loss = nce if heads_only else p.lambda_nce * nce
         if p.lambda_kd > 0:
             kd = p.kd_temperature**2 * kl_div(t_logits, logits, p.kd_temperature)
             loss = loss + p.lambda_kd * kd

@@ -13,8 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD = (0.2471, 0.2435, 0.2616)
+from gacd_core.normalization import CIFAR10_MEAN, CIFAR10_STD, describe
+
+__all__ = ["CIFAR10_MEAN", "CIFAR10_STD", "ImageClassifier", "Normalize"]
 
 
 class Normalize(nn.Module):
@@ -48,6 +49,8 @@ class ImageClassifier(nn.Module):
         arch: the registry name this model was created under (set by ``create_model``).
         num_classes: size of the output.
         num_features: size of the pooled penultimate features.
+        normalization_source: where the input normalisation came from: ``file``, ``user`` or
+            ``default`` (see :mod:`gacd_core.normalization`); set by whoever builds the model.
     """
 
     classifier_name = "linear"
@@ -59,6 +62,8 @@ class ImageClassifier(nn.Module):
         self.num_classes = int(num_classes)
         self.num_features = 0
         self.normalize = Normalize(mean, std)
+        self.normalization_source = "user"
+        self.normalization_origin: str | None = None  # for a file of ours: where its writer's came from
 
     # --- to implement -------------------------------------------------------------------------
     def body(self, x: torch.Tensor) -> torch.Tensor:
@@ -97,6 +102,13 @@ class ImageClassifier(nn.Module):
     @property
     def std(self) -> tuple[float, ...]:
         return tuple(float(v) for v in self.normalize.std.flatten().tolist())
+
+    def normalization(self) -> dict[str, Any]:
+        """``{"name", "mean", "std", "source"}`` of the input normalisation, for reports and records."""
+        out = describe(self.mean, self.std, self.normalization_source)
+        if self.normalization_origin:
+            out["origin"] = self.normalization_origin
+        return out
 
     def config(self) -> dict[str, Any]:
         """What ``create_model`` needs to rebuild this model."""

@@ -2,10 +2,12 @@
 
 Our format is a ``.safetensors`` file whose metadata names the architecture, the number of classes
 and the input normalisation, so :func:`load_weights` rebuilds the model from the file alone. Weights
-from elsewhere (a ``.safetensors`` without our metadata, or a ``.pt``/``.pth`` holding a state_dict)
-load through :func:`load_model_file` given the architecture; ``.pt`` files are read with
-``torch.load(weights_only=True)``, which refuses any pickle that would build objects other than
-tensors and plain containers.
+from elsewhere (a ``.safetensors`` without our metadata, or a ``.pt``/``.pth``/``.t7`` holding a
+state_dict) load through :func:`load_model_file` given the architecture; the number of classes is read
+from the classifier's shape, and the normalisation is none (identity) unless the file carries
+RobustBench-style ``mu``/``sigma`` buffers or the caller gives one (see :mod:`gacd_core.normalization`).
+Pickled files are read with ``torch.load(weights_only=True)``, which refuses any pickle that would
+build objects other than tensors and plain containers.
 """
 
 from __future__ import annotations
@@ -27,13 +29,17 @@ from gacd_core.models.registry import create_model
 
 FORMAT = "gacd-model/1"
 SAFETENSORS_SUFFIXES = (".safetensors",)
-PICKLE_SUFFIXES = (".pt", ".pth", ".bin")
+PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".t7")  # .t7: ARD's torch.save({'net': ...}) files
 # Containers that training scripts commonly wrap a state_dict in.
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "student")
 # Prefixes added by DataParallel, torch.compile or wrappers.
 _PREFIXES = ("module.", "_orig_mod.", "model.")
 # Keys some published checkpoints carry for modules their forward never uses (TRADES' WRN).
 _IGNORABLE_PREFIXES = ("sub_block1.",)
+# Normalisation buffers some published state_dicts carry (RobustBench: mu, sigma).
+_NORM_BUFFERS = (("mu", "sigma"), ("mean", "std"))
+# Where the classifier lives in the layouts we load (ours and the public code's).
+_CLASSIFIER_KEYS = ("fc.weight", "linear.weight", "classifier.weight", "head.weight", "logits.weight")
 
 
 def save_weights(model: ImageClassifier, path: str | Path, info: Mapping[str, Any] | None = None) -> Path:
@@ -51,6 +57,7 @@ def save_weights(model: ImageClassifier, path: str | Path, info: Mapping[str, An
         "num_classes": str(model.num_classes),
         "mean": json.dumps(list(model.mean)),
         "std": json.dumps(list(model.std)),
+        "normalization_source": model.normalization_source,
         "info": json.dumps(dict(info or {})),
     }
     tmp = path.with_name(path.name + ".tmp")
@@ -137,39 +144,62 @@ def load_model_file(
     check_forward: bool = True,
     input_size: int = 32,
 ) -> ImageClassifier:
-    """Load weights from a .safetensors or .pt/.pth file into a registered architecture.
+    """Load weights from a .safetensors or .pt/.pth/.t7 file into a registered architecture.
 
-    Values given here must agree with the file's metadata when it has ours; a file without it needs
-    ``arch`` and ``num_classes``. The loaded model is checked: every key and shape matches the
-    architecture, every value is finite and, with ``check_forward``, a forward pass gives finite
-    logits of the right shape.
+    Values given here must agree with the file's metadata when it has ours. A file without it needs
+    ``arch``; ``num_classes`` defaults to the classifier's output size in the file; ``mean`` and
+    ``std`` default to the file's ``mu``/``sigma`` buffers when it has them, else to no normalisation.
+    The model's ``normalization_source`` says which (``file``, ``user``, ``default``). The loaded model
+    is checked: every key and shape matches the architecture, every value is finite and, with
+    ``check_forward``, a forward pass gives finite logits of the right shape.
 
     Raises:
-        WeightsError: with a message that says what is wrong (mismatched keys and shapes listed).
+        WeightsError: with a message that says what is wrong (mismatched keys and shapes listed); its
+            ``field`` is ``arch`` or ``num_classes`` when the fix is to give that value.
     """
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"no such file: {path}")
     suffix = path.suffix.lower()
+    source = "user" if mean is not None or std is not None else "default"
+    origin: str | None = None
     if suffix in SAFETENSORS_SUFFIXES:
         meta = read_metadata(path)
         if meta.get("format") == FORMAT:
             arch, num_classes, mean, std = _merge_metadata(meta, arch, num_classes, mean, std)
+            source, origin = "file", meta.get("normalization_source")
         state = _read_safetensors(path)
     elif suffix in PICKLE_SUFFIXES:
         state = _read_torch_state(path)
     else:
         raise WeightsError(
-            f"unsupported weights file {path.name!r}: use .safetensors, or .pt/.pth holding a state_dict"
+            f"unsupported weights file {path.name!r}: use .safetensors, or .pt/.pth/.t7 holding a state_dict"
         )
-    if arch is None or num_classes is None:
-        raise WeightsError(f"{path.name} does not say its architecture: give arch and num_classes")
+    state = _strip_prefixes(state)
+    file_norm = _pop_norm_buffers(state, path.name)
+    if file_norm is not None:
+        given = (list(mean), list(std)) if mean is not None and std is not None else None
+        if given is not None and not (_allclose(given[0], file_norm[0]) and _allclose(given[1], file_norm[1])):
+            raise WeightsError(
+                f"{path.name} normalises with its own mu {file_norm[0]} and sigma {file_norm[1]}, "
+                f"not mean {given[0]} and std {given[1]}: leave the normalisation out to use the file's"
+            )
+        mean, std = file_norm
+        source = "file"
+    if arch is None:
+        raise WeightsError(
+            f"{path.name} has no gacd metadata, so it does not say its architecture: give arch", field="arch"
+        )
+    if num_classes is None:
+        num_classes = _classifier_size(state, path.name)
     try:
         model = create_model(arch, num_classes=num_classes, mean=mean, std=std)
     except UnknownNameError:
         raise
     except (ValueError, TypeError) as exc:
         raise WeightsError(f"cannot build {arch!r}: {exc}") from None
+    model.normalization_source = source
+    model.normalization_origin = origin
     load_state(model, state, source=path.name)
     if check_forward:
         check_model(model, input_size=input_size)
@@ -247,6 +277,38 @@ def _merge_metadata(
         if given is not None and any(not math.isclose(a, b, rel_tol=1e-5) for a, b in zip(given, saved, strict=True)):
             raise WeightsError(f"the file's model normalises with {name} {saved}, not {list(given)}")
     return f_arch, f_classes, f_mean, f_std
+
+
+def _allclose(a: Sequence[float], b: Sequence[float]) -> bool:
+    return len(a) == len(b) and all(math.isclose(x, y, rel_tol=1e-5, abs_tol=1e-7) for x, y in zip(a, b, strict=True))
+
+
+def _pop_norm_buffers(state: dict[str, torch.Tensor], name: str) -> tuple[list[float], list[float]] | None:
+    """Remove top-level normalisation buffers (RobustBench's ``mu``/``sigma``) and return their values."""
+    for m_key, s_key in _NORM_BUFFERS:
+        if m_key in state and s_key in state:
+            m, s = state[m_key], state[s_key]
+            if m.numel() != 3 or s.numel() != 3:
+                raise WeightsError(f"{name}: {m_key}/{s_key} need three values (RGB), got {m.numel()} and {s.numel()}")
+            mean = [float(v) for v in m.flatten().tolist()]
+            std = [float(v) for v in s.flatten().tolist()]
+            if not all(math.isfinite(v) for v in mean + std) or any(v <= 0 for v in std):
+                raise WeightsError(f"{name}: {s_key} must be finite and > 0, and {m_key} finite")
+            del state[m_key], state[s_key]
+            return mean, std
+    return None
+
+
+def _classifier_size(state: Mapping[str, torch.Tensor], name: str) -> int:
+    """The number of classes, read from the classifier's weight in a state_dict."""
+    for key in _CLASSIFIER_KEYS:
+        w = state.get(key)
+        if w is not None and w.ndim == 2:
+            return int(w.shape[0])
+    raise WeightsError(
+        f"{name}: no classifier weight ({', '.join(_CLASSIFIER_KEYS)}) tells the number of classes: give num_classes",
+        field="num_classes",
+    )
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:

@@ -4,7 +4,11 @@ The CIFAR stem is one 3x3 convolution with stride 1 and no max-pool, so a 32x32 
 stage at 4x4. Module names follow the layout most robust-training code uses (``conv1``, ``bn1``,
 ``layer1``..``layer4``, ``linear``, block ``shortcut``), so state_dicts trained elsewhere load as they
 are. The pre-activation variant ends with a BatchNorm and ReLU before pooling, as in the robust
-overfitting study of Rice et al. (2020).
+overfitting study of Rice et al. (2020). Two more pre-activation variants have the layouts of the
+public code whose checkpoints users bring: ``preact_resnet18_nofinalbn`` (kuangliu/pytorch-cifar: no
+final BatchNorm) and ``preact_resnet18_robustbench`` (RobustBench's ``PreActResNet18()``: no final
+BatchNorm, and projection shortcuts that read the raw block input). Their keys coincide, their
+functions do not, so the architecture must be named.
 """
 
 from __future__ import annotations
@@ -37,8 +41,17 @@ class BasicBlock(nn.Module):
 
 
 class PreActBlock(nn.Module):
-    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
+    """Pre-activation basic block.
+
+    Args:
+        raw_shortcut: the projection shortcut reads the block's raw input instead of its
+            pre-activated input (RobustBench's ``PreActBlock``; kuangliu's and ours read the activated one).
+            The two have the same keys and different functions.
+    """
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, raw_shortcut: bool = False) -> None:
         super().__init__()
+        self.raw_shortcut = raw_shortcut
         self.bn1 = nn.BatchNorm2d(in_planes)
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
@@ -49,7 +62,7 @@ class PreActBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(x))
-        shortcut = self.shortcut(out) if self.shortcut is not None else x
+        shortcut = x if self.shortcut is None else self.shortcut(x if self.raw_shortcut else out)
         out = self.conv1(out)
         out = self.conv2(F.relu(self.bn2(out)))
         return out + shortcut
@@ -62,6 +75,10 @@ class ResNet(ImageClassifier):
         blocks: blocks per stage (ResNet-18: 2, 2, 2, 2).
         widths: channels per stage (ResNet-18: 64, 128, 256, 512).
         preact: pre-activation blocks (He et al. 2016b) instead of post-activation ones.
+        final_bn: pre-activation only: a BatchNorm and ReLU (``bn``) before pooling, as in Rice et al.
+            (2020); kuangliu/pytorch-cifar and RobustBench's ``PreActResNet18()`` have none.
+        raw_shortcut: pre-activation only: projection shortcuts read the raw block input
+            (RobustBench's ``PreActBlock``).
     """
 
     def __init__(
@@ -72,10 +89,15 @@ class ResNet(ImageClassifier):
         mean: Sequence[float],
         std: Sequence[float],
         preact: bool = False,
+        final_bn: bool = True,
+        raw_shortcut: bool = False,
     ) -> None:
         super().__init__(num_classes, mean, std)
         self.preact = preact
-        block = PreActBlock if preact else BasicBlock
+
+        def block(i: int, o: int, stride: int) -> nn.Module:
+            return PreActBlock(i, o, stride, raw_shortcut) if preact else BasicBlock(i, o, stride)
+
         self.conv1 = nn.Conv2d(3, widths[0], 3, 1, 1, bias=False)
         self.bn1: nn.Module | None = None if preact else nn.BatchNorm2d(widths[0])
         in_planes = widths[0]
@@ -87,7 +109,7 @@ class ResNet(ImageClassifier):
                 in_planes = w
             setattr(self, f"layer{i + 1}", nn.Sequential(*layers))
         self.n_stages = len(blocks)
-        self.bn: nn.Module | None = nn.BatchNorm2d(in_planes) if preact else None
+        self.bn: nn.Module | None = nn.BatchNorm2d(in_planes) if preact and final_bn else None
         self.num_features = in_planes
         self.linear = nn.Linear(in_planes, num_classes)
 
@@ -110,6 +132,16 @@ def resnet18(**kw) -> ResNet:
 @register_model()
 def preact_resnet18(**kw) -> ResNet:
     return ResNet((2, 2, 2, 2), (64, 128, 256, 512), preact=True, **kw)
+
+
+@register_model()
+def preact_resnet18_nofinalbn(**kw) -> ResNet:
+    return ResNet((2, 2, 2, 2), (64, 128, 256, 512), preact=True, final_bn=False, **kw)
+
+
+@register_model()
+def preact_resnet18_robustbench(**kw) -> ResNet:
+    return ResNet((2, 2, 2, 2), (64, 128, 256, 512), preact=True, final_bn=False, raw_shortcut=True, **kw)
 
 
 @register_model()

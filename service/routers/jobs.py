@@ -138,7 +138,8 @@ def _ready(store: Store, tenant: str, rid: str, kind: str, field: str) -> str:
     if rec["status"] == "validating":
         raise APIError(409, f"{noun}_not_ready", f"{noun} {rid} is still being validated; retry when ready", field)
     if rec["status"] != "ready":
-        raise APIError(422, f"invalid_{noun}", f"{noun} {rid} is invalid: {rec.get('error')}", field)
+        code = "teacher_unfit" if rec.get("error_code") == "teacher_unfit" else f"invalid_{noun}"
+        raise APIError(422, code, f"{noun} {rid} is invalid: {rec.get('error')}", field)
     return rid
 
 
@@ -431,7 +432,7 @@ ARTIFACT_MEDIA_TYPES = {
 
 @router.get(
     "/{job_id}/artifacts/{name}",
-    summary="Download one output (student.safetensors, report.json, report.html, train.log)",
+    summary="Download one output (student.safetensors, student.onnx, report.json, report.html, train.log)",
     responses={
         **responses(404),
         200: {

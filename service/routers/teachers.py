@@ -1,9 +1,14 @@
 """``/v1/teachers``: upload robust teachers (or register a finished job's student), list, get, delete.
 
 An upload is only stored here; a worker validates it (the weights load into the architecture, shapes
-match, values are finite, a forward pass works) and sets ``status`` to ``ready`` or ``invalid`` with
-the reason in ``error``. Weights are data: ``.safetensors``, or ``.pt`` read with
-``torch.load(weights_only=True)`` on the worker; nothing uploaded is ever executed.
+match, values are finite, a forward pass works, and its clean accuracy on the dataset's test split is
+clearly above chance) and sets ``status`` to ``ready`` or ``invalid`` with the reason in ``error`` and a
+stable ``error_code`` (``teacher_unfit`` for a teacher near chance). The measured figures are on the
+record under ``checks``, per dataset, with their subset sizes. A file without gacd metadata is not
+normalised unless the upload says so (``normalization`` or ``mean``/``std``) or the file carries
+``mu``/``sigma`` buffers: public robust-training code feeds its networks raw [0, 1] pixels. Weights are
+data: ``.safetensors``, or ``.pt`` read with ``torch.load(weights_only=True)`` on the worker; nothing
+uploaded is ever executed.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from gacd_core import catalog
+from gacd_core.normalization import PRESETS, resolve
 from service.artifacts import ArtifactStore, safetensors_metadata
 from service.deps import QueueDep, SettingsDep, StoreDep, Tenant, owned
 from service.errors import APIError, responses
@@ -26,7 +32,7 @@ from service.store import new_id, now_iso, valid_id
 from service.uploads import receive_file, removed_on_error
 
 router = APIRouter(prefix="/v1/teachers", tags=["teachers"])
-SUFFIXES = {".safetensors": "safetensors", ".pt": "pt", ".pth": "pt"}
+SUFFIXES = {".safetensors": "safetensors", ".pt": "pt", ".pth": "pt", ".t7": "pt"}  # .t7: ARD's torch.save
 
 _UPLOAD_DOC = {
     "requestBody": {
@@ -35,11 +41,31 @@ _UPLOAD_DOC = {
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
-                    "required": ["file", "arch", "num_classes", "dataset"],
+                    "required": ["file", "arch", "dataset"],
                     "properties": {
-                        "file": {"type": "string", "format": "binary", "description": ".safetensors or .pt state_dict"},
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": ".safetensors, or a .pt/.pth/.t7 state_dict",
+                        },
                         "arch": {"type": "string", "enum": list(catalog.MODELS), "example": "resnet18"},
-                        "num_classes": {"type": "integer", "minimum": 2, "example": 10},
+                        "num_classes": {
+                            "type": "integer",
+                            "minimum": 2,
+                            "example": 10,
+                            "description": "default: read from the classifier's shape in the file",
+                        },
+                        "normalization": {
+                            "type": "string",
+                            "enum": list(PRESETS),
+                            "description": "the input normalisation the teacher was trained with; default: the "
+                            "file's (gacd metadata, mu/sigma buffers), else none (mean 0, std 1), as the public "
+                            "robust-training code (TRADES, RobustBench, ARD, RSLAD, MART) trains",
+                        },
+                        "allow_weak": {
+                            "type": "boolean",
+                            "description": "keep the teacher even when its accuracy check finds it near chance",
+                        },
                         "dataset": {
                             "type": "string",
                             "description": "built-in name or custom dataset id",
@@ -47,12 +73,12 @@ _UPLOAD_DOC = {
                         },
                         "mean": {
                             "type": "string",
-                            "description": "JSON list of 3 floats",
+                            "description": "JSON list of 3 floats (with std; instead of normalization)",
                             "example": "[0.4914, 0.4822, 0.4465]",
                         },
                         "std": {
                             "type": "string",
-                            "description": "JSON list of 3 floats",
+                            "description": "JSON list of 3 floats (with mean)",
                             "example": "[0.2471, 0.2435, 0.2616]",
                         },
                         "name": {"type": "string", "maxLength": 200},
@@ -83,27 +109,47 @@ def _rgb(value: str | None, field: str) -> list[float] | None:
     return vals
 
 
+FORM_FIELDS = ("arch", "num_classes", "dataset", "normalization", "mean", "std", "allow_weak", "name")
+
+
+def _bool(value: str | None, field: str) -> bool:
+    text = (value or "").strip().lower()
+    if text in ("", "false", "0", "no"):
+        return False
+    if text in ("true", "1", "yes"):
+        return True
+    raise APIError(422, "invalid_request", f"{field}: true or false", field)
+
+
 def _check_fields(fields: dict[str, str], tenant: str, store: Any) -> dict[str, Any]:
-    unknown = sorted(set(fields) - {"arch", "num_classes", "dataset", "mean", "std", "name"})
+    unknown = sorted(set(fields) - set(FORM_FIELDS))
     if unknown:
         raise APIError(
-            422,
-            "invalid_request",
-            f"unknown field {unknown[0]!r}; valid: arch, num_classes, dataset, mean, std, name",
-            unknown[0],
+            422, "invalid_request", f"unknown field {unknown[0]!r}; valid: {', '.join(FORM_FIELDS)}", unknown[0]
         )
-    for req in ("arch", "num_classes", "dataset"):
+    for req in ("arch", "dataset"):
         if not fields.get(req, "").strip():
             raise APIError(422, "invalid_request", f"{req}: required", req)
     arch = fields["arch"].strip()
     if arch not in catalog.MODELS:
         raise APIError(422, "unknown_name", f"arch: unknown model {arch!r}; valid: {', '.join(catalog.MODELS)}", "arch")
+    num_classes = None
+    if fields.get("num_classes", "").strip():
+        try:
+            num_classes = int(fields["num_classes"])
+        except ValueError:
+            raise APIError(422, "invalid_request", "num_classes: an integer", "num_classes") from None
+        if not 2 <= num_classes <= 100_000:
+            raise APIError(422, "invalid_request", "num_classes: between 2 and 100000", "num_classes")
+    normalization = fields.get("normalization", "").strip() or None
+    mean, std = _rgb(fields.get("mean"), "mean"), _rgb(fields.get("std"), "std")
+    if (mean is None) != (std is None):
+        field = "std" if std is None else "mean"
+        raise APIError(422, "invalid_request", f"{field}: give both mean and std, or neither", field)
     try:
-        num_classes = int(fields["num_classes"])
-    except ValueError:
-        raise APIError(422, "invalid_request", "num_classes: an integer", "num_classes") from None
-    if not 2 <= num_classes <= 100_000:
-        raise APIError(422, "invalid_request", "num_classes: between 2 and 100000", "num_classes")
+        resolve(normalization, mean, std)
+    except ValueError as exc:
+        raise APIError(422, "invalid_request", f"normalization: {exc}", "normalization") from None
     dataset = fields["dataset"].strip()
     builtin = dataset in catalog.DATASETS and dataset != "custom"
     if not builtin and not (valid_id(dataset, "ds") and store.get(dataset, tenant)):
@@ -121,8 +167,10 @@ def _check_fields(fields: dict[str, str], tenant: str, store: Any) -> dict[str, 
         "arch": arch,
         "num_classes": num_classes,
         "dataset": dataset,
-        "mean": _rgb(fields.get("mean"), "mean"),
-        "std": _rgb(fields.get("std"), "std"),
+        "normalization": normalization,
+        "mean": mean,
+        "std": std,
+        "allow_weak": _bool(fields.get("allow_weak"), "allow_weak"),
         "name": name,
     }
 
@@ -149,7 +197,7 @@ async def create_teacher(
         suffix = Path(up.filename or "").suffix.lower()
         if suffix not in SUFFIXES:
             raise APIError(
-                422, "unsupported_file", f"file: {up.filename!r} is neither .safetensors nor .pt/.pth", "file"
+                422, "unsupported_file", f"file: {up.filename!r} is neither .safetensors nor .pt/.pth/.t7", "file"
             )
         if up.size == 0:
             raise APIError(422, "invalid_request", "file: the file is empty", "file")
@@ -165,8 +213,11 @@ async def create_teacher(
         "arch": fields["arch"],
         "num_classes": fields["num_classes"],
         "dataset": fields["dataset"],
+        "normalization_requested": fields["normalization"],
+        "normalization": None,
         "mean": fields["mean"],
         "std": fields["std"],
+        "allow_weak": fields["allow_weak"],
         "sha256": up.sha256,
         "bytes": up.size,
         "status": "validating",
@@ -225,6 +276,7 @@ async def _from_job(request: Request, tenant: str, store: Any, settings: Any, qu
         "dataset": spec["dataset"].get("id") or spec["dataset"]["name"],
         "mean": mean,
         "std": std,
+        "allow_weak": body.allow_weak,
         "sha256": artifact["sha256"] if artifact else "",
         "bytes": final.stat().st_size,
         "status": "validating",

@@ -1,0 +1,383 @@
+"""One fair comparison: one teacher, several student methods and GACD variants, several seeds, one budget.
+
+    python benchmarks/compare.py --scale cpu                 # the table from the runs already finished
+    python benchmarks/compare.py --scale cpu --train         # train what is missing, then the table
+    python benchmarks/compare.py --scale cpu --split val --only "gacd (defaults)" "gacd, in-batch negatives" --train
+
+Every run is a normal job (``gacd_core.jobs.run_job``). Its folder under ``--store`` is named by the
+hash of its specification (paths replaced by what they point to: the teacher by its SHA-256, the data
+root left out), so a finished run is never redone, an interrupted one continues from its last epoch's
+checkpoint, and a run whose specification changed is a new run. A run folder keeps ``spec.json``,
+``report.json``, ``student.safetensors`` and ``run.json`` (wall time, threads, machine); checkpoints
+are deleted once a run has finished. The teacher is a run of the same store.
+
+Scales are presets (``SCALES``): ``cpu`` is the largest experiment a 2-core machine finishes in a few
+sessions; ``full`` is the same comparison at the published scale, for a GPU. Runs go to separate
+processes, ``--jobs`` at a time with ``--threads`` each (``benchmarks/RESULTS.md`` says which split of
+the cores is faster on the development machine). ``--split val`` evaluates on images held out of the
+training split (never the test split): the screening that chooses GACD's defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+@dataclass(frozen=True)
+class Scale:
+    """The budget every run of a comparison shares."""
+
+    teacher_arch: str
+    student_arch: str
+    train_subset: int | None  # None: the whole training split (less val_size)
+    val_size: int
+    test_subset: int | None
+    autoattack_subset: int
+    teacher_epochs: int
+    student_epochs: int
+    attack_steps: int  # training attack: PGD-k with step 2.5 eps / k (Madry's rule)
+    batch_size: int = 128
+    lr: float = 0.1
+    schedule: str = "cosine"
+    n_negatives: int = 16384
+    eval_attacks: tuple[str, ...] = ("fgsm", "pgd20", "cw")
+    allow_weak_teacher: bool = False  # the smoke scale's one-epoch teacher is at chance, and that is fine there
+
+
+SCALES: dict[str, Scale] = {
+    # 4x fewer parameters (0.31M -> 0.08M); >= 20,000 training images, teacher >= 15 epochs, students >= 10.
+    "cpu": Scale(
+        teacher_arch="resnet10_w16",
+        student_arch="resnet10_w8",
+        train_subset=20_000,
+        val_size=2_000,
+        test_subset=1_000,
+        autoattack_subset=500,
+        teacher_epochs=15,
+        student_epochs=10,
+        attack_steps=5,
+        n_negatives=4096,
+    ),
+    # For the test suite: tiny models on a few images, seconds per run.
+    "smoke": Scale(
+        teacher_arch="tiny_wrn",
+        student_arch="tiny_resnet",
+        train_subset=40,
+        val_size=20,
+        test_subset=20,
+        autoattack_subset=4,
+        teacher_epochs=1,
+        student_epochs=1,
+        attack_steps=1,
+        batch_size=20,
+        n_negatives=8,
+        eval_attacks=("fgsm",),
+        allow_weak_teacher=True,
+    ),
+    # The published setting: WRN-34-10 teacher (46M) -> ResNet-18 student (11M), whole CIFAR-10.
+    "full": Scale(
+        teacher_arch="wrn_34_10",
+        student_arch="resnet18",
+        train_subset=None,
+        val_size=5_000,
+        test_subset=None,
+        autoattack_subset=1_000,
+        teacher_epochs=100,
+        student_epochs=100,
+        attack_steps=10,
+        schedule="piecewise",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table: a method and its parameters (a GACD variant changes one thing)."""
+
+    name: str
+    method: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+BASELINES = [
+    Row("kd", "kd"),
+    Row("at (no teacher)", "at"),
+    Row("ard", "ard"),
+    Row("rslad", "rslad"),
+    Row("crd", "crd"),
+    Row("gacd (defaults)", "gacd"),
+]
+VARIANTS = [
+    Row("gacd, in-batch negatives", "gacd", {"negatives": "in_batch"}),
+    Row("gacd, memory momentum 0.9", "gacd", {"memory_momentum": 0.9}),
+    Row("gacd, attack=ce", "gacd", {"attack": "ce"}),
+    Row("gacd, lambda_nce=0.5", "gacd", {"lambda_nce": 0.5}),
+    Row("gacd, lambda_nce=0.02", "gacd", {"lambda_nce": 0.02}),
+    Row("gacd, reweight=none", "gacd", {"reweight": "none"}),
+    Row("gacd, reweight=hard", "gacd", {"reweight": "hard"}),
+]
+ROWS = {r.name: r for r in BASELINES + VARIANTS}
+CONTRASTIVE = ("crd", "gacd")
+
+
+def _dataset(scale: Scale, data_root: str) -> dict[str, Any]:
+    return {
+        "name": "cifar10",
+        "root": data_root,
+        "train_subset": scale.train_subset,
+        "test_subset": scale.test_subset,
+        "val_size": scale.val_size,
+    }
+
+
+def _hyper(scale: Scale, epochs: int, params: dict[str, Any]) -> dict[str, Any]:
+    k = scale.attack_steps
+    return {
+        "epochs": epochs,
+        "batch_size": scale.batch_size,
+        "lr": scale.lr,
+        "schedule": scale.schedule,
+        "attack": {"steps": k, "step_size": 2.5 * (8 / 255) / k},
+        "method_params": params,
+    }
+
+
+def teacher_spec(scale: Scale, data_root: str, split: str) -> dict[str, Any]:
+    """The robust teacher: ``at`` on the same training images as the students."""
+    return {
+        "method": "at",
+        "student": {"arch": scale.teacher_arch},
+        "dataset": _dataset(scale, data_root),
+        "hyperparameters": _hyper(scale, scale.teacher_epochs, {}),
+        "evaluation": _evaluation(scale, split),
+        "device": "auto",
+        "seed": 0,
+    }
+
+
+def _evaluation(scale: Scale, split: str) -> dict[str, Any]:
+    return {
+        "split": split,
+        "attacks": list(scale.eval_attacks),
+        "autoattack": split == "test",
+        "autoattack_subset": scale.autoattack_subset,
+        "eps_sweep": [],
+        "throughput": False,
+    }
+
+
+def student_spec(scale: Scale, data_root: str, row: Row, seed: int, teacher_file: str, split: str) -> dict[str, Any]:
+    params = dict(row.params)
+    if row.method in CONTRASTIVE and params.get("negatives", "memory") == "memory":
+        params.setdefault("n_negatives", scale.n_negatives)
+    doc: dict[str, Any] = {
+        "method": row.method,
+        "student": {"arch": scale.student_arch},
+        "dataset": _dataset(scale, data_root),
+        "hyperparameters": _hyper(scale, scale.student_epochs, params),
+        "evaluation": {**_evaluation(scale, split), "teacher": False},
+        "device": "auto",
+        "seed": seed,
+    }
+    if row.method != "at":
+        doc["teacher"] = {"weights": teacher_file}
+        if scale.allow_weak_teacher:
+            doc["teacher"]["allow_weak"] = True
+    return doc
+
+
+def run_key(doc: dict[str, Any]) -> str:
+    """The hash a run's folder is named by: its resolved specification without machine-specific paths."""
+    from gacd_core.report import sha256_file
+    from gacd_core.spec import parse_spec
+
+    d = parse_spec(doc).public_dict()
+    d["dataset"]["root"] = None
+    d["device"] = None  # the same run on another device is the same experiment
+    if d.get("teacher") and d["teacher"].get("weights"):
+        d["teacher"]["weights"] = "sha256:" + sha256_file(d["teacher"]["weights"])
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "=._-" else "_" for c in name).strip("_")[:48]
+
+
+def run_folder(store: Path, name: str, doc: dict[str, Any]) -> Path:
+    return store / f"{_slug(name)}-{run_key(doc)}"
+
+
+def finished(folder: Path) -> bool:
+    return (folder / "run.json").is_file() and (folder / "report.json").is_file()
+
+
+def train_one(name: str, doc: dict[str, Any], folder: str, threads: int) -> str:
+    """Run one job in this (worker) process; its outputs and ``run.json`` land in ``folder``."""
+    import torch
+
+    from gacd_core.jobs import run_job
+    from gacd_core.spec import parse_spec
+
+    torch.set_num_threads(threads)
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "spec.json").write_text(json.dumps(doc, indent=2) + "\n")
+    t0 = time.perf_counter()
+    report = run_job(parse_spec(doc), out, resume=True)
+    wall = time.perf_counter() - t0
+    (out / "checkpoint.pt").unlink(missing_ok=True)
+    (out / "report.html").unlink(missing_ok=True)  # report.json holds everything; keep the store small
+    run = {
+        "name": name,
+        "wall_seconds_this_invocation": wall,
+        "training_seconds": report["training"]["seconds"] if report.get("training") else None,
+        "evaluation_seconds": report["metrics"].get("seconds"),
+        "threads": threads,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {report['environment'].get('device_name')}",
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    (out / "run.json").write_text(json.dumps(run, indent=2) + "\n")
+    return folder
+
+
+def _cell(values: list[float | None]) -> str:
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return "–"
+    mean = 100 * statistics.fmean(vals)
+    return f"{mean:.1f}" if len(vals) < 2 else f"{mean:.1f} ± {100 * statistics.stdev(vals):.1f}"
+
+
+def summarise(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and standard deviation over seeds, per row."""
+    rows: list[dict[str, Any]] = []
+    for name in dict.fromkeys(e["name"] for e in entries):
+        group = [e for e in entries if e["name"] == name]
+        m = [g["report"]["metrics"] for g in group]
+        row: dict[str, Any] = {
+            "name": name,
+            "seeds": [g["seed"] for g in group],
+            "folders": [g["folder"] for g in group],
+        }
+        for key in ("clean_acc", "fgsm_acc", "pgd20_acc", "cw_acc", "autoattack_acc"):
+            vals = [x.get(key) for x in m]
+            row[key] = [v for v in vals if v is not None]
+        row["seconds"] = [g["run"].get("training_seconds") or 0.0 for g in group]
+        rows.append(row)
+    return rows
+
+
+def markdown(summary: list[dict[str, Any]], teacher: dict[str, Any] | None, header: str) -> str:
+    lines = [header, "", "| run | seeds | clean % | FGSM % | PGD-20 % | CW∞ % | AutoAttack % | training s per run |"]
+    lines.append("|---|---|---|---|---|---|---|---|")
+    if teacher is not None:
+        t = teacher["report"]["metrics"]
+        lines.append(
+            f"| teacher ({teacher['report']['student']['arch']}, at) | 1 | {_cell([t.get('clean_acc')])} | "
+            f"{_cell([t.get('fgsm_acc')])} | {_cell([t.get('pgd20_acc')])} | {_cell([t.get('cw_acc')])} | "
+            f"{_cell([t.get('autoattack_acc')])} | {teacher['run'].get('training_seconds') or 0:.0f} |"
+        )
+    for r in summary:
+        secs = statistics.fmean(r["seconds"]) if r["seconds"] else 0.0
+        lines.append(
+            f"| {r['name']} | {len(r['seeds'])} | {_cell(r['clean_acc'])} | {_cell(r['fgsm_acc'])} | "
+            f"{_cell(r['pgd20_acc'])} | {_cell(r['cw_acc'])} | {_cell(r['autoattack_acc'])} | {secs:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scale", choices=sorted(SCALES), default="cpu")
+    ap.add_argument("--data-root", default=os.environ.get("GACD_DATA_ROOT", str(ROOT / "data")))
+    ap.add_argument("--store", type=Path, help="run folders (default benchmarks/compare/<scale>)")
+    ap.add_argument("--split", choices=["val", "test"], default="test", help="val: screening; test: the report")
+    ap.add_argument("--only", nargs="*", help="these rows only (names as in the table)")
+    ap.add_argument("--variants", action="store_true", help="also the GACD variants, not only the baselines")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--train", action="store_true", help="train the runs that are missing (else: table only)")
+    ap.add_argument("--jobs", type=int, default=1, help="runs at once")
+    ap.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 1)), help="threads per run")
+    args = ap.parse_args()
+
+    scale = SCALES[args.scale]
+    store = args.store or ROOT / "benchmarks" / "compare" / args.scale
+    rows = [r for r in (BASELINES + (VARIANTS if args.variants else [])) if not args.only or r.name in args.only]
+    if args.only:
+        unknown = set(args.only) - set(ROWS)
+        if unknown:
+            ap.error(f"--only: unknown rows {sorted(unknown)}; valid: {list(ROWS)}")
+        rows = [ROWS[n] for n in args.only]
+
+    # The teacher first: every student's specification names its file (by hash).
+    t_doc = teacher_spec(scale, args.data_root, "test")
+    t_folder = run_folder(store, "teacher", t_doc)
+    if not finished(t_folder):
+        if not args.train:
+            print(f"teacher missing ({t_folder.name}); run with --train", file=sys.stderr)
+            sys.exit(1)
+        print(f"training teacher -> {t_folder}", flush=True)
+        train_one("teacher", t_doc, str(t_folder), args.threads * args.jobs)
+    teacher_file = str(t_folder / "student.safetensors")
+
+    plan = []
+    for seed in args.seeds:
+        for row in rows:
+            doc = student_spec(scale, args.data_root, row, seed, teacher_file, args.split)
+            plan.append((row.name, seed, doc, run_folder(store, row.name, doc)))
+    missing = [p for p in plan if not finished(p[3])]
+    if missing and args.train:
+        print(f"{len(missing)} of {len(plan)} runs to train, {args.jobs} at a time, {args.threads} threads each")
+        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+            futures = {pool.submit(train_one, n, d, str(f), args.threads): (n, s) for n, s, d, f in missing}
+            for fut in as_completed(futures):
+                name, seed = futures[fut]
+                fut.result()
+                print(f"finished {name} seed {seed}", flush=True)
+        missing = [p for p in plan if not finished(p[3])]
+    for name, seed, _, folder in missing:
+        print(f"missing: {name} seed {seed} ({folder.name}); --train trains it", file=sys.stderr)
+
+    def entry(name: str, seed: int, folder: Path) -> dict[str, Any]:
+        return {
+            "name": name,
+            "seed": seed,
+            "folder": str(folder.relative_to(store)),
+            "report": json.loads((folder / "report.json").read_text()),
+            "run": json.loads((folder / "run.json").read_text()),
+        }
+
+    entries = [entry(n, s, f) for n, s, _, f in plan if finished(f)]
+    teacher = entry("teacher", 0, t_folder)
+    summary = summarise(entries)
+    what = "validation images held out of training" if args.split == "val" else "test images"
+    header = (
+        f"Scale `{args.scale}`: {json.dumps(asdict(scale))}. Evaluated on {what}; mean ± standard deviation "
+        f"over seeds. CIFAR-10 (JPEG rebuild). Command: `python benchmarks/compare.py --scale {args.scale} "
+        f"--split {args.split}`."
+    )
+    text = markdown(summary, teacher, header)
+    suffix = f"{args.split}"
+    (store / f"table_{suffix}.md").write_text(text)
+    (store / f"table_{suffix}.json").write_text(
+        json.dumps({"scale": asdict(scale), "split": args.split, "rows": summary}, indent=2) + "\n"
+    )
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""benchmarks/compare.py: runs keyed by their specification, trained once, the table rebuilt from the
+run folders; a missing run is trained only when asked."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from _fakes import make_cifar10
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.unit
+
+
+def compare(*args: str, data: Path, store: Path) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "compare.py"), "--scale", "smoke", "--data-root", str(data)]
+    cmd += ["--store", str(store), "--threads", "1", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
+def test_compare_trains_once_resumes_and_rebuilds_the_table(tmp_path):
+    data, store = tmp_path / "data", tmp_path / "store"
+    make_cifar10(data, n_train=80, n_test=20)
+    rows = ["--only", "ard", "gacd (defaults)", "--seeds", "0", "1"]
+    out = compare(*rows, data=data, store=store)
+    assert out.returncode == 1 and "teacher missing" in out.stderr  # nothing is trained unless asked
+    out = compare(*rows, "--split", "val", "--train", data=data, store=store)
+    assert out.returncode == 0, out.stderr
+    folders = sorted(p for p in store.iterdir() if p.is_dir())
+    assert len(folders) == 5  # the teacher, and two rows x two seeds
+    for f in folders:
+        assert {"spec.json", "report.json", "run.json", "student.safetensors"} <= {p.name for p in f.iterdir()}
+        assert not (f / "checkpoint.pt").exists()
+    table = json.loads((store / "table_val.json").read_text())
+    assert [r["name"] for r in table["rows"]] == ["ard", "gacd (defaults)"]
+    assert all(len(r["clean_acc"]) == 2 for r in table["rows"])
+    student_reports = [json.loads((f / "report.json").read_text()) for f in folders if not f.name.startswith("teacher")]
+    assert all(r["protocol"]["split"] == "val" for r in student_reports)
+    # Again: nothing is retrained, the same table comes back.
+    stamps = {f: (f / "report.json").stat().st_mtime_ns for f in folders}
+    out = compare(*rows, "--split", "val", "--train", data=data, store=store)
+    assert out.returncode == 0, out.stderr
+    assert {f: (f / "report.json").stat().st_mtime_ns for f in folders} == stamps
+    assert "| ard | 2 |" in (store / "table_val.md").read_text()
+    # A row that is not there yet is reported missing, and trained when asked.
+    out = compare("--only", "kd", "--seeds", "0", "--split", "val", data=data, store=store)
+    assert "missing: kd seed 0" in out.stderr
+    out = compare("--only", "kd", "--seeds", "0", "--split", "val", "--train", data=data, store=store)
+    assert out.returncode == 0, out.stderr
+    assert len([p for p in store.iterdir() if p.is_dir()]) == 6
