@@ -17,7 +17,7 @@ AIRGAP ?= $(shell docker image inspect python:3.11-slim-bookworm >/dev/null 2>&1
 COMPOSE_CPU_FILES = docker-compose.cpu.yml $(if $(AIRGAP),docker/airgap/docker-compose.airgap.yml)
 COMPOSE_GPU_FILES = docker-compose.yml $(if $(AIRGAP),docker/airgap/docker-compose.airgap.yml)
 
-.PHONY: test test-fast lint data demo serve bench bench-train venv clean help compose-up compose-up-cpu compose-down compose-test airgap-bases
+.PHONY: test test-fast lint data demo serve bench bench-train compare venv clean help compose-up compose-up-cpu compose-down compose-test airgap-bases
 
 help:
 	@echo "make demo       the service end to end: a robust teacher, then a GACD student, through the HTTP API"
@@ -56,6 +56,11 @@ serve: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/load.py
+
+# make compare SCALE=cpu [COMPARE_ARGS="--train --split val --variants"]: the method comparison (benchmarks/compare.py)
+SCALE ?= cpu
+compare: data
+	$(PY) benchmarks/compare.py --scale $(SCALE) --data-root data $(COMPARE_ARGS)
 
 bench-train: $(STAMP)
 	$(PY) benchmarks/train_throughput.py --json benchmarks/train_throughput.json
