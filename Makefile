@@ -24,6 +24,7 @@ help:
 	@echo "make serve      gacd serve: Redis, workers and the API on this machine"
 	@echo "make bench      API load test: 100 clients polling job status and listing jobs (benchmarks/load.py)"
 	@echo "make bench-train  training and PGD-20 evaluation throughput, naive reference vs ours (benchmarks/train_throughput.py)"
+	@echo "make compare    the method comparison (benchmarks/compare.py): make compare SCALE=cpu COMPARE_ARGS=--train"
 	@echo "make test       create $(VENV) if needed, install the project, run the whole test suite"
 	@echo "make test-fast  the unit tests only (no training on real data)"
 	@echo "make lint       ruff and mypy"
