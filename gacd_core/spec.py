@@ -281,8 +281,9 @@ class GACDParams(_ContrastiveParams):
     cross_task: bool | None = Field(
         None, description="teacher and student label sets differ; None: when their class counts differ"
     )
-    # Defaults from the CPU ablation (benchmarks/cpu_ablation.py, table in docs/method.md): against
-    # lambda_nce=1/lambda_ce=0 and against each term left out, these gave the most robust students.
+    # Defaults set by an earlier run of the CPU ablation (benchmarks/cpu_ablation.py); its re-measured
+    # table in docs/method.md does not change them. The validation screening of benchmarks/compare.py
+    # is what should choose them next.
     lambda_nce: float = Field(0.1, ge=0, le=100)
     lambda_kd: float = Field(1.0, ge=0, le=100)
     lambda_ce: float = Field(1.0, ge=0, le=100)
