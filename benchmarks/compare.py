@@ -125,6 +125,7 @@ VARIANTS = [
     Row("gacd, in-batch negatives", "gacd", {"negatives": "in_batch"}),
     Row("gacd, memory momentum 0.9", "gacd", {"memory_momentum": 0.9}),
     Row("gacd, attack=ce", "gacd", {"attack": "ce"}),
+    Row("gacd, attack guided + 1 x CE", "gacd", {"attack_ce_weight": 1.0}),
     Row("gacd, lambda_nce=0.5", "gacd", {"lambda_nce": 0.5}),
     Row("gacd, lambda_nce=0.02", "gacd", {"lambda_nce": 0.02}),
     Row("gacd, reweight=none", "gacd", {"reweight": "none"}),

@@ -278,6 +278,12 @@ class GACDParams(_ContrastiveParams):
     reweight: Literal["none", "hard", "soft"] = "soft"
     beta: float = Field(1.0, ge=0, le=10, description="soft reweighting exponent")
     attack: Literal["guided", "ce"] = Field("guided", description="guided contrastive or CE (ablation)")
+    attack_ce_weight: float = Field(
+        0.0,
+        ge=0,
+        le=100,
+        description="guided attack only: maximise -log h + this x the student's CE (0: the guided objective alone)",
+    )
     cross_task: bool | None = Field(
         None, description="teacher and student label sets differ; None: when their class counts differ"
     )
@@ -296,6 +302,8 @@ class GACDParams(_ContrastiveParams):
                 raise ValueError("lambda_kd: must be 0 when teacher and student label sets differ")
             if self.reweight == "hard":
                 raise ValueError("reweight: 'hard' needs the teacher's labels; use 'soft' or 'none' across tasks")
+        if self.attack == "ce" and self.attack_ce_weight > 0:
+            raise ValueError("attack_ce_weight: mixes CE into the guided attack; with attack 'ce' leave it at 0")
         return self
 
 

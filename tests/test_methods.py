@@ -89,6 +89,30 @@ def test_gacd_ce_attack_ablation_and_in_batch_mode_run():
         assert math.isfinite(float(out.loss.detach()))
 
 
+def test_gacd_mixed_attack_is_guided_at_zero_and_follows_ce_when_ce_dominates():
+    x = torch.rand(8, 3, 32, 32)
+
+    def adversarial(g: float, attack: str = "guided") -> tuple[torch.Tensor, torch.Tensor]:
+        method, labels = build("gacd", params={"attack": attack, "attack_ce_weight": g})  # same weights each time
+        method.train()
+        y = labels[:8]
+        t_emb = method.contrast.teacher_embed(method.teacher_outputs(x)[0])
+        method.contrast.maybe_estimate_z(t_emb, y, torch.arange(8))  # draws negatives once: before the seed
+        torch.manual_seed(1)  # the same random start for every attack
+        return method.adversarial_examples(x, y, torch.arange(8), t_emb), y
+
+    guided, y = adversarial(0.0)
+    ce, _ = adversarial(0.0, attack="ce")
+    mixed_small, _ = adversarial(1e-6)
+    mixed_large, _ = adversarial(100.0)
+    assert torch.equal(mixed_small, guided)  # a negligible CE term changes no gradient sign
+    # with CE weighted 100 most sign steps are CE's: mostly the CE attack's examples, not the guided ones
+    same_as_ce = {name: float((adv == ce).float().mean()) for name, adv in (("mixed", mixed_large), ("guided", guided))}
+    assert same_as_ce["mixed"] > 0.8 and same_as_ce["guided"] < 0.5, same_as_ce
+    with pytest.raises(ValueError, match="attack_ce_weight"):
+        GACDParams(attack="ce", attack_ce_weight=1.0)
+
+
 # ---- memory bank ----------------------------------------------------------------------------------
 def _objective(labels: torch.Tensor, **kw) -> ContrastiveObjective:
     return ContrastiveObjective(8, 8, labels, GACDParams(feat_dim=4, **kw))

@@ -6,7 +6,9 @@ Per batch:
 1. the frozen teacher embeds the clean input: anchor T_i = g_T(f_T(x_i)) (item 2), and gives the
    sample weights w_i from its reliability on x_i (item 3, :func:`reliability_weights`);
 2. the guided attack finds x'_i in the eps-ball maximising -log h(T_i, S(x_i + d)), the student in eval
-   mode (item 5); ``attack: ce`` swaps in PGD on the student's cross-entropy for ablations;
+   mode (item 5); ``attack: ce`` swaps in PGD on the student's cross-entropy for ablations, and
+   ``attack_ce_weight: g > 0`` maximises -log h(T_i, S(x_i + d)) + g CE(S(x_i + d), y_i) instead (a mix
+   of the two objectives, our variant; GACD.md's attack is g = 0);
 3. the loss (item 6) is
 
        L = lambda_nce * L_GACD(T, S(x')) + lambda_kd * tau_kd^2 * KL(T(x)/tau_kd || S(x')/tau_kd)
@@ -87,7 +89,16 @@ class GACD(Method):
             # with the labels, so that in-batch mode masks the same candidates as the loss does
             return self.contrast.log_h_positive(anchor, s_emb, y)
 
-        return self.guided(self.student, x, t_emb, self._student_embed, log_h, head=self.contrast)
+        g = self.params.attack_ce_weight
+        if g == 0:
+            return self.guided(self.student, x, t_emb, self._student_embed, log_h, head=self.contrast)
+        anchor = t_emb.detach()
+
+        def mixed(student: ImageClassifier, xa: torch.Tensor) -> torch.Tensor:
+            f_s, logits = student.forward_all(xa)  # one pass serves both objectives
+            return -log_h(anchor, self.contrast.student_embed(f_s)) + g * ce_loss(logits, y)
+
+        return self.guided.perturb(self.student, x, mixed, also_freeze=(self.contrast,))
 
     def training_step(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> StepOutput:
         p = self.params
