@@ -16,6 +16,11 @@ sessions; ``full`` is the same comparison at the published scale, for a GPU. Run
 processes, ``--jobs`` at a time with ``--threads`` each (``benchmarks/RESULTS.md`` says which split of
 the cores is faster on the development machine). ``--split val`` evaluates on images held out of the
 training split (never the test split): the screening that chooses GACD's defaults.
+
+``--task cross`` is the paper's other claim, transfer across tasks: a robust ``at`` teacher on
+CIFAR-10 classes 0-4, students on classes 5-9 (GACD and CRD from the teacher's features only, ``at``
+from scratch), with the same images per class as the main comparison (half its training and
+validation images), in its own store (``benchmarks/compare/<scale>-cross``).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +61,13 @@ class Scale:
     n_negatives: int = 16384
     eval_attacks: tuple[str, ...] = ("fgsm", "pgd20", "cw")
     allow_weak_teacher: bool = False  # the smoke scale's one-epoch teacher is at chance, and that is fine there
+
+    def for_task(self, task: str) -> Scale:
+        """Across tasks each side sees half the classes: half the images, the same number per class."""
+        if task == "same":
+            return self
+        half = None if self.train_subset is None else self.train_subset // 2
+        return replace(self, train_subset=half, val_size=self.val_size // 2)
 
 
 SCALES: dict[str, Scale] = {
@@ -132,17 +144,28 @@ VARIANTS = [
     Row("gacd, reweight=hard", "gacd", {"reweight": "hard"}),
 ]
 ROWS = {r.name: r for r in BASELINES + VARIANTS}
+# Across tasks (--task cross): no class-by-class term can apply, so KD, ARD and RSLAD have no row.
+TEACHER_CLASSES, STUDENT_CLASSES = [0, 1, 2, 3, 4], [5, 6, 7, 8, 9]
+CROSS_ROWS = [
+    Row("gacd (features only)", "gacd", {"lambda_kd": 0.0, "cross_task": True}),
+    Row("crd (features only)", "crd", {"cross_task": True}),
+    Row("at (no teacher)", "at"),
+]
+CROSS = {r.name: r for r in CROSS_ROWS}
 CONTRASTIVE = ("crd", "gacd")
 
 
-def _dataset(scale: Scale, data_root: str) -> dict[str, Any]:
-    return {
+def _dataset(scale: Scale, data_root: str, classes: list[int] | None = None) -> dict[str, Any]:
+    doc = {
         "name": "cifar10",
         "root": data_root,
         "train_subset": scale.train_subset,
         "test_subset": scale.test_subset,
         "val_size": scale.val_size,
     }
+    if classes is not None:
+        doc["classes"] = classes
+    return doc
 
 
 def _hyper(scale: Scale, epochs: int, params: dict[str, Any]) -> dict[str, Any]:
@@ -157,12 +180,13 @@ def _hyper(scale: Scale, epochs: int, params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def teacher_spec(scale: Scale, data_root: str, split: str) -> dict[str, Any]:
-    """The robust teacher: ``at`` on the same training images as the students."""
+def teacher_spec(scale: Scale, data_root: str, split: str, task: str = "same") -> dict[str, Any]:
+    """The robust teacher: ``at`` on the same training images as the students (across tasks: the
+    other half of the classes)."""
     return {
         "method": "at",
         "student": {"arch": scale.teacher_arch},
-        "dataset": _dataset(scale, data_root),
+        "dataset": _dataset(scale, data_root, TEACHER_CLASSES if task == "cross" else None),
         "hyperparameters": _hyper(scale, scale.teacher_epochs, {}),
         "evaluation": _evaluation(scale, split),
         "device": "auto",
@@ -181,14 +205,16 @@ def _evaluation(scale: Scale, split: str) -> dict[str, Any]:
     }
 
 
-def student_spec(scale: Scale, data_root: str, row: Row, seed: int, teacher_file: str, split: str) -> dict[str, Any]:
+def student_spec(
+    scale: Scale, data_root: str, row: Row, seed: int, teacher_file: str, split: str, task: str = "same"
+) -> dict[str, Any]:
     params = dict(row.params)
     if row.method in CONTRASTIVE and params.get("negatives", "memory") == "memory":
         params.setdefault("n_negatives", scale.n_negatives)
     doc: dict[str, Any] = {
         "method": row.method,
         "student": {"arch": scale.student_arch},
-        "dataset": _dataset(scale, data_root),
+        "dataset": _dataset(scale, data_root, STUDENT_CLASSES if task == "cross" else None),
         "hyperparameters": _hyper(scale, scale.student_epochs, params),
         "evaluation": {**_evaluation(scale, split), "teacher": False},
         "device": "auto",
@@ -305,7 +331,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", choices=sorted(SCALES), default="cpu")
     ap.add_argument("--data-root", default=os.environ.get("GACD_DATA_ROOT", str(ROOT / "data")))
-    ap.add_argument("--store", type=Path, help="run folders (default benchmarks/compare/<scale>)")
+    ap.add_argument("--store", type=Path, help="run folders (default benchmarks/compare/<scale>[-cross])")
+    ap.add_argument("--task", choices=["same", "cross"], default="same", help="cross: teacher 0-4, students 5-9")
     ap.add_argument("--split", choices=["val", "test"], default="test", help="val: screening; test: the report")
     ap.add_argument("--only", nargs="*", help="these rows only (names as in the table)")
     ap.add_argument("--variants", action="store_true", help="also the GACD variants, not only the baselines")
@@ -315,17 +342,19 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 1)), help="threads per run")
     args = ap.parse_args()
 
-    scale = SCALES[args.scale]
-    store = args.store or ROOT / "benchmarks" / "compare" / args.scale
-    rows = [r for r in (BASELINES + (VARIANTS if args.variants else [])) if not args.only or r.name in args.only]
+    task = args.task
+    scale = SCALES[args.scale].for_task(task)
+    store = args.store or ROOT / "benchmarks" / "compare" / (args.scale + ("-cross" if task == "cross" else ""))
+    known = CROSS if task == "cross" else ROWS
+    rows = CROSS_ROWS if task == "cross" else BASELINES + (VARIANTS if args.variants else [])
     if args.only:
-        unknown = set(args.only) - set(ROWS)
+        unknown = set(args.only) - set(known)
         if unknown:
-            ap.error(f"--only: unknown rows {sorted(unknown)}; valid: {list(ROWS)}")
-        rows = [ROWS[n] for n in args.only]
+            ap.error(f"--only: unknown rows {sorted(unknown)}; valid: {list(known)}")
+        rows = [known[n] for n in args.only]
 
     # The teacher first: every student's specification names its file (by hash).
-    t_doc = teacher_spec(scale, args.data_root, "test")
+    t_doc = teacher_spec(scale, args.data_root, "test", task)
     t_folder = run_folder(store, "teacher", t_doc)
     if not finished(t_folder):
         if not args.train:
@@ -338,7 +367,7 @@ def main() -> None:
     plan = []
     for seed in args.seeds:
         for row in rows:
-            doc = student_spec(scale, args.data_root, row, seed, teacher_file, args.split)
+            doc = student_spec(scale, args.data_root, row, seed, teacher_file, args.split, task)
             plan.append((row.name, seed, doc, run_folder(store, row.name, doc)))
     missing = [p for p in plan if not finished(p[3])]
     if missing and args.train:
@@ -366,10 +395,13 @@ def main() -> None:
     teacher = entry("teacher", 0, t_folder)
     summary = summarise(entries)
     what = "validation images held out of training" if args.split == "val" else "test images"
+    classes = ""
+    if task == "cross":
+        classes = f" Teacher on CIFAR-10 classes {TEACHER_CLASSES}, students on classes {STUDENT_CLASSES}."
     header = (
-        f"Scale `{args.scale}`: {json.dumps(asdict(scale))}. Evaluated on {what}; mean ± standard deviation "
-        f"over seeds. CIFAR-10 (JPEG rebuild). Command: `python benchmarks/compare.py --scale {args.scale} "
-        f"--split {args.split}`."
+        f"Scale `{args.scale}`: {json.dumps(asdict(scale))}.{classes} Evaluated on {what}; mean ± standard "
+        f"deviation over seeds. CIFAR-10 (JPEG rebuild). Command: `python benchmarks/compare.py --scale "
+        f"{args.scale} --task {task} --split {args.split}`."
     )
     text = markdown(summary, teacher, header)
     suffix = f"{args.split}"

@@ -51,3 +51,25 @@ def test_compare_trains_once_resumes_and_rebuilds_the_table(tmp_path):
     out = compare("--only", "kd", "--seeds", "0", "--split", "val", "--train", data=data, store=store)
     assert out.returncode == 0, out.stderr
     assert len([p for p in store.iterdir() if p.is_dir()]) == 6
+
+
+def test_cross_task_teacher_and_students_see_disjoint_classes(tmp_path):
+    data, store = tmp_path / "data", tmp_path / "store"
+    make_cifar10(data, n_train=100, n_test=40)
+    out = compare("--task", "cross", "--seeds", "0", "--split", "val", "--train", data=data, store=store)
+    assert out.returncode == 0, out.stderr
+    reports = {
+        json.loads((f / "run.json").read_text())["name"]: json.loads((f / "report.json").read_text())
+        for f in store.iterdir()
+        if f.is_dir()
+    }
+    assert set(reports) == {"teacher", "gacd (features only)", "crd (features only)", "at (no teacher)"}
+    assert reports["teacher"]["spec"]["dataset"]["classes"] == [0, 1, 2, 3, 4]
+    for name in ("gacd (features only)", "crd (features only)", "at (no teacher)"):
+        assert reports[name]["spec"]["dataset"]["classes"] == [5, 6, 7, 8, 9]
+    for name in ("gacd (features only)", "crd (features only)"):
+        # declared cross-task: the teacher's accuracy on the students' labels is not measured, and why is said
+        assert reports[name]["teacher"]["check"]["verdict"] == "exempt"
+        assert reports[name]["spec"]["hyperparameters"]["method_params"]["cross_task"] is True
+    table = json.loads((store / "table_val.json").read_text())
+    assert [r["name"] for r in table["rows"]] == ["gacd (features only)", "crd (features only)", "at (no teacher)"]

@@ -216,6 +216,10 @@ def test_lambda_nce_zero_still_trains_the_heads_but_not_the_student_through_them
 def test_declared_cross_task_with_equal_class_counts_is_cross_task():
     method, _ = build("gacd", params={"cross_task": True, "lambda_kd": 0})
     assert method.cross_task  # 10 and 10 classes, but the job says the label sets differ
+    method, _ = build("crd", params={"cross_task": True})
+    assert method.cross_task  # crd declares it too: features only, no class-by-class term
+    with pytest.raises(SpecError, match="lambda_kd"):
+        build("crd", params={"cross_task": True, "lambda_kd": 1.0})
     method, _ = build("gacd")
     assert not method.cross_task
     method, _ = build("gacd", teacher_classes=5, params={"cross_task": False})
