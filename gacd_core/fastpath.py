@@ -5,7 +5,8 @@ has bf16 arithmetic (CUDA, or a CPU with AVX512-BF16 or AMX; on a plain AVX2 CPU
 slower, measured here), and channels-last helps some convolution kernels and hurts others. So
 ``precision: auto`` times a few real training steps of the job's own method in every candidate
 setting at job start (:func:`probe`), logs the figures, and keeps the fastest. ``fp32`` and ``bf16``
-force the precision and skip the probe.
+force the precision and skip the probe. ``compile: true`` (:func:`compiled`) additionally runs each
+model's body through ``torch.compile`` while training.
 
 Evaluation never uses this: the protocol runs in fp32 (an attack computed in bf16 can be weaker).
 """
@@ -14,14 +15,18 @@ from __future__ import annotations
 
 import copy
 import logging
+import shutil
 import statistics
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from gacd_core.models.base import COMPILED_BODIES
 
 log = logging.getLogger("gacd.fastpath")
 CPUINFO = Path("/proc/cpuinfo")
@@ -205,3 +210,46 @@ def describe(result: ProbeResult) -> str:
     """One log line: the choice and every figure."""
     figs = ", ".join(f"{k} {v * 1000:.0f} ms/step" for k, v in sorted(result.seconds_per_step.items()))
     return f"fast path: {result.chosen.name} ({result.reason}{': ' + figs if figs else ''})"
+
+
+def compile_available(device: torch.device) -> str | None:
+    """Why ``torch.compile`` cannot run on ``device`` here, or None when it can: inductor generates C++
+    on the CPU, so it needs a compiler."""
+    if device.type == "cpu" and not (shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")):
+        return "torch.compile on the CPU needs a C++ compiler (g++ or clang++), and none is on PATH"
+    return None
+
+
+@contextmanager
+def compiled(*models: torch.nn.Module | None, enabled: bool = True) -> Iterator[None]:
+    """Run each model's ``body`` through ``torch.compile`` inside the block, then go back to eager.
+
+    Only the body (normalised input -> feature map, where all the arithmetic is) is compiled, and the
+    compiled function is kept in :data:`gacd_core.models.base.COMPILED_BODIES`, not on the model, so
+    a deep copy (the probe's) or a saved file never carries it. Compilation happens at the first call
+    of each mode (train, frozen for the inner attack, no-grad for the teacher) and is paid once per job.
+    """
+    added: list[int] = []
+    if enabled:
+        for m in models:
+            body = getattr(m, "body", None)
+            if m is None or body is None or id(m) in COMPILED_BODIES:
+                continue
+            COMPILED_BODIES[id(m)] = torch.compile(body)
+            added.append(id(m))
+    try:
+        yield
+    finally:
+        for key in added:
+            COMPILED_BODIES.pop(key, None)
+
+
+@contextmanager
+def eager(model: torch.nn.Module) -> Iterator[None]:
+    """The eager body inside the block (monitoring on other batch sizes, which would recompile)."""
+    fn = COMPILED_BODIES.pop(id(model), None)
+    try:
+        yield
+    finally:
+        if fn is not None:
+            COMPILED_BODIES[id(model)] = fn

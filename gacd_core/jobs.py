@@ -227,6 +227,7 @@ def run_job(
         should_pause=cb.should_pause,
         val_eps=spec.evaluation.eps,
         fingerprint=fingerprint(spec),
+        compile=spec.compile,
     )
     ckpt = ckpt_dir / CHECKPOINT_NAME
     log.info(

@@ -441,6 +441,13 @@ class JobSpec(_Strict):
             "Evaluation always runs in fp32"
         ),
     )
+    compile: bool = Field(
+        False,
+        description=(
+            "torch.compile each model's body for training (inductor). Compiling takes minutes at job start; "
+            "benchmarks/RESULTS.md says where it pays off. Evaluation always runs the eager model"
+        ),
+    )
     metadata: dict[str, MetadataValue] = Field(default_factory=dict, description="free-form labels")
 
     @field_validator("method")

@@ -227,6 +227,7 @@ class Trainer:
         val_eps: float = 8 / 255,
         fingerprint: str | None = None,
         probe_steps: int = 2,
+        compile: bool = False,
     ) -> None:
         self.method, self.hyper, self.device, self.val = method, hyper, device, val
         self.checkpoint_dir = checkpoint_dir
@@ -242,6 +243,9 @@ class Trainer:
             log.warning("bf16 was asked for, but %s has no bf16 arithmetic: it will be emulated (slow)", device)
         self.precision = precision
         self.probe_steps = probe_steps
+        if compile and (why := fastpath.compile_available(device)):
+            raise ValueError(f"compile: {why}")
+        self.compile = compile
         self._channels_last_arg = channels_last
         self.probe_result: fastpath.ProbeResult | None = None
         self.setting: fastpath.Setting | None = None
@@ -413,9 +417,23 @@ class Trainer:
         if self.epoch < self.hyper.epochs:
             self.choose_setting()
         total_steps = self.hyper.epochs * self.steps_per_epoch
-        run_start, run_steps = time.perf_counter(), 0
+        run_start = time.perf_counter()
         if self.progress is not None and self.epoch < self.hyper.epochs:
             self._report("start", self.epoch + 1, 0, run_start, 0, total_steps, float("nan"), {})
+        with fastpath.compiled(self.method.student, self.method.teacher, enabled=self.compile):
+            self._epochs(run_start, total_steps)
+        images = sum(r["images_per_second"] * r["seconds"] for r in self.history)
+        fast = None
+        if self.setting is not None:
+            probe = self.probe_result.as_dict() if self.probe_result is not None else {}
+            fast = {**probe, **self.setting.as_dict(), "requested": self.precision, "compile": self.compile}
+        return TrainResult(
+            self.epoch, self.seconds, images / max(self.seconds, 1e-9), list(self.history), resumed, fast
+        )
+
+    def _epochs(self, run_start: float, total_steps: int) -> None:
+        """The remaining epochs: steps, per-epoch record, validation monitor, checkpoint, progress."""
+        run_steps = 0
         for epoch in range(self.epoch + 1, self.hyper.epochs + 1):
             t0 = time.perf_counter()
             self.method.train()
@@ -471,14 +489,6 @@ class Trainer:
                 self._report(
                     "epoch", epoch, self.steps_per_epoch, run_start, run_steps, total_steps, loss_mean, parts, record
                 )
-        images = sum(r["images_per_second"] * r["seconds"] for r in self.history)
-        fast = None
-        if self.setting is not None:
-            probe = self.probe_result.as_dict() if self.probe_result is not None else {}
-            fast = {**probe, **self.setting.as_dict(), "requested": self.precision}
-        return TrainResult(
-            self.epoch, self.seconds, images / max(self.seconds, 1e-9), list(self.history), resumed, fast
-        )
 
     def _pause(self, epoch: int, done: int, acc: _Accumulator, seconds: float) -> None:
         """Checkpoint after ``done`` steps of ``epoch`` (RNG states as they are now), then stop."""
@@ -540,9 +550,10 @@ class Trainer:
         model.eval()
         try:
             batches = Batches(self.val, 256, device=self.device, channels_last=self.channels_last)
-            return {
-                "val_clean_acc": self._accuracy(batches, None),
-                "val_pgd_acc": self._accuracy(batches, PGD(self.val_eps, 10, self.val_eps / 4)),
-            }
+            with fastpath.eager(model):  # other batch sizes than training's: no recompilation for them
+                return {
+                    "val_clean_acc": self._accuracy(batches, None),
+                    "val_pgd_acc": self._accuracy(batches, PGD(self.val_eps, 10, self.val_eps / 4)),
+                }
         finally:
             model.train(was)

@@ -19,6 +19,7 @@ from gacd_core.data.loader import random_crop_flip
 from gacd_core.fastpath import Setting
 from gacd_core.methods import METHODS, MethodContext
 from gacd_core.models import create_model
+from gacd_core.models.base import COMPILED_BODIES
 from gacd_core.spec import parse_spec
 from gacd_core.trainer import CHECKPOINT_NAME, Trainer
 
@@ -281,3 +282,59 @@ def test_jobs_default_to_auto_and_accept_only_known_precisions() -> None:
     with pytest.raises(SpecError) as err:
         parse_spec({"method": "at", "precision": "fp16"})
     assert "precision" in str(err.value)
+
+
+# --------------------------------------------------------------------------------------------------
+# torch.compile
+# --------------------------------------------------------------------------------------------------
+def test_compile_runs_training_through_the_compiled_body_and_leaves_the_model_eager(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[int] = []
+
+    def spy_compile(fn):  # stands in for torch.compile: counts the calls that reach the "compiled" body
+        def compiled(x):
+            calls.append(x.shape[0])
+            return fn(x)
+
+        return compiled
+
+    monkeypatch.setattr(fastpath.torch, "compile", spy_compile)
+    data = _data()
+    val = _data(20)
+    method, spec = _method("at")
+    hyper = spec.hyperparameters.model_copy(update={"epochs": 1, "batch_size": 16})
+    t = Trainer(method, data, hyper, device=torch.device("cpu"), precision="fp32", val=val, compile=True)
+    result = t.fit()
+    steps = t.steps_per_epoch
+    # every training step: the inner PGD-1 (one pass) and the update (one pass), all at the batch size;
+    # the validation monitor (batches of 20) stayed eager
+    assert calls == [16] * (2 * steps), calls
+    assert result.fast_path is not None and result.fast_path["compile"] is True
+    n = len(calls)
+    method.student.eval()
+    with torch.no_grad():
+        method.student(torch.rand(4, 3, 32, 32))  # after training: eager again
+    assert len(calls) == n and not COMPILED_BODIES
+
+
+def test_compile_without_a_cpp_compiler_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fastpath.shutil, "which", lambda name: None)
+    with pytest.raises(ValueError, match=r"compile: .*C\+\+ compiler"):
+        _trainer(None, precision="fp32", compile=True)
+    assert parse_spec({"method": "at"}).compile is False
+
+
+@pytest.mark.slow
+def test_the_compiled_body_computes_what_the_eager_one_does() -> None:
+    torch.manual_seed(0)
+    model = create_model("tiny_resnet").eval()
+    x = torch.rand(8, 3, 32, 32, requires_grad=True)
+    y = torch.arange(8)
+    (g_eager,) = torch.autograd.grad(ce_loss(model(x), y).sum(), x)
+    logits_eager = model(x).detach()
+    with fastpath.compiled(model):
+        (g_comp,) = torch.autograd.grad(ce_loss(model(x), y).sum(), x)
+        logits_comp = model(x).detach()
+    torch.testing.assert_close(logits_comp, logits_eager, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(g_comp, g_eager, rtol=1e-3, atol=1e-7)

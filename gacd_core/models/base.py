@@ -7,7 +7,7 @@ pooled penultimate features that GACD and CRD embed, ``forward_head(f)`` the log
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -16,6 +16,10 @@ from torch import nn
 from gacd_core.normalization import CIFAR10_MEAN, CIFAR10_STD, describe
 
 __all__ = ["CIFAR10_MEAN", "CIFAR10_STD", "ImageClassifier", "Normalize"]
+
+# model -> its compiled ``body`` (gacd_core.fastpath.compiled). Kept outside the model so that a deep
+# copy or a saved file never carries a compiled function bound to another instance.
+COMPILED_BODIES: dict[int, Callable[[torch.Tensor], torch.Tensor]] = {}
 
 
 class Normalize(nn.Module):
@@ -72,7 +76,7 @@ class ImageClassifier(nn.Module):
     # --- the shared API ------------------------------------------------------------------------
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Pixels in [0, 1] -> the last feature map (N, C, h, w)."""
-        return self.body(self.normalize(x))
+        return COMPILED_BODIES.get(id(self), self.body)(self.normalize(x))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Feature map -> pooled features (``pre_logits=True``) or logits."""
