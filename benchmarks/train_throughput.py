@@ -31,6 +31,7 @@ Run: ``python benchmarks/train_throughput.py`` (``make bench-train``); ``--devic
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -298,7 +299,28 @@ def measure_training(student: str, method: str, args, device: torch.device, mem:
     setting = trainer.choose_setting()
     probe_s = time.perf_counter() - t0
     ours = OurTrainer(trainer)
-    rates = alternate({"naive": naive.step, "ours": ours.step}, args.batch_size, args.calls, args.rounds, device, mem)
+    runners = {"naive": naive.step, "ours": ours.step}
+    with contextlib.ExitStack() as stack:
+        if args.compile:
+            # the same trainer in the probe's setting, its models' bodies compiled; the first step compiles
+            comp_m, _ = build(method, student, data, args, device)
+            comp = OurTrainer(
+                Trainer(
+                    comp_m,
+                    data,
+                    spec.hyperparameters,
+                    device=device,
+                    precision=setting.precision,
+                    channels_last=setting.channels_last,
+                    compile=True,
+                )
+            )
+            stack.enter_context(fastpath.compiled(comp_m.student, comp_m.teacher))
+            t0 = time.perf_counter()
+            comp.step()
+            compile_s = time.perf_counter() - t0
+            runners["ours+compile"] = comp.step
+        rates = alternate(runners, args.batch_size, args.calls, args.rounds, device, mem)
     row: dict[str, Any] = {
         "student": student,
         "method": method,
@@ -311,6 +333,11 @@ def measure_training(student: str, method: str, args, device: torch.device, mem:
         "naive_peak_mb": mem.peak.pop("naive", 0) / 2**20,
         "ours_peak_mb": mem.peak.pop("ours", 0) / 2**20,
     }
+    if args.compile:
+        row["compiled_img_s"] = rates["ours+compile"]
+        row["compiled_ratio"] = rates["ours+compile"] / rates["naive"]
+        row["compile_s"] = compile_s
+        row["compiled_peak_mb"] = mem.peak.pop("ours+compile", 0) / 2**20
     if device.type == "cuda" and student == "resnet18":
         flops = step_flops(ours.step)
         row["step_tflop"] = flops / 1e12
@@ -424,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calls", type=int, default=1, help="steps per turn")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    p.add_argument("--compile", action="store_true", help="also ours with torch.compile (compile time reported)")
     p.add_argument("--naive-workers", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", type=Path, default=None)
@@ -488,6 +516,20 @@ def table(result: dict[str, Any]) -> str:
             f"| {r['student']} | {r['method']} | {r['naive_img_s']:.1f} | {r['ours_img_s']:.1f} | {r['ratio']:.2f}x "
             f"| {r['setting']} ({r['probe_s']:.0f}) | {r['naive_peak_mb']:.0f} | {r['ours_peak_mb']:.0f} | {tf} |"
         )
+    compiled = [r for r in result["train"] if "compiled_img_s" in r]
+    if compiled:
+        lines += [
+            "",
+            "| student | method | naive img/s | ours img/s | ours + torch.compile img/s | compile vs naive | "
+            "compile vs ours | compile s |",
+            "|---|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in compiled:
+            lines.append(
+                f"| {r['student']} | {r['method']} | {r['naive_img_s']:.1f} | {r['ours_img_s']:.1f} | "
+                f"{r['compiled_img_s']:.1f} | {r['compiled_ratio']:.2f}x | "
+                f"{r['compiled_img_s'] / r['ours_img_s']:.2f}x | {r['compile_s']:.0f} |"
+            )
     lines += [
         "",
         f"| student | PGD-20 eval naive img/s | ours img/s | ratio | channels_last | naive {unit} | ours {unit} |",
