@@ -193,14 +193,19 @@ class Trainer:
         val: a held-out split for per-epoch clean and PGD-10 accuracy (never used to pick a model).
         augment: random crop and flip.
         checkpoint_dir: where ``checkpoint.pt`` is written after every epoch.
-        progress: called every ``log_every`` steps and after every epoch.
-        should_stop: checked every ``check_every`` steps; when it returns True, training raises
-            :class:`TrainingStopped` (the last epoch's checkpoint remains).
+        progress: called every ``log_every`` steps or ``log_seconds`` of training, whichever comes
+            first, and after every epoch, so that a long step or a short epoch still shows progress.
+        should_stop: checked at the first step of every epoch and then every ``check_every`` steps or
+            ``check_seconds``, whichever comes first (a cancel lands within about a step plus
+            ``check_seconds``); when it returns True, training raises :class:`TrainingStopped` (the
+            last epoch's checkpoint remains).
         before_write: called right before each checkpoint is written; it may raise to prevent the write.
         should_pause: checked before every step; when it returns True, the trainer writes a checkpoint at
             that step boundary and raises :class:`TrainingPaused` (resuming continues from that step).
         channels_last: channels-last memory format; ``None``: probed under ``auto``, else on CUDA only.
         probe_steps: steps per setting and round of the ``auto`` probe.
+        compile: run the student's and the teacher's bodies through ``torch.compile`` while training
+            (:func:`gacd_core.fastpath.compiled`); monitoring and evaluation stay eager.
         val_eps: the radius of the per-epoch PGD-10 monitoring.
         fingerprint: identifies the job; a checkpoint with another fingerprint is refused.
     """
@@ -223,6 +228,8 @@ class Trainer:
         should_pause: Callable[[], bool] | None = None,
         check_every: int = 10,
         log_every: int = 20,
+        check_seconds: float = 1.0,
+        log_seconds: float = 2.0,
         channels_last: bool | None = None,
         val_eps: float = 8 / 255,
         fingerprint: str | None = None,
@@ -235,6 +242,7 @@ class Trainer:
         self.should_pause = should_pause
         self._mid_epoch: dict[str, Any] | None = None  # set by a mid-epoch checkpoint, used once by fit()
         self.check_every, self.log_every = max(1, check_every), max(1, log_every)
+        self.check_seconds, self.log_seconds = check_seconds, log_seconds
         self.val_eps = val_eps
         self.fingerprint = fingerprint
         if precision not in ("fp32", "bf16", "auto"):
@@ -434,6 +442,7 @@ class Trainer:
     def _epochs(self, run_start: float, total_steps: int) -> None:
         """The remaining epochs: steps, per-epoch record, validation monitor, checkpoint, progress."""
         run_steps = 0
+        last_check = last_report = time.perf_counter()
         for epoch in range(self.epoch + 1, self.hyper.epochs + 1):
             t0 = time.perf_counter()
             self.method.train()
@@ -451,15 +460,20 @@ class Trainer:
                     continue
                 if self.should_pause is not None and self.should_pause():
                     self._pause(epoch, step - 1, acc, time.perf_counter() - t0)
-                if self.should_stop is not None and (step - 1) % self.check_every == 0 and self.should_stop():
-                    raise TrainingStopped(epoch, step)
+                now = time.perf_counter()
+                due = (step - 1) % self.check_every == 0 or now - last_check >= self.check_seconds
+                if self.should_stop is not None and due:
+                    last_check = now
+                    if self.should_stop():
+                        raise TrainingStopped(epoch, step)
                 out = self.train_step(x, y, idx)
                 run_steps += 1
                 acc.add(out.loss, out.parts, out.logits, y)
-                if step % self.log_every == 0:
+                now = time.perf_counter()
+                if self.progress is not None and (step % self.log_every == 0 or now - last_report >= self.log_seconds):
+                    last_report = now
                     loss_mean, parts = acc.means(step, epoch)
-                    if self.progress is not None:
-                        self._report("step", epoch, step, run_start, run_steps, total_steps, loss_mean, parts)
+                    self._report("step", epoch, step, run_start, run_steps, total_steps, loss_mean, parts)
             train_seconds = time.perf_counter() - t0
             self.seconds += train_seconds
             loss_mean, parts = acc.means(self.steps_per_epoch, epoch)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import pytest
@@ -95,7 +96,7 @@ def test_checkpoint_is_plain_data_and_refuses_another_job(tmp_path):
 
 def test_progress_and_stop_callbacks(tmp_path):
     events: list[Progress] = []
-    t = _trainer("natural", tmp_path, epochs=2, progress=events.append, log_every=1)
+    t = _trainer("natural", tmp_path, epochs=2, progress=events.append, log_every=1, log_seconds=math.inf)
     t.fit()
     assert events[0].phase == "start" and events[0].step == 0 and events[0].global_step == 0
     steps = [e for e in events if e.phase == "step"]
@@ -115,10 +116,29 @@ def test_progress_and_stop_callbacks(tmp_path):
         calls.append(1)
         return len(calls) >= 2
 
-    t = _trainer("natural", None, epochs=3, should_stop=stop, check_every=2)
+    t = _trainer("natural", None, epochs=3, should_stop=stop, check_every=2, check_seconds=math.inf)
     with pytest.raises(TrainingStopped) as err:
         t.fit()
     assert (err.value.epoch, err.value.step) == (1, 3)  # checked at steps 1 and 3
+
+
+def test_stop_and_progress_are_also_checked_by_time(monkeypatch):
+    """A slow step (a large model, a long inner attack) must not delay a cancel by check_every steps."""
+    calls, events = [], []
+    t = _trainer(
+        "natural", None, epochs=2, should_stop=lambda: calls.append(1) and False, progress=events.append,
+        check_every=1000, log_every=1000, check_seconds=0.05, log_seconds=0.05,
+    )  # fmt: skip
+    step = t.train_step
+
+    def slow_step(*a):
+        time.sleep(0.06)
+        return step(*a)
+
+    monkeypatch.setattr(t, "train_step", slow_step)
+    t.fit()
+    assert len(calls) == 2 * t.steps_per_epoch  # every step, though check_every is 1000
+    assert len([e for e in events if e.phase == "step"]) == 2 * t.steps_per_epoch
 
 
 def test_validation_monitoring_on_held_out_split():
