@@ -28,7 +28,6 @@ from gacd_core.normalization import resolve as resolve_normalization
 EPS_8 = 8 / 255
 TEACHER_METHODS = ("kd", "ard", "rslad", "crd", "gacd")
 TEACHERLESS_METHODS = ("natural", "at")
-ROBUST_METHODS = ("at", "ard", "rslad", "gacd")  # methods whose training uses an inner adversary
 
 
 class _Strict(BaseModel):
