@@ -3,11 +3,17 @@
 The HTTP service validates job specifications against these names without importing torch; the
 registries in :mod:`gacd_core.models`, :mod:`gacd_core.methods`, :mod:`gacd_core.attacks` and
 :mod:`gacd_core.data` refuse to register a name that is missing here, and a test checks that every
-name here is registered. Adding a model, method, attack or dataset therefore takes its file, its
-registry decorator and one line below.
+name here is registered. Adding a model or dataset therefore takes its file, its registry decorator and
+one entry below.
+
+Methods are the exception: a method is declared by its parameters class in :mod:`gacd_core.spec`
+(:func:`~gacd_core.spec.declare_method`), which writes its entry into :data:`METHODS`. This module
+imports :mod:`gacd_core.spec` at its end, so :data:`METHODS` is complete whichever is imported first.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 MODELS: dict[str, str] = {
     "resnet18": "ResNet-18, CIFAR stem (3x3 conv, no max-pool); 11.2M parameters at 10 classes",
@@ -28,15 +34,24 @@ MODELS: dict[str, str] = {
     "tiny_mobilenetv2": "MobileNetV2 with width multiplier 0.125 and one block per stage: for tests",
 }
 
-METHODS: dict[str, str] = {
-    "natural": "standard training on clean data (no teacher)",
-    "at": "PGD adversarial training (Madry et al. 2018): cross-entropy on PGD examples (no teacher)",
-    "kd": "Hinton knowledge distillation on clean data (non-robust baseline)",
-    "ard": "Adversarially Robust Distillation (Goldblum et al. 2020): KL to the teacher on student PGD examples",
-    "rslad": "Robust Soft Label Adversarial Distillation (Zi et al. 2021)",
-    "crd": "Contrastive Representation Distillation on clean data (Tian et al. 2020; non-robust)",
-    "gacd": "Guided Adversarial Contrastive Distillation (Bai et al. 2020): this product's method",
-}
+
+@dataclass(frozen=True)
+class MethodEntry:
+    """What the catalog says about a training method; written by its declaration in :mod:`gacd_core.spec`.
+
+    Attributes:
+        label: how reports name the method ("GACD", "natural training").
+        description: one line for ``gacd list``.
+        needs_teacher: whether a job of this method distils from a teacher (and must name one).
+    """
+
+    label: str
+    description: str
+    needs_teacher: bool
+
+
+# Filled by gacd_core.spec.declare_method, in the order the parameters classes are declared.
+METHODS: dict[str, MethodEntry] = {}
 
 # Attacks that can be named in an evaluation protocol, plus the training-time adversaries.
 ATTACKS: dict[str, str] = {
@@ -61,3 +76,7 @@ DATASETS: dict[str, str] = {
     "stl10": "STL-10 labelled split, binary layout under <root>/stl10_binary (96x96, optional resize)",
     "custom": "your own data: an .npz of uint8 images and int labels, or an ImageFolder directory",
 }
+
+
+# The methods' declarations (see the module docstring): after the tables above, which spec reads.
+from gacd_core import spec as _spec  # noqa: E402, F401

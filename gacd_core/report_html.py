@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from gacd_core import catalog
+
 __all__ = ["render_html"]
 
 STUDENT = "#2563eb"
@@ -28,15 +30,6 @@ PALETTE = ("#0f766e", "#7c3aed", "#db2777", "#65a30d", "#0891b2", "#a16207", "#4
 DASH = "—"
 
 _ATTACK_NAMES = {"clean": "Clean", "fgsm": "FGSM", "pgd20": "PGD-20", "cw": "CW", "autoattack": "AutoAttack"}
-_METHOD_NAMES = {
-    "natural": "natural training",
-    "at": "AT",
-    "kd": "KD",
-    "ard": "ARD",
-    "rslad": "RSLAD",
-    "crd": "CRD",
-    "gacd": "GACD",
-}
 _ACCURACY_KEYS = ("clean_acc", "fgsm_acc", "pgd20_acc", "cw_acc", "autoattack_acc")
 
 
@@ -169,7 +162,8 @@ def _split_word(protocol: Mapping[str, Any]) -> str:
 
 
 def _method_name(method: Any) -> str:
-    return _METHOD_NAMES.get(str(method).lower(), _esc(method))
+    entry = catalog.METHODS.get(str(method).lower())
+    return _esc(entry.label) if entry is not None else _esc(method)
 
 
 def _tick(value: float) -> str:

@@ -34,12 +34,11 @@ from gacd_core.errors import SpecError
 from gacd_core.methods.base import Method, StepOutput, register_method
 from gacd_core.methods.contrastive import ContrastiveObjective, reliability_weights
 from gacd_core.models import ImageClassifier
+from gacd_core.spec import GACDParams
 
 
-@register_method("gacd")
+@register_method(GACDParams)
 class GACD(Method):
-    needs_teacher = True
-
     def __init__(self, *args, **kw) -> None:
         super().__init__(*args, **kw)
         p = self.params
