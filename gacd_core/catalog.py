@@ -53,7 +53,8 @@ class MethodEntry:
 # Filled by gacd_core.spec.declare_method, in the order the parameters classes are declared.
 METHODS: dict[str, MethodEntry] = {}
 
-# Attacks that can be named in an evaluation protocol, plus the training-time adversaries.
+# The attacks' building blocks, for `gacd list`: the protocol's attacks are configurations of these
+# (the names an evaluation accepts are those of EVAL_ATTACKS), the rest are training-time adversaries.
 ATTACKS: dict[str, str] = {
     "fgsm": "FGSM: one signed-gradient step of size eps on the cross-entropy",
     "pgd": "PGD in L-inf with random start on any loss (cross-entropy by default)",
@@ -63,18 +64,104 @@ ATTACKS: dict[str, str] = {
     "autoattack": "standard AutoAttack (APGD-CE, APGD-T, FAB-T, Square) from the reference package",
 }
 
-# The protocol attacks an evaluation may list, with the report key each one fills.
-EVAL_ATTACKS: dict[str, str] = {
-    "fgsm": "fgsm_acc",
-    "pgd20": "pgd20_acc",
-    "cw": "cw_acc",
-}
 
-DATASETS: dict[str, str] = {
-    "cifar10": "CIFAR-10, python-batches layout under <root>/cifar-10-batches-py",
-    "cifar100": "CIFAR-100 (fine labels), python layout under <root>/cifar-100-python",
-    "stl10": "STL-10 labelled split, binary layout under <root>/stl10_binary (96x96, optional resize)",
-    "custom": "your own data: an .npz of uint8 images and int labels, or an ImageFolder directory",
+@dataclass(frozen=True)
+class Accuracy:
+    """One accuracy the evaluation protocol reports: on clean inputs, under an attack, or under AutoAttack.
+
+    Attributes:
+        name: the name in ``evaluation.attacks`` and in the report's per-attack tables.
+        key: the metric in ``report.json`` and in a job's progress (``pgd20_acc``).
+        label: how reports and charts name it ("PGD-20").
+        selectable: an evaluation may list it in ``evaluation.attacks`` (clean accuracy is always
+            measured; AutoAttack has its own switch, ``evaluation.autoattack``). Each selectable attack
+            has a factory in :mod:`gacd_core.attacks` registered under its name.
+        reference: the protocol's reference attack (exactly one): its adversarial examples feed the
+            structure metrics, its per-class accuracy is reported, its factory at other radii is the
+            eps sweep's attack, and it is the headline robust accuracy.
+    """
+
+    name: str
+    key: str
+    label: str
+    selectable: bool = True
+    reference: bool = False
+
+
+# In the order reports show them.
+ACCURACIES: dict[str, Accuracy] = {
+    a.name: a
+    for a in (
+        Accuracy("clean", "clean_acc", "Clean", selectable=False),
+        Accuracy("fgsm", "fgsm_acc", "FGSM"),
+        Accuracy("pgd20", "pgd20_acc", "PGD-20", reference=True),
+        Accuracy("cw", "cw_acc", "CW"),
+        Accuracy("autoattack", "autoattack_acc", "AutoAttack", selectable=False),
+    )
+}
+# The protocol attacks an evaluation may list (its default: all of them).
+EVAL_ATTACKS: dict[str, Accuracy] = {name: a for name, a in ACCURACIES.items() if a.selectable}
+ACCURACY_KEYS: tuple[str, ...] = tuple(a.key for a in ACCURACIES.values())
+(REFERENCE_ATTACK,) = (a for a in ACCURACIES.values() if a.reference)
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """A dataset users can name, and for a built-in one the facts the service states without reading it.
+
+    Attributes:
+        description: one line for ``gacd list``.
+        folder: where its files sit under a data root (built-in datasets only).
+        files: the files its reader needs, relative to ``folder``: what makes it available on a data root.
+        num_classes: how many classes it has.
+        train_size: images in its training split.
+        test_size: images in its test split.
+        image_size: the side of its (square) images.
+    """
+
+    description: str
+    folder: str = ""
+    files: tuple[str, ...] = ()
+    num_classes: int | None = None
+    train_size: int | None = None
+    test_size: int | None = None
+    image_size: int | None = None
+
+    @property
+    def builtin(self) -> bool:
+        """Read from a data root by name (as opposed to ``custom``: a file or an upload)."""
+        return bool(self.files)
+
+
+DATASETS: dict[str, DatasetEntry] = {
+    "cifar10": DatasetEntry(
+        "CIFAR-10, python-batches layout under <root>/cifar-10-batches-py",
+        "cifar-10-batches-py",
+        (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"),
+        num_classes=10,
+        train_size=50_000,
+        test_size=10_000,
+        image_size=32,
+    ),
+    "cifar100": DatasetEntry(
+        "CIFAR-100 (fine labels), python layout under <root>/cifar-100-python",
+        "cifar-100-python",
+        ("train", "test"),
+        num_classes=100,
+        train_size=50_000,
+        test_size=10_000,
+        image_size=32,
+    ),
+    "stl10": DatasetEntry(
+        "STL-10 labelled split, binary layout under <root>/stl10_binary (96x96, optional resize)",
+        "stl10_binary",
+        tuple(f"{split}_{part}.bin" for split in ("train", "test") for part in ("X", "y")),
+        num_classes=10,
+        train_size=5_000,
+        test_size=8_000,
+        image_size=96,
+    ),
+    "custom": DatasetEntry("your own data: an .npz of uint8 images and int labels, or an ImageFolder directory"),
 }
 
 

@@ -275,7 +275,7 @@ class _Display:
 def _summary(report: dict[str, Any], out: Path) -> None:
     from gacd_core.evaluation import summary_line
 
-    keys = ("clean_acc", "fgsm_acc", "pgd20_acc", "cw_acc", "autoattack_acc")
+    keys = catalog.ACCURACY_KEYS
     print(f"student ({report['student']['arch']}): {summary_line(report['metrics'], keys)}")
     if report.get("teacher_metrics"):
         print(f"teacher ({report['teacher']['arch']}): {summary_line(report['teacher_metrics'], keys)}")
@@ -292,7 +292,7 @@ def _list(as_json: bool) -> int:
         "models": catalog.MODELS,
         "methods": {name: m.description for name, m in catalog.METHODS.items()},
         "attacks": catalog.ATTACKS,
-        "datasets": catalog.DATASETS,
+        "datasets": {name: d.description for name, d in catalog.DATASETS.items()},
     }
     if as_json:
         print(json.dumps(tables, indent=2))

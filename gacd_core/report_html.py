@@ -29,8 +29,8 @@ NEUTRAL = "#64748b"
 PALETTE = ("#0f766e", "#7c3aed", "#db2777", "#65a30d", "#0891b2", "#a16207", "#4f46e5", "#be123c")
 DASH = "—"
 
-_ATTACK_NAMES = {"clean": "Clean", "fgsm": "FGSM", "pgd20": "PGD-20", "cw": "CW", "autoattack": "AutoAttack"}
-_ACCURACY_KEYS = ("clean_acc", "fgsm_acc", "pgd20_acc", "cw_acc", "autoattack_acc")
+_ATTACK_NAMES = {name: a.label for name, a in catalog.ACCURACIES.items()}
+_REFERENCE = catalog.REFERENCE_ATTACK  # the headline robust accuracy and the per-class chart's attack
 
 
 # --------------------------------------------------------------------------------------------------
@@ -639,7 +639,7 @@ def _headline(report: Mapping[str, Any]) -> str:
     test = f"{_int(protocol.get('test_size'))} {_split_word(protocol)} images"
     stats = [
         _accuracy_stat("Clean accuracy", "clean_acc", metrics, teacher, test),
-        _accuracy_stat("PGD-20 accuracy", "pgd20_acc", metrics, teacher, eps),
+        _accuracy_stat(f"{_REFERENCE.label} accuracy", _REFERENCE.key, metrics, teacher, eps),
     ]
     if any(_num(m.get("autoattack_acc")) is not None for m in (metrics, _dict(teacher))):
         size = protocol.get("autoattack_size")
@@ -718,7 +718,7 @@ def _line_figure(title: str, series: Sequence[_Series | None], *, y_label: str, 
 
 def _attack_figure(report: Mapping[str, Any]) -> str:
     metrics, teacher = _dict(report.get("metrics")), _dict(report.get("teacher_metrics"))
-    keys = [k for k in _ACCURACY_KEYS if _num(metrics.get(k)) is not None or _num(teacher.get(k)) is not None]
+    keys = [k for k in catalog.ACCURACY_KEYS if _num(metrics.get(k)) is not None or _num(teacher.get(k)) is not None]
     if not keys:
         return ""
     bars = [_Bars("student", tuple(_scaled(metrics.get(k)) for k in keys), STUDENT)]
@@ -775,21 +775,22 @@ def _per_class_figure(report: Mapping[str, Any]) -> str:
         ("student", _dict(_dict(report.get("metrics")).get("per_class")), STUDENT, STUDENT_LIGHT),
         ("teacher", _dict(_dict(report.get("teacher_metrics")).get("per_class")), TEACHER, TEACHER_LIGHT),
     ]
-    models = [m for m in models if _list(m[1].get("pgd20")) or _list(m[1].get("clean"))]
+    ref = _REFERENCE.name
+    models = [m for m in models if _list(m[1].get(ref)) or _list(m[1].get("clean"))]
     if not models:
         return ""
-    n = max(len(_list(pc.get(k))) for _, pc, _, _ in models for k in ("clean", "pgd20"))
+    n = max(len(_list(pc.get(k))) for _, pc, _, _ in models for k in ("clean", ref))
     categories = [names[i] if i < len(names) else f"class {i}" for i in range(n)]
     bars = []
     for slot, (who, per_class, dark, light) in enumerate(models):
-        for key, label, color, narrow in (("clean", "clean", light, False), ("pgd20", "PGD-20", dark, True)):
+        for key, label, color, narrow in (("clean", "clean", light, False), (ref, _REFERENCE.label, dark, True)):
             values = _list(per_class.get(key))
             if values:
                 padded = tuple(_scaled(values[i]) if i < len(values) else None for i in range(n))
                 bars.append(_Bars(f"{who} {label}", padded, color, slot=slot, narrow=narrow))
     chart = _bar_chart(categories, bars, label="Per-class accuracy", y_label="accuracy (%)", min_width=1000)
     legend = _legend((b.name, b.color, "box") for b in bars)
-    caption = "Narrow dark bars: PGD-20 (robust) accuracy; wide pale bars behind them: clean accuracy."
+    caption = f"Narrow dark bars: {_REFERENCE.label} (robust) accuracy; wide pale bars behind them: clean accuracy."
     return _figure("Per-class accuracy", chart, legend, caption, wide=True)
 
 
@@ -811,7 +812,7 @@ def _metric_label(key: str) -> str:
 def _metrics_table(report: Mapping[str, Any]) -> str:
     metrics = _dict(report.get("metrics"))
     teacher = _dict(report.get("teacher_metrics")) if report.get("teacher_metrics") else None
-    keys = [k for k in _ACCURACY_KEYS if k in metrics or (teacher and k in teacher)]
+    keys = [k for k in catalog.ACCURACY_KEYS if k in metrics or (teacher and k in teacher)]
     keys += [k for k in metrics if k.endswith("_acc") and k not in keys]
     rows = [(_metric_label(k), metrics.get(k), _dict(teacher).get(k)) for k in keys]
     breakdown = _dict(metrics.get("autoattack_breakdown"))

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -459,8 +460,8 @@ def test_core_never_imports_the_service_stack() -> None:
 # --------------------------------------------------------------------------------------------------
 # Catalog vs registries
 # --------------------------------------------------------------------------------------------------
-def _registries() -> list[tuple[str, dict[str, str], Registry]]:
-    from gacd_core.attacks import ATTACKS
+def _registries() -> list[tuple[str, dict[str, Any], Registry]]:
+    from gacd_core.attacks import PROTOCOL_ATTACKS
     from gacd_core.data import DATASETS
     from gacd_core.methods import METHODS
     from gacd_core.models import MODELS
@@ -468,7 +469,7 @@ def _registries() -> list[tuple[str, dict[str, str], Registry]]:
     return [
         ("models", catalog.MODELS, MODELS),
         ("methods", catalog.METHODS, METHODS),
-        ("attacks", catalog.ATTACKS, ATTACKS),
+        ("attacks", catalog.EVAL_ATTACKS, PROTOCOL_ATTACKS),
         ("datasets", catalog.DATASETS, DATASETS),
     ]
 
@@ -547,6 +548,9 @@ def test_catalog_lists_the_documented_choices() -> None:
     assert set(catalog.DATASETS) == {"cifar10", "cifar100", "stl10", "custom"}
     assert {"resnet18", "wrn_34_10", "mobilenetv2"} <= set(catalog.MODELS)
     assert list(catalog.EVAL_ATTACKS) == ["fgsm", "pgd20", "cw"]
+    assert catalog.ACCURACY_KEYS == ("clean_acc", "fgsm_acc", "pgd20_acc", "cw_acc", "autoattack_acc")
+    assert catalog.REFERENCE_ATTACK.name == "pgd20" and catalog.REFERENCE_ATTACK.label == "PGD-20"
+    assert all(a.key == f"{name}_acc" for name, a in catalog.ACCURACIES.items())
 
 
 def test_registry_refuses_duplicates_and_names_outside_its_catalog() -> None:

@@ -22,7 +22,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from gacd_core.attacks.attacks import register_attack
 from gacd_core.attacks.core import attack_mode
 
 STANDARD_ATTACKS = ("apgd-ce", "apgd-t", "fab-t", "square")
@@ -85,7 +84,6 @@ class AutoAttackResult:
     config: dict[str, Any] = field(default_factory=dict)
 
 
-@register_attack("autoattack")
 class AutoAttack:
     """Standard AutoAttack in L-inf.
 
