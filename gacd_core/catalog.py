@@ -3,8 +3,8 @@
 The HTTP service validates job specifications against these names without importing torch; the
 registries in :mod:`gacd_core.models`, :mod:`gacd_core.methods`, :mod:`gacd_core.attacks` and
 :mod:`gacd_core.data` refuse to register a name that is missing here, and a test checks that every
-name here is registered. Adding a model or dataset therefore takes its file, its registry decorator and
-one entry below.
+name here is registered. Adding a model, an evaluation attack or a dataset therefore takes its file (or
+factory), its registry decorator and one entry below (docs/extending.md).
 
 Methods are the exception: a method is declared by its parameters class in :mod:`gacd_core.spec`
 (:func:`~gacd_core.spec.declare_method`), which writes its entry into :data:`METHODS`. This module

@@ -1,4 +1,4 @@
-"""A toy distillation method, added the way docs/adding-a-method.md says: its parameters class, then
+"""A toy distillation method, added the way docs/extending.md says: its parameters class, then
 its implementation, and nothing else. tests/test_adding_a_method.py imports it (in the test process and
 in a worker) as if the package held it, and runs it through the CLI and the HTTP API."""
 

@@ -1,4 +1,4 @@
-"""A new method is its parameters class and its implementation, nothing else (docs/adding-a-method.md).
+"""A new method is its parameters class and its implementation, nothing else (docs/extending.md).
 
 The toy method of ``tests/_toy_method.py`` is declared only there. Imported, it is listed, validated,
 trained, evaluated and reported by the ``gacd`` command, and accepted and run by the HTTP API and its

@@ -5,7 +5,7 @@ and any extra trainable modules (projection heads) and buffers (memory banks) in
 ``training_step(x, y, idx)`` runs its inner adversary, if any, and returns the loss with its named
 parts. The shared trainer does everything else.
 
-Adding a method (docs/adding-a-method.md): its parameters class in :mod:`gacd_core.spec`, decorated
+Adding a method (docs/extending.md): its parameters class in :mod:`gacd_core.spec`, decorated
 with :func:`~gacd_core.spec.declare_method`, which declares its name, label, description and whether it
 needs a teacher; and one file in this package with a :class:`Method` subclass decorated with
 ``@register_method(ItsParams)``, imported in ``__init__``. Every list of methods derives from those two.
