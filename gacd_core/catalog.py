@@ -3,11 +3,17 @@
 The HTTP service validates job specifications against these names without importing torch; the
 registries in :mod:`gacd_core.models`, :mod:`gacd_core.methods`, :mod:`gacd_core.attacks` and
 :mod:`gacd_core.data` refuse to register a name that is missing here, and a test checks that every
-name here is registered. Adding a model, method, attack or dataset therefore takes its file, its
-registry decorator and one line below.
+name here is registered. Adding a model, an evaluation attack or a dataset therefore takes its file (or
+factory), its registry decorator and one entry below (docs/extending.md).
+
+Methods are the exception: a method is declared by its parameters class in :mod:`gacd_core.spec`
+(:func:`~gacd_core.spec.declare_method`), which writes its entry into :data:`METHODS`. This module
+imports :mod:`gacd_core.spec` at its end, so :data:`METHODS` is complete whichever is imported first.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 MODELS: dict[str, str] = {
     "resnet18": "ResNet-18, CIFAR stem (3x3 conv, no max-pool); 11.2M parameters at 10 classes",
@@ -28,17 +34,27 @@ MODELS: dict[str, str] = {
     "tiny_mobilenetv2": "MobileNetV2 with width multiplier 0.125 and one block per stage: for tests",
 }
 
-METHODS: dict[str, str] = {
-    "natural": "standard training on clean data (no teacher)",
-    "at": "PGD adversarial training (Madry et al. 2018): cross-entropy on PGD examples (no teacher)",
-    "kd": "Hinton knowledge distillation on clean data (non-robust baseline)",
-    "ard": "Adversarially Robust Distillation (Goldblum et al. 2020): KL to the teacher on student PGD examples",
-    "rslad": "Robust Soft Label Adversarial Distillation (Zi et al. 2021)",
-    "crd": "Contrastive Representation Distillation on clean data (Tian et al. 2020; non-robust)",
-    "gacd": "Guided Adversarial Contrastive Distillation (Bai et al. 2020): this product's method",
-}
 
-# Attacks that can be named in an evaluation protocol, plus the training-time adversaries.
+@dataclass(frozen=True)
+class MethodEntry:
+    """What the catalog says about a training method; written by its declaration in :mod:`gacd_core.spec`.
+
+    Attributes:
+        label: how reports name the method ("GACD", "natural training").
+        description: one line for ``gacd list``.
+        needs_teacher: whether a job of this method distils from a teacher (and must name one).
+    """
+
+    label: str
+    description: str
+    needs_teacher: bool
+
+
+# Filled by gacd_core.spec.declare_method, in the order the parameters classes are declared.
+METHODS: dict[str, MethodEntry] = {}
+
+# The attacks' building blocks, for `gacd list`: the protocol's attacks are configurations of these
+# (the names an evaluation accepts are those of EVAL_ATTACKS), the rest are training-time adversaries.
 ATTACKS: dict[str, str] = {
     "fgsm": "FGSM: one signed-gradient step of size eps on the cross-entropy",
     "pgd": "PGD in L-inf with random start on any loss (cross-entropy by default)",
@@ -48,16 +64,106 @@ ATTACKS: dict[str, str] = {
     "autoattack": "standard AutoAttack (APGD-CE, APGD-T, FAB-T, Square) from the reference package",
 }
 
-# The protocol attacks an evaluation may list, with the report key each one fills.
-EVAL_ATTACKS: dict[str, str] = {
-    "fgsm": "fgsm_acc",
-    "pgd20": "pgd20_acc",
-    "cw": "cw_acc",
+
+@dataclass(frozen=True)
+class Accuracy:
+    """One accuracy the evaluation protocol reports: on clean inputs, under an attack, or under AutoAttack.
+
+    Attributes:
+        name: the name in ``evaluation.attacks`` and in the report's per-attack tables.
+        key: the metric in ``report.json`` and in a job's progress (``pgd20_acc``).
+        label: how reports and charts name it ("PGD-20").
+        selectable: an evaluation may list it in ``evaluation.attacks`` (clean accuracy is always
+            measured; AutoAttack has its own switch, ``evaluation.autoattack``). Each selectable attack
+            has a factory in :mod:`gacd_core.attacks` registered under its name.
+        reference: the protocol's reference attack (exactly one): its adversarial examples feed the
+            structure metrics, its per-class accuracy is reported, its factory at other radii is the
+            eps sweep's attack, and it is the headline robust accuracy.
+    """
+
+    name: str
+    key: str
+    label: str
+    selectable: bool = True
+    reference: bool = False
+
+
+# In the order reports show them.
+ACCURACIES: dict[str, Accuracy] = {
+    a.name: a
+    for a in (
+        Accuracy("clean", "clean_acc", "Clean", selectable=False),
+        Accuracy("fgsm", "fgsm_acc", "FGSM"),
+        Accuracy("pgd20", "pgd20_acc", "PGD-20", reference=True),
+        Accuracy("cw", "cw_acc", "CW"),
+        Accuracy("autoattack", "autoattack_acc", "AutoAttack", selectable=False),
+    )
+}
+# The protocol attacks an evaluation may list (its default: all of them).
+EVAL_ATTACKS: dict[str, Accuracy] = {name: a for name, a in ACCURACIES.items() if a.selectable}
+ACCURACY_KEYS: tuple[str, ...] = tuple(a.key for a in ACCURACIES.values())
+(REFERENCE_ATTACK,) = (a for a in ACCURACIES.values() if a.reference)
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """A dataset users can name, and for a built-in one the facts the service states without reading it.
+
+    Attributes:
+        description: one line for ``gacd list``.
+        folder: where its files sit under a data root (built-in datasets only).
+        files: the files its reader needs, relative to ``folder``: what makes it available on a data root.
+        num_classes: how many classes it has.
+        train_size: images in its training split.
+        test_size: images in its test split.
+        image_size: the side of its (square) images.
+    """
+
+    description: str
+    folder: str = ""
+    files: tuple[str, ...] = ()
+    num_classes: int | None = None
+    train_size: int | None = None
+    test_size: int | None = None
+    image_size: int | None = None
+
+    @property
+    def builtin(self) -> bool:
+        """Read from a data root by name (as opposed to ``custom``: a file or an upload)."""
+        return bool(self.files)
+
+
+DATASETS: dict[str, DatasetEntry] = {
+    "cifar10": DatasetEntry(
+        "CIFAR-10, python-batches layout under <root>/cifar-10-batches-py",
+        "cifar-10-batches-py",
+        (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"),
+        num_classes=10,
+        train_size=50_000,
+        test_size=10_000,
+        image_size=32,
+    ),
+    "cifar100": DatasetEntry(
+        "CIFAR-100 (fine labels), python layout under <root>/cifar-100-python",
+        "cifar-100-python",
+        ("train", "test"),
+        num_classes=100,
+        train_size=50_000,
+        test_size=10_000,
+        image_size=32,
+    ),
+    "stl10": DatasetEntry(
+        "STL-10 labelled split, binary layout under <root>/stl10_binary (96x96, optional resize)",
+        "stl10_binary",
+        tuple(f"{split}_{part}.bin" for split in ("train", "test") for part in ("X", "y")),
+        num_classes=10,
+        train_size=5_000,
+        test_size=8_000,
+        image_size=96,
+    ),
+    "custom": DatasetEntry("your own data: an .npz of uint8 images and int labels, or an ImageFolder directory"),
 }
 
-DATASETS: dict[str, str] = {
-    "cifar10": "CIFAR-10, python-batches layout under <root>/cifar-10-batches-py",
-    "cifar100": "CIFAR-100 (fine labels), python layout under <root>/cifar-100-python",
-    "stl10": "STL-10 labelled split, binary layout under <root>/stl10_binary (96x96, optional resize)",
-    "custom": "your own data: an .npz of uint8 images and int labels, or an ImageFolder directory",
-}
+
+# The methods' declarations (see the module docstring): after the tables above, which spec reads.
+from gacd_core import spec as _spec  # noqa: E402, F401

@@ -22,9 +22,8 @@ from typing import Any
 
 from gacd_core import catalog
 from gacd_core.errors import GACDError, SpecError
-from gacd_core.spec import load_spec_file, parse_spec, parse_teacher, set_path
+from gacd_core.spec import load_spec_file, method_names, parse_spec, parse_teacher, set_path
 
-TEACHERLESS = ("natural", "at")
 # Where a flag lands in the job specification (error messages name the flag too).
 FLAGS: dict[str, str] = {
     "method": "method",
@@ -120,18 +119,24 @@ def _training(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-resume", action="store_true", help="ignore a checkpoint left in --out")
 
 
+def _either(names: list[str]) -> str:
+    """``a, b or c``."""
+    return " or ".join(filter(None, [", ".join(names[:-1]), names[-1]]))
+
+
 def build_parser() -> argparse.ArgumentParser:
+    teacherless, distilling = _either(method_names(needs_teacher=False)), _either(method_names(needs_teacher=True))
     parser = argparse.ArgumentParser(prog="gacd", description="Robust model compression: GACD and its baselines.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("list", help="list models, methods, attacks and datasets")
     p.add_argument("--json", action="store_true")
-    p = sub.add_parser("train", help="train a model without a teacher (natural or at): how to make a teacher")
-    p.add_argument("--method", default=None, help="natural or at (default at)")
+    p = sub.add_parser("train", help=f"train a model without a teacher ({teacherless}): how to make a teacher")
+    p.add_argument("--method", default=None, help=f"{teacherless} (default at)")
     p.add_argument("--arch", help="architecture (gacd list)")
     _common(p)
     _training(p)
     p = sub.add_parser("distill", help="distil a teacher into a student")
-    p.add_argument("--method", default=None, help="kd, ard, rslad, crd or gacd (default gacd)")
+    p.add_argument("--method", default=None, help=f"{distilling} (default gacd)")
     _teacher(p, "teacher weights")
     p.add_argument("--student-arch", help="the student's architecture (gacd list)")
     _common(p)
@@ -199,17 +204,18 @@ def build_spec(args: argparse.Namespace) -> dict[str, Any]:
         key, value = item.split("=", 1)
         set_path(data, key.strip(), _parse_value(value))
     method = data.get("method")
-    if args.command == "train" and method not in TEACHERLESS:
+    teacherless = method_names(needs_teacher=False)
+    if args.command == "train" and method not in teacherless:
         raise SpecError(
             [
                 (
                     "method",
-                    f"gacd train makes models without a teacher: --method natural or at, not {method!r}"
+                    f"gacd train makes models without a teacher: --method {_either(teacherless)}, not {method!r}"
                     " (use gacd distill for the others)",
                 )
             ]
         )
-    if args.command == "distill" and method in TEACHERLESS:
+    if args.command == "distill" and method in teacherless:
         raise SpecError([("method", f"{method!r} uses no teacher: use gacd train --method {method}")])
     return data
 
@@ -269,7 +275,7 @@ class _Display:
 def _summary(report: dict[str, Any], out: Path) -> None:
     from gacd_core.evaluation import summary_line
 
-    keys = ("clean_acc", "fgsm_acc", "pgd20_acc", "cw_acc", "autoattack_acc")
+    keys = catalog.ACCURACY_KEYS
     print(f"student ({report['student']['arch']}): {summary_line(report['metrics'], keys)}")
     if report.get("teacher_metrics"):
         print(f"teacher ({report['teacher']['arch']}): {summary_line(report['teacher_metrics'], keys)}")
@@ -284,9 +290,9 @@ def _summary(report: dict[str, Any], out: Path) -> None:
 def _list(as_json: bool) -> int:
     tables = {
         "models": catalog.MODELS,
-        "methods": catalog.METHODS,
+        "methods": {name: m.description for name, m in catalog.METHODS.items()},
         "attacks": catalog.ATTACKS,
-        "datasets": catalog.DATASETS,
+        "datasets": {name: d.description for name, d in catalog.DATASETS.items()},
     }
     if as_json:
         print(json.dumps(tables, indent=2))

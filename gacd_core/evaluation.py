@@ -25,13 +25,14 @@ import torch
 from torch import nn
 
 from gacd_core import catalog
-from gacd_core.attacks import PGD, AutoAttack, protocol_attack
+from gacd_core.attacks import AutoAttack, protocol_attack
 from gacd_core.data import ImageSet, stratified_subset
 from gacd_core.models import ImageClassifier
 from gacd_core.spec import EvaluationSpec
 
 log = logging.getLogger("gacd.evaluation")
 EVAL_SEED = 1234
+REFERENCE = catalog.REFERENCE_ATTACK  # PGD-20: see catalog.Accuracy.reference
 
 
 @dataclass
@@ -41,7 +42,7 @@ class Evaluation:
     metrics: dict[str, Any]
     clean_logits: torch.Tensor
     clean_feats: torch.Tensor
-    adv_inputs: torch.Tensor | None = None  # the model's own PGD-20 examples (CPU, float)
+    adv_inputs: torch.Tensor | None = None  # the model's own reference (PGD-20) examples (CPU, float)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -149,13 +150,15 @@ def evaluate_model(
     t0 = time.perf_counter()
     n, c = len(data), model.num_classes
     attacks = {name: protocol_attack(name, ev.eps) for name in ev.attacks}
-    sweep = [e for e in ev.eps_sweep if e > 0 and not (abs(e - ev.eps) < 1e-9 and "pgd20" in attacks)]
-    sweep_attacks = {e: PGD(e, 20, e / 4, True) for e in sweep}
+    ref = REFERENCE.name
+    # The sweep is the reference attack at each radius; at the protocol's own eps it has already run.
+    sweep = [e for e in ev.eps_sweep if e > 0 and not (abs(e - ev.eps) < 1e-9 and ref in attacks)]
+    sweep_attacks = {e: protocol_attack(ref, e) for e in sweep}
     correct = {name: torch.zeros(n, dtype=torch.bool) for name in ["clean", *attacks]}
     sweep_correct = {e: torch.zeros(n, dtype=torch.bool) for e in sweep}
     logits_all = torch.empty(n, c)
     feats_all = torch.empty(n, model.num_features)
-    adv_all = torch.empty(n, *data.images.shape[1:]) if keep_adv and "pgd20" in attacks else None
+    adv_all = torch.empty(n, *data.images.shape[1:]) if keep_adv and ref in attacks else None
     precision = contextlib.ExitStack()
     precision.enter_context(strict_fp32())  # attacks, AutoAttack included, in true fp32
     try:
@@ -170,15 +173,15 @@ def evaluate_model(
                 for name, attack in attacks.items():
                     x_adv = attack(model, x, y)
                     correct[name][s:e] = (_predict(model, x_adv) == y).cpu()
-                    if name == "pgd20" and adv_all is not None:
+                    if name == ref and adv_all is not None:
                         adv_all[s:e] = x_adv.cpu()
                 for eps, attack in sweep_attacks.items():
                     sweep_correct[eps][s:e] = (_predict(model, attack(model, x, y)) == y).cpu()
                 if on_progress is not None:
                     on_progress("attacks", e / n)
         metrics: dict[str, Any] = {"clean_acc": _mean(correct["clean"])}
-        for name, key in catalog.EVAL_ATTACKS.items():
-            metrics[key] = _mean(correct[name]) if name in correct else None
+        for name, row in catalog.EVAL_ATTACKS.items():
+            metrics[row.key] = _mean(correct[name]) if name in correct else None
         metrics["autoattack_acc"] = None
         metrics["autoattack_breakdown"] = None
         if ev.autoattack:
@@ -196,13 +199,13 @@ def evaluate_model(
         labels = data.labels.cpu()
         metrics["per_class"] = {
             "clean": _per_class(correct["clean"], labels, c),
-            "pgd20": _per_class(correct["pgd20"], labels, c) if "pgd20" in correct else None,
+            ref: _per_class(correct[ref], labels, c) if ref in correct else None,
         }
         points = [{"eps": 0.0, "acc": metrics["clean_acc"]}] if 0.0 in ev.eps_sweep else []
         for eps in ev.eps_sweep:
             if eps == 0:
                 continue
-            acc = _mean(sweep_correct[eps]) if eps in sweep_correct else metrics["pgd20_acc"]
+            acc = _mean(sweep_correct[eps]) if eps in sweep_correct else metrics[REFERENCE.key]
             points.append({"eps": eps, "acc": acc})
         metrics["eps_sweep"] = points
         metrics["seconds"] = time.perf_counter() - t0
@@ -359,7 +362,7 @@ def compression(
     return out
 
 
-def summary_line(metrics: dict[str, Any], keys: Sequence[str] = ("clean_acc", "pgd20_acc", "autoattack_acc")) -> str:
+def summary_line(metrics: dict[str, Any], keys: Sequence[str] = ("clean_acc", REFERENCE.key, "autoattack_acc")) -> str:
     """``clean 81.2% | pgd20 49.0%`` for logs and the CLI."""
     parts = []
     for k in keys:

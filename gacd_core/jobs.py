@@ -251,7 +251,7 @@ def run_job(
     }  # no timestamp: the same weights give the same file (and the same SHA-256) whenever they are saved
     cb.writing()
     student_path = save_weights(student, out / STUDENT_FILE, info)
-    kind = "train" if spec.method in ("natural", "at") else "distill"
+    kind = "distill" if spec.params.needs_teacher else "train"
     report = evaluate_and_report(
         kind,
         spec.method,

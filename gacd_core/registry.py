@@ -6,7 +6,7 @@ the user's choices. This module is torch-free.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Generic, TypeVar
 
 from gacd_core.errors import UnknownNameError
@@ -21,13 +21,18 @@ class Registry(Generic[T]):
         kind: what the registry holds, in the singular ("model", "method"); used in error messages.
         allowed: when given, the only names that may be registered. The torch-free catalog
             (:mod:`gacd_core.catalog`) passes its names here so that the catalog the service validates
-            against and the registry the science code runs from cannot drift apart.
+            against and the registry the science code runs from cannot drift apart. It is read at each
+            registration, so names added to it later are allowed from then on.
+        declared_in: where a name missing from ``allowed`` should be added (for the error message).
     """
 
-    def __init__(self, kind: str, allowed: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, kind: str, allowed: Collection[str] | None = None, *, declared_in: str = "gacd_core.catalog"
+    ) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
         self._allowed = allowed
+        self._declared_in = declared_in
 
     def register(self, name: str | None = None) -> Callable[[T], T]:
         """Decorator registering ``obj`` under ``name`` (default: the object's ``__name__``)."""
@@ -40,13 +45,17 @@ class Registry(Generic[T]):
                 raise ValueError(f"duplicate {self.kind} name {key!r}")
             if self._allowed is not None and key not in self._allowed:
                 raise ValueError(
-                    f"{self.kind} {key!r} is not in gacd_core.catalog; add it there so that the "
+                    f"{self.kind} {key!r} is not declared; declare it in {self._declared_in} so that the "
                     "job specification accepts it"
                 )
             self._items[key] = obj
             return obj
 
         return deco
+
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (for tests that register something for a while)."""
+        del self._items[name]
 
     def get(self, name: str) -> T:
         try:

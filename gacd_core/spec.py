@@ -15,10 +15,12 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Collection
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
 from gacd_core import catalog
 from gacd_core.errors import SpecError
@@ -26,16 +28,13 @@ from gacd_core.normalization import NormalizationName
 from gacd_core.normalization import resolve as resolve_normalization
 
 EPS_8 = 8 / 255
-TEACHER_METHODS = ("kd", "ard", "rslad", "crd", "gacd")
-TEACHERLESS_METHODS = ("natural", "at")
-ROBUST_METHODS = ("at", "ard", "rslad", "gacd")  # methods whose training uses an inner adversary
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
 
 
-def _check_name(value: str, valid: dict[str, str], kind: str) -> str:
+def _check_name(value: str, valid: Collection[str], kind: str) -> str:
     if value not in valid:
         raise ValueError(f"unknown {kind} {value!r}; valid: {', '.join(valid)}")
     return value
@@ -191,25 +190,105 @@ class TrainAttackSpec(_Strict):
 DEFAULT_WEIGHT_DECAY = 5e-4
 
 
-class _MethodParams(_Strict):
+class MethodParamsBase(_Strict):
+    """The parameters of a training method, and its declaration.
+
+    A method is declared once, by a subclass decorated with :func:`declare_method` that sets ``method``
+    to a one-name ``Literal`` (its public name) and these class attributes, from which the catalog, the
+    job specification, the CLI and the reports take what they say about it:
+
+    Attributes:
+        label: how reports name the method ("GACD", "natural training").
+        description: one line for ``gacd list``.
+        needs_teacher: whether a job of this method distils from a teacher (and must name one).
+        default_weight_decay: the SGD weight decay a job of this method gets when
+            ``hyperparameters.weight_decay`` is not given.
+    """
+
     # The discriminator; filled in from JobSpec.method and left out of dumps.
     method: str = Field(exclude=True)
-    # The SGD weight decay a job of this method gets when hyperparameters.weight_decay is not given.
+    name: ClassVar[str]  # set by declare_method from ``method``
+    label: ClassVar[str]
+    description: ClassVar[str]
+    needs_teacher: ClassVar[bool]
     default_weight_decay: ClassVar[float] = DEFAULT_WEIGHT_DECAY
 
 
-class NaturalParams(_MethodParams):
+# Every declared method's parameters class, by name, in declaration order.
+METHOD_PARAMS: dict[str, type[MethodParamsBase]] = {}
+P = TypeVar("P", bound=MethodParamsBase)
+_MODELS_BUILT = False
+
+
+def declare_method(cls: type[P]) -> type[P]:
+    """Declare a training method by its parameters class (a decorator).
+
+    The name is the default of the class's ``method`` field. The method becomes a choice of
+    ``JobSpec.method`` and of ``hyperparameters.method_params``, an entry of
+    :data:`gacd_core.catalog.METHODS` (``gacd list``, the reports' names) and the key its torch
+    implementation registers under (:func:`gacd_core.methods.register_method`).
+
+    Raises:
+        TypeError: the class lacks its name, label, description or ``needs_teacher``.
+        ValueError: a method of that name is already declared.
+    """
+    name = cls.model_fields["method"].default
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{cls.__name__}: set method to a one-name Literal with that name as its default")
+    missing = [a for a in ("label", "description", "needs_teacher") if not hasattr(cls, a)]
+    if missing:
+        raise TypeError(f"{cls.__name__}: a method's declaration sets {', '.join(missing)}")
+    if name in METHOD_PARAMS:
+        raise ValueError(f"duplicate method name {name!r}")
+    cls.name = name
+    METHOD_PARAMS[name] = cls
+    catalog.METHODS[name] = catalog.MethodEntry(cls.label, cls.description, cls.needs_teacher)
+    if _MODELS_BUILT:
+        _rebuild_method_union()
+    return cls
+
+
+def withdraw_method(name: str) -> None:
+    """Undo :func:`declare_method` (for tests that declare a method for a while)."""
+    del METHOD_PARAMS[name]
+    del catalog.METHODS[name]
+    _rebuild_method_union()
+
+
+def method_names(*, needs_teacher: bool | None = None) -> list[str]:
+    """The declared methods in declaration order; only those that do (or do not) need a teacher when given."""
+    return [n for n, c in METHOD_PARAMS.items() if needs_teacher is None or c.needs_teacher == needs_teacher]
+
+
+def _method_union() -> Any:
+    """The tagged union of every declared parameters class, the type of ``hyperparameters.method_params``."""
+    return Annotated[Union[tuple(METHOD_PARAMS.values())], Field(discriminator="method")]  # noqa: UP007
+
+
+@declare_method
+class NaturalParams(MethodParamsBase):
     method: Literal["natural"] = Field("natural", exclude=True)
+    label = "natural training"
+    description = "standard training on clean data (no teacher)"
+    needs_teacher = False
 
 
-class ATParams(_MethodParams):
+@declare_method
+class ATParams(MethodParamsBase):
     method: Literal["at"] = Field("at", exclude=True)
+    label = "AT"
+    description = "PGD adversarial training (Madry et al. 2018): cross-entropy on PGD examples (no teacher)"
+    needs_teacher = False
 
 
-class KDParams(_MethodParams):
+@declare_method
+class KDParams(MethodParamsBase):
     """Hinton et al. 2015: alpha * tau^2 * KL(T(x)/tau || S(x)/tau) + (1 - alpha) * CE(S(x), y)."""
 
     method: Literal["kd"] = Field("kd", exclude=True)
+    label = "KD"
+    description = "Hinton knowledge distillation on clean data (non-robust baseline)"
+    needs_teacher = True
     temperature: float = Field(4.0, gt=0, le=100)
     alpha: float = Field(0.9, ge=0, le=1)
 
@@ -221,7 +300,8 @@ _KL_REDUCTION = (
 )
 
 
-class ARDParams(_MethodParams):
+@declare_method
+class ARDParams(MethodParamsBase):
     """Goldblum et al. 2020: alpha * tau^2 * KL(T(x)/tau || S(x')/tau) + (1 - alpha) * CE(S(x), y).
 
     The defaults are those of the authors' code (github.com/goldblum/AdversariallyRobustDistillation,
@@ -230,13 +310,17 @@ class ARDParams(_MethodParams):
     """
 
     method: Literal["ard"] = Field("ard", exclude=True)
+    label = "ARD"
+    description = "Adversarially Robust Distillation (Goldblum et al. 2020): KL to the teacher on student PGD examples"
+    needs_teacher = True
     default_weight_decay: ClassVar[float] = 2e-4
     temperature: float = Field(30.0, gt=0, le=100)
     alpha: float = Field(1.0, ge=0, le=1)
     kl_reduction: KLReduction = Field("mean", description=_KL_REDUCTION)
 
 
-class RSLADParams(_MethodParams):
+@declare_method
+class RSLADParams(MethodParamsBase):
     """Zi et al. 2021: adv_weight * KL(T(x) || S(x')) + clean_weight * KL(T(x) || S(x)).
 
     The defaults are those of the authors' code (github.com/zibojia/RSLAD, ``resnet18_rslad_cifar10.py``):
@@ -245,13 +329,16 @@ class RSLADParams(_MethodParams):
     """
 
     method: Literal["rslad"] = Field("rslad", exclude=True)
+    label = "RSLAD"
+    description = "Robust Soft Label Adversarial Distillation (Zi et al. 2021)"
+    needs_teacher = True
     default_weight_decay: ClassVar[float] = 2e-4
     kl_reduction: KLReduction = Field("mean", description=_KL_REDUCTION)
     adv_weight: float = Field(5 / 6, ge=0, le=10)
     clean_weight: float = Field(1 / 6, ge=0, le=10)
 
 
-class _ContrastiveParams(_MethodParams):
+class _ContrastiveParams(MethodParamsBase):
     """Shared by ``crd`` and ``gacd``: projection heads, critic and negatives (docs/method.md)."""
 
     feat_dim: int = Field(128, ge=2, le=4096, description="projection dimension d")
@@ -278,12 +365,20 @@ class _ContrastiveParams(_MethodParams):
         return self
 
 
+@declare_method
 class CRDParams(_ContrastiveParams):
     method: Literal["crd"] = Field("crd", exclude=True)
+    label = "CRD"
+    description = "Contrastive Representation Distillation on clean data (Tian et al. 2020; non-robust)"
+    needs_teacher = True
 
 
+@declare_method
 class GACDParams(_ContrastiveParams):
     method: Literal["gacd"] = Field("gacd", exclude=True)
+    label = "GACD"
+    description = "Guided Adversarial Contrastive Distillation (Bai et al. 2020): this product's method"
+    needs_teacher = True
     reweight: Literal["none", "hard", "soft"] = "soft"
     beta: float = Field(1.0, ge=0, le=10, description="soft reweighting exponent")
     attack: Literal["guided", "ce"] = Field("guided", description="guided contrastive or CE (ablation)")
@@ -310,19 +405,10 @@ class GACDParams(_ContrastiveParams):
         return self
 
 
-MethodParams = Annotated[
-    NaturalParams | ATParams | KDParams | ARDParams | RSLADParams | CRDParams | GACDParams,
-    Field(discriminator="method"),
-]
-METHOD_PARAMS: dict[str, type[_MethodParams]] = {
-    "natural": NaturalParams,
-    "at": ATParams,
-    "kd": KDParams,
-    "ard": ARDParams,
-    "rslad": RSLADParams,
-    "crd": CRDParams,
-    "gacd": GACDParams,
-}
+if TYPE_CHECKING:
+    _DeclaredParams = MethodParamsBase
+else:  # the tagged union of the methods declared above (declare_method rebuilds it for later ones)
+    _DeclaredParams = _method_union()
 
 
 class HyperParameters(_Strict):
@@ -348,7 +434,7 @@ class HyperParameters(_Strict):
     gamma: float = Field(0.1, gt=0, le=1)
     warmup_epochs: float = Field(0.0, ge=0, description="linear warm-up of the learning rate")
     attack: TrainAttackSpec = Field(default_factory=TrainAttackSpec)
-    method_params: MethodParams | None = Field(
+    method_params: _DeclaredParams | None = Field(
         None, description="parameters of the chosen method; omitted ones take the method's defaults"
     )
 
@@ -505,11 +591,12 @@ class JobSpec(_Strict):
 
     @model_validator(mode="after")
     def _consistency(self) -> JobSpec:
-        if self.method in TEACHER_METHODS and self.teacher is None:
+        needs_teacher = METHOD_PARAMS[self.method].needs_teacher
+        if needs_teacher and self.teacher is None:
             raise ValueError(
                 f"teacher: method {self.method!r} distils from a teacher: give teacher.weights or teacher.id"
             )
-        if self.method in TEACHERLESS_METHODS and self.teacher is not None:
+        if not needs_teacher and self.teacher is not None:
             raise ValueError(f"teacher: method {self.method!r} trains without a teacher: remove 'teacher'")
         ds = self.dataset
         if ds.val_size and ds.train_subset and ds.val_size >= ds.train_subset:
@@ -519,7 +606,7 @@ class JobSpec(_Strict):
         return self
 
     @property
-    def params(self) -> _MethodParams:
+    def params(self) -> MethodParamsBase:
         """The method's parameters, with defaults filled in."""
         p = self.hyperparameters.method_params
         assert p is not None  # always set by _tag_method_params
@@ -528,6 +615,23 @@ class JobSpec(_Strict):
     def public_dict(self) -> dict[str, Any]:
         """The resolved specification as JSON-compatible data (every default written out)."""
         return self.model_dump(mode="json")
+
+
+_MODELS_BUILT = True  # from here on, declare_method rebuilds the models that hold the union
+
+
+def _rebuild_method_union() -> None:
+    """Point ``hyperparameters.method_params`` at the union of the methods declared now.
+
+    The union is fixed when pydantic builds a model, so a method declared after this module was
+    imported (a test's toy method, say) needs the field replaced and the models that hold it rebuilt.
+    """
+    field = HyperParameters.model_fields["method_params"]
+    HyperParameters.__pydantic_fields__["method_params"] = FieldInfo.from_annotated_attribute(
+        _method_union() | None, FieldInfo.merge_field_infos(field)
+    )
+    HyperParameters.model_rebuild(force=True)
+    JobSpec.model_rebuild(force=True)
 
 
 # --------------------------------------------------------------------------------------------------

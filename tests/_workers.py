@@ -14,9 +14,12 @@ from service.commands import worker_command
 from service.store import Store, connect
 
 
-def start_worker(settings: dict[str, Any], name: str, log: Path, timeout: float = 60) -> subprocess.Popen[bytes]:
+def start_worker(
+    settings: dict[str, Any], name: str, log: Path, timeout: float = 60, preload: str | None = None
+) -> subprocess.Popen[bytes]:
     """A worker on ``settings['queue']`` and its validation queue, on the CPU; returns once its heartbeat
-    is in the store (or raises with the end of its log)."""
+    is in the store (or raises with the end of its log). ``preload``: a module of tests/ the worker
+    imports before anything else (a toy method, say)."""
     env = {
         **os.environ,
         **{f"GACD_{k.upper()}": str(v) for k, v in settings.items()},
@@ -25,7 +28,12 @@ def start_worker(settings: dict[str, Any], name: str, log: Path, timeout: float 
         "OMP_NUM_THREADS": "1",
     }
     queue = settings["queue"]
-    argv = [sys.executable, "-m", *worker_command(f"{queue},{queue}.validate", f"{name}@%h")]
+    command = worker_command(f"{queue},{queue}.validate", f"{name}@%h")
+    argv = [sys.executable, "-m", *command]
+    if preload:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parent), env.get("PYTHONPATH")]))
+        code = f"import sys, {preload}; from celery.__main__ import main; sys.exit(main())"
+        argv = [sys.executable, "-c", code, *command[1:]]
     with open(log, "ab") as out:
         proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
     store = Store(connect(settings["redis_url"]))

@@ -25,6 +25,7 @@ from _fakes import (
     make_stl10,
 )
 
+from gacd_core import catalog
 from gacd_core.data import (
     Batches,
     ImageSet,
@@ -162,6 +163,23 @@ def test_missing_data_names_the_expected_folder(tmp_path: Path, name: str, folde
     assert err.field == "dataset.root"
     assert str(tmp_path / folder) in err.message
     assert "dataset.download" in err.message
+
+
+@pytest.mark.parametrize(
+    ("name", "make"), [("cifar10", make_cifar10), ("cifar100", make_cifar100), ("stl10", make_stl10)]
+)
+def test_the_catalog_states_each_builtin_dataset_as_its_reader_finds_it(tmp_path: Path, name: str, make) -> None:
+    entry = catalog.DATASETS[name]
+    make(tmp_path, n_train=100, n_test=10)
+    b = load_dataset(DatasetSpec(name=name, root=str(tmp_path)))
+    assert (b.num_classes, b.image_size) == (entry.num_classes, entry.image_size)
+    assert entry.builtin and entry.description
+    for file in entry.files:  # each listed file is one the reader needs
+        moved = tmp_path / entry.folder / file
+        moved.rename(moved.with_suffix(".away"))
+        assert f"lacks {file}." in _raises(DatasetSpec(name=name, root=str(tmp_path))).message
+        moved.with_suffix(".away").rename(moved)
+    assert not catalog.DATASETS["custom"].builtin
 
 
 def test_partly_missing_cifar_lists_the_missing_files(tmp_path: Path) -> None:

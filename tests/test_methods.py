@@ -12,10 +12,10 @@ import torch.nn.functional as F
 from gacd_core.errors import SpecError
 from gacd_core.methods import METHODS, ContrastiveObjective, MethodContext
 from gacd_core.models import create_model
-from gacd_core.spec import GACDParams, TrainAttackSpec, parse_spec
+from gacd_core.spec import GACDParams, TrainAttackSpec, method_names, parse_spec
 
 pytestmark = pytest.mark.unit
-TEACHER_METHODS = ["kd", "ard", "rslad", "crd", "gacd"]
+TEACHER_METHODS = method_names(needs_teacher=True)
 
 
 def build(

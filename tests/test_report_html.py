@@ -332,3 +332,18 @@ def test_hundred_classes_render_legibly(report: dict[str, Any]) -> None:
         assert f">{name}</text>" in page
     assert '<div class="scroll"><svg' in page  # wide chart in a scrolling box
     assert "rotate(-45" in page  # class labels turned to fit
+
+
+def test_the_stylesheet_is_package_data_with_the_charts_colours() -> None:
+    import tomllib
+    from importlib.resources import files
+    from pathlib import Path
+
+    from gacd_core.report_html import charts
+
+    css = (files("gacd_core.report_html") / "report.css").read_text(encoding="utf-8")
+    root = dict(re.findall(r"--([a-z-]+): (#[0-9a-f]{6})", css[: css.index("}")]))
+    assert root["student"] == charts.STUDENT and root["student-light"] == charts.STUDENT_LIGHT
+    assert root["teacher"] == charts.TEACHER and root["teacher-light"] == charts.TEACHER_LIGHT
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "report.css" in pyproject["tool"]["setuptools"]["package-data"]["gacd_core.report_html"]

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,18 +17,19 @@ from gacd_core.errors import SpecError, UnknownNameError
 from gacd_core.registry import Registry
 from gacd_core.spec import (
     METHOD_PARAMS,
-    TEACHER_METHODS,
-    TEACHERLESS_METHODS,
     GACDParams,
     JobSpec,
     load_spec_file,
+    method_names,
     parse_spec,
 )
 
 pytestmark = pytest.mark.unit
 
 TEACHER = {"weights": "teacher.safetensors"}
-ALL_METHODS = [*TEACHERLESS_METHODS, *TEACHER_METHODS]
+TEACHER_METHODS = method_names(needs_teacher=True)
+TEACHERLESS_METHODS = method_names(needs_teacher=False)
+ALL_METHODS = method_names()
 
 
 def _minimal(method: str) -> dict:
@@ -458,8 +460,8 @@ def test_core_never_imports_the_service_stack() -> None:
 # --------------------------------------------------------------------------------------------------
 # Catalog vs registries
 # --------------------------------------------------------------------------------------------------
-def _registries() -> list[tuple[str, dict[str, str], Registry]]:
-    from gacd_core.attacks import ATTACKS
+def _registries() -> list[tuple[str, dict[str, Any], Registry]]:
+    from gacd_core.attacks import PROTOCOL_ATTACKS
     from gacd_core.data import DATASETS
     from gacd_core.methods import METHODS
     from gacd_core.models import MODELS
@@ -467,7 +469,7 @@ def _registries() -> list[tuple[str, dict[str, str], Registry]]:
     return [
         ("models", catalog.MODELS, MODELS),
         ("methods", catalog.METHODS, METHODS),
-        ("attacks", catalog.ATTACKS, ATTACKS),
+        ("attacks", catalog.EVAL_ATTACKS, PROTOCOL_ATTACKS),
         ("datasets", catalog.DATASETS, DATASETS),
     ]
 
@@ -482,12 +484,73 @@ def test_catalog_and_registry_hold_the_same_names(kind: str) -> None:
         assert registry.get(name) is not None
 
 
+def test_every_declared_method_has_exactly_one_implementation() -> None:
+    from gacd_core.methods import METHODS
+
+    assert METHODS.names() == sorted(METHOD_PARAMS)
+    for name, params in METHOD_PARAMS.items():
+        impl = METHODS.get(name)
+        assert impl.params_class is params and impl.name == params.name == name
+        assert catalog.METHODS[name] == catalog.MethodEntry(params.label, params.description, params.needs_teacher)
+
+
+def test_a_declaration_must_be_complete_and_new() -> None:
+    from typing import Literal
+
+    from pydantic import Field
+
+    from gacd_core.spec import MethodParamsBase, declare_method
+
+    class Unlabelled(MethodParamsBase):
+        method: Literal["unlabelled"] = Field("unlabelled", exclude=True)
+        description = "a method without a label"
+        needs_teacher = False
+
+    with pytest.raises(TypeError, match="sets label"):
+        declare_method(Unlabelled)
+
+    class Again(MethodParamsBase):
+        method: Literal["gacd"] = Field("gacd", exclude=True)
+        label, description, needs_teacher = "GACD", "a second gacd", True
+
+    with pytest.raises(ValueError, match="duplicate method name 'gacd'"):
+        declare_method(Again)
+    assert METHOD_PARAMS["gacd"] is GACDParams and "unlabelled" not in catalog.METHODS
+
+
+def test_an_implementation_registers_only_against_a_declared_method() -> None:
+    from gacd_core.methods import Method, register_method
+    from gacd_core.spec import KDParams, NaturalParams
+
+    class Undeclared(NaturalParams):
+        pass
+
+    with pytest.raises(ValueError, match="Undeclared is not declared"):
+        register_method(Undeclared)(type("Impl", (Method,), {}))
+    with pytest.raises(ValueError, match="duplicate method name 'kd'"):
+        register_method(KDParams)(type("SecondKD", (Method,), {}))
+
+
 def test_catalog_lists_the_documented_choices() -> None:
-    assert set(catalog.METHODS) == {"natural", "at", "kd", "ard", "rslad", "crd", "gacd"}
-    assert set(catalog.METHODS) == set(METHOD_PARAMS)
+    assert list(catalog.METHODS) == ["natural", "at", "kd", "ard", "rslad", "crd", "gacd"]
+    assert list(catalog.METHODS) == list(METHOD_PARAMS)
+    assert TEACHERLESS_METHODS == ["natural", "at"]
+    assert TEACHER_METHODS == ["kd", "ard", "rslad", "crd", "gacd"]
+    assert {n: m.label for n, m in catalog.METHODS.items()} == {
+        "natural": "natural training",
+        "at": "AT",
+        "kd": "KD",
+        "ard": "ARD",
+        "rslad": "RSLAD",
+        "crd": "CRD",
+        "gacd": "GACD",
+    }
     assert set(catalog.DATASETS) == {"cifar10", "cifar100", "stl10", "custom"}
     assert {"resnet18", "wrn_34_10", "mobilenetv2"} <= set(catalog.MODELS)
     assert list(catalog.EVAL_ATTACKS) == ["fgsm", "pgd20", "cw"]
+    assert catalog.ACCURACY_KEYS == ("clean_acc", "fgsm_acc", "pgd20_acc", "cw_acc", "autoattack_acc")
+    assert catalog.REFERENCE_ATTACK.name == "pgd20" and catalog.REFERENCE_ATTACK.label == "PGD-20"
+    assert all(a.key == f"{name}_acc" for name, a in catalog.ACCURACIES.items())
 
 
 def test_registry_refuses_duplicates_and_names_outside_its_catalog() -> None:
@@ -508,7 +571,7 @@ def test_registry_refuses_duplicates_and_names_outside_its_catalog() -> None:
 
     def gamma() -> None: ...
 
-    with pytest.raises(ValueError, match=r"'gamma' is not in gacd_core\.catalog"):
+    with pytest.raises(ValueError, match=r"'gamma' is not declared; declare it in gacd_core\.catalog"):
         reg.register()(gamma)
     assert "gamma" not in reg and len(reg) == 2
 

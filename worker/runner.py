@@ -34,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from gacd_core import catalog
 from gacd_core.errors import GACDError, TrainingPaused, TrainingStopped
 from gacd_core.report import sha256_file
 from service.artifacts import ArtifactStore
@@ -266,9 +267,7 @@ class JobRunner:
             path = out_dir / name
             if path.is_file():
                 artifacts.append({"name": name, "bytes": path.stat().st_size, "sha256": sha256_file(path)})
-        metrics = {
-            k: report["metrics"].get(k) for k in ("clean_acc", "fgsm_acc", "pgd20_acc", "cw_acc", "autoattack_acc")
-        }
+        metrics = {k: report["metrics"].get(k) for k in catalog.ACCURACY_KEYS}
         progress = {**reporter.last, "fraction": 1.0, "eta_seconds": 0.0, "stage": "done", "metrics": metrics}
         self._finish(
             job_id,

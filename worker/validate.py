@@ -24,6 +24,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from gacd_core import catalog
 from gacd_core.errors import DatasetError, GACDError
 from service.artifacts import ArtifactStore
 from service.settings import Settings
@@ -50,8 +51,9 @@ def _dataset_spec(dataset: str, store: Store, settings: Settings, tenant: str) -
 
 
 def _input_size(dataset: str, store: Store, tenant: str) -> int:
-    if dataset == "stl10":
-        return 96
+    entry = catalog.DATASETS.get(dataset)
+    if entry is not None and entry.image_size:
+        return entry.image_size
     if dataset.startswith("ds_"):
         rec = store.get(dataset, tenant)
         if rec and rec.get("image_size"):

@@ -1,28 +1,30 @@
 """Attacks: the PGD steps, the losses, and the named attacks built from them.
 
-Add an attack: a class in :mod:`gacd_core.attacks.attacks` decorated with ``@register_attack(name)``
-that configures :func:`pgd` (or wraps a package), and its name in :data:`gacd_core.catalog.ATTACKS`.
+Add an evaluation attack: its row in :data:`gacd_core.catalog.ACCURACIES` (name, report key, label),
+and its factory of eps in :mod:`gacd_core.attacks.attacks` decorated with ``@register_protocol_attack()``
+(usually a configuration of :class:`PGD`); the protocol, the CLI, the job's progress and the reports
+follow from the row.
 """
 
 from gacd_core.attacks.attacks import (
-    ATTACKS,
     CW,
     FGSM,
     PGD,
+    PROTOCOL_ATTACKS,
     GuidedContrastiveAttack,
     KLAttack,
     protocol_attack,
-    register_attack,
+    register_protocol_attack,
 )
 from gacd_core.attacks.autoattack import AutoAttack, AutoAttackResult
 from gacd_core.attacks.core import PGDConfig, attack_mode, pgd, project, random_perturb, step
 from gacd_core.attacks.losses import ce_loss, cw_margin_loss, kl_div
 
 __all__ = [
-    "ATTACKS",
     "CW",
     "FGSM",
     "PGD",
+    "PROTOCOL_ATTACKS",
     "AutoAttack",
     "AutoAttackResult",
     "GuidedContrastiveAttack",
@@ -36,6 +38,6 @@ __all__ = [
     "project",
     "protocol_attack",
     "random_perturb",
-    "register_attack",
+    "register_protocol_attack",
     "step",
 ]

@@ -1,4 +1,5 @@
-"""The attacks, each a thin configuration of the one PGD loop in :mod:`gacd_core.attacks.core`."""
+"""The attacks, each a thin configuration of the one PGD loop in :mod:`gacd_core.attacks.core`, and the
+evaluation protocol's attacks: a factory of eps per name of :data:`gacd_core.catalog.EVAL_ATTACKS`."""
 
 from __future__ import annotations
 
@@ -13,11 +14,7 @@ from gacd_core.attacks.core import LossFn, PGDConfig, pgd
 from gacd_core.attacks.losses import ce_loss, cw_margin_loss, kl_div
 from gacd_core.registry import Registry
 
-ATTACKS: Registry[type[Any]] = Registry("attack", catalog.ATTACKS)
-register_attack = ATTACKS.register
 
-
-@register_attack("pgd")
 class PGD:
     """L-inf PGD with random start on a per-sample loss of (logits, labels); cross-entropy by default
     (Madry et al. 2018)."""
@@ -46,7 +43,6 @@ class PGD:
         return {"steps": self.cfg.steps, "step_size": self.cfg.step_size, "random_start": self.cfg.random_start}
 
 
-@register_attack("fgsm")
 class FGSM(PGD):
     """Fast gradient sign method (Goodfellow et al. 2015): one step of size eps, no random start."""
 
@@ -54,7 +50,6 @@ class FGSM(PGD):
         super().__init__(eps, steps=1, step_size=eps, random_start=False)
 
 
-@register_attack("cw")
 class CW(PGD):
     """CW-inf: PGD on the Carlini-Wagner margin loss with confidence ``kappa``."""
 
@@ -68,7 +63,6 @@ class CW(PGD):
         return {**super().params(), "kappa": self.kappa}
 
 
-@register_attack("kl")
 class KLAttack(PGD):
     """PGD maximising KL(softmax(T(x)) || softmax(S(x'))), RSLAD's inner attack (Zi et al. 2021, Eq. 6)."""
 
@@ -77,7 +71,6 @@ class KLAttack(PGD):
         return self.perturb(model, x, lambda m, xa: kl_div(t, m(xa), reduction="none"))
 
 
-@register_attack("guided")
 class GuidedContrastiveAttack(PGD):
     """GACD's guided adversarial examples (GACD.md, item 5).
 
@@ -100,14 +93,35 @@ class GuidedContrastiveAttack(PGD):
         return self.perturb(student, x, lambda m, xa: -log_h(a, embed(m, xa)), also_freeze=(head,))
 
 
+ProtocolAttack = Callable[[float], PGD]
+PROTOCOL_ATTACKS: Registry[ProtocolAttack] = Registry("evaluation attack", catalog.EVAL_ATTACKS)
+register_protocol_attack = PROTOCOL_ATTACKS.register
+
+
+# The evaluation protocol (GACD.md), with step sizes scaled to eps: at eps = 8/255 the steps are the
+# protocol's 2/255.
+@register_protocol_attack()
+def fgsm(eps: float) -> PGD:
+    """One step of eps."""
+    return FGSM(eps)
+
+
+@register_protocol_attack()
+def pgd20(eps: float) -> PGD:
+    """20 steps of eps/4 with random start."""
+    return PGD(eps, steps=20, step_size=eps / 4, random_start=True)
+
+
+@register_protocol_attack()
+def cw(eps: float) -> PGD:
+    """30 steps of eps/4 on the margin loss with kappa = 50."""
+    return CW(eps, steps=30, step_size=eps / 4, kappa=50.0)
+
+
 def protocol_attack(name: str, eps: float) -> PGD:
-    """The evaluation protocol's attacks (GACD.md), with step sizes scaled to ``eps``:
-    ``fgsm`` one step of eps; ``pgd20`` 20 steps of eps/4 with random start; ``cw`` 30 steps of eps/4
-    on the margin loss with kappa = 50. At eps = 8/255 the steps are the protocol's 2/255."""
-    if name == "fgsm":
-        return FGSM(eps)
-    if name == "pgd20":
-        return PGD(eps, steps=20, step_size=eps / 4, random_start=True)
-    if name == "cw":
-        return CW(eps, steps=30, step_size=eps / 4, kappa=50.0)
-    raise KeyError(f"unknown evaluation attack {name!r}; valid: {', '.join(catalog.EVAL_ATTACKS)}")
+    """The protocol's attack ``name`` (a key of :data:`gacd_core.catalog.EVAL_ATTACKS`) at radius ``eps``.
+
+    Raises:
+        UnknownNameError: no protocol attack has that name (a ``KeyError``).
+    """
+    return PROTOCOL_ATTACKS.get(name)(eps)

@@ -22,17 +22,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from gacd_core.attacks.attacks import register_attack
 from gacd_core.attacks.core import attack_mode
 
 STANDARD_ATTACKS = ("apgd-ce", "apgd-t", "fab-t", "square")
-REFERENCE = {
-    "attacks": list(STANDARD_ATTACKS),
-    "apgd_ce": {"n_iter": 100, "n_restarts": 1, "loss": "ce"},
-    "apgd_t": {"n_iter": 100, "n_restarts": 1, "n_target_classes": 9},
-    "fab_t": {"n_iter": 100, "n_restarts": 1, "n_target_classes": 9},
-    "square": {"n_queries": 5000, "n_restarts": 1, "p_init": 0.8},
-}
 _AFTER = re.compile(r"robust accuracy after ([A-Z\-]+): ([0-9.]+)%")
 
 
@@ -92,7 +84,6 @@ class AutoAttackResult:
     config: dict[str, Any] = field(default_factory=dict)
 
 
-@register_attack("autoattack")
 class AutoAttack:
     """Standard AutoAttack in L-inf.
 

@@ -1,7 +1,8 @@
 """Datasets: readers of on-disk layouts, a registry, subsets, and batches.
 
 Add a dataset: write a reader decorated with ``@register_dataset()`` that returns a
-:class:`RawDataset`, import its file below, and add its name to :data:`gacd_core.catalog.DATASETS`.
+:class:`RawDataset`, import its file below, and add its entry to :data:`gacd_core.catalog.DATASETS`
+(description, folder and files, classes, sizes).
 """
 
 from __future__ import annotations

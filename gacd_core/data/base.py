@@ -45,10 +45,6 @@ class ImageSet:
     def to(self, device: torch.device | str) -> ImageSet:
         return ImageSet(self.images.to(device), self.labels.to(device))
 
-    def float_images(self, start: int = 0, stop: int | None = None) -> torch.Tensor:
-        """Images ``start:stop`` as float32 in [0, 1]."""
-        return self.images[start:stop].float().div_(255)
-
 
 @dataclass
 class DatasetBundle:

@@ -15,14 +15,11 @@ import numpy as np
 import torch
 
 from gacd_core.data.base import ImageSet
-from gacd_core.data.registry import RawDataset, register_dataset
+from gacd_core.data.registry import RawDataset, locate, register_dataset
 from gacd_core.data.safe_pickle import load_pickle
 from gacd_core.errors import DatasetError
 from gacd_core.normalization import CIFAR100_MEAN, CIFAR100_STD
 from gacd_core.spec import DatasetSpec
-
-CIFAR10_DIR = "cifar-10-batches-py"
-CIFAR100_DIR = "cifar-100-python"
 
 
 def _get(batch: dict[Any, Any], key: str) -> Any:
@@ -59,36 +56,22 @@ def _names(meta_path: Path, key: str, n: int) -> list[str]:
     return [v.decode() if isinstance(v, bytes) else str(v) for v in raw]
 
 
-def _download(kind: str, root: Path) -> None:
-    try:
-        from torchvision import datasets
+def _download_cifar10(root: Path) -> None:
+    from torchvision import datasets
 
-        cls = datasets.CIFAR10 if kind == "cifar10" else datasets.CIFAR100
-        cls(str(root), train=True, download=True)
-    except Exception as exc:  # network errors come in many types
-        raise DatasetError(f"could not download {kind} into {root}: {exc}", field="dataset.download") from None
+    datasets.CIFAR10(str(root), train=True, download=True)
 
 
-def _locate(kind: str, spec: DatasetSpec, root: Path, folder: str, needed: list[str]) -> Path:
-    base = root / folder
-    missing = [f for f in needed if not (base / f).is_file()]
-    if missing and spec.download:
-        _download(kind, root)
-        missing = [f for f in needed if not (base / f).is_file()]
-    if missing:
-        raise DatasetError(
-            f"{kind} not found: {base} lacks {', '.join(missing)}. Point dataset.root at the folder that "
-            f"holds {folder}/, or set dataset.download: true where the machine can reach the internet",
-            field="dataset.root",
-        )
-    return base
+def _download_cifar100(root: Path) -> None:
+    from torchvision import datasets
+
+    datasets.CIFAR100(str(root), train=True, download=True)
 
 
 @register_dataset()
 def cifar10(spec: DatasetSpec, root: Path) -> RawDataset:
-    train_files = [f"data_batch_{i}" for i in range(1, 6)]
-    base = _locate("cifar10", spec, root, CIFAR10_DIR, [*train_files, "test_batch"])
-    train = _read_batches([base / f for f in train_files], "labels")
+    base = locate("cifar10", spec, root, _download_cifar10)
+    train = _read_batches([base / f"data_batch_{i}" for i in range(1, 6)], "labels")
     test = _read_batches([base / "test_batch"], "labels")
     names = _names(base / "batches.meta", "label_names", 10)
     from gacd_core.models.base import CIFAR10_MEAN, CIFAR10_STD
@@ -98,7 +81,7 @@ def cifar10(spec: DatasetSpec, root: Path) -> RawDataset:
 
 @register_dataset()
 def cifar100(spec: DatasetSpec, root: Path) -> RawDataset:
-    base = _locate("cifar100", spec, root, CIFAR100_DIR, ["train", "test"])
+    base = locate("cifar100", spec, root, _download_cifar100)
     train = _read_batches([base / "train"], "fine_labels")
     test = _read_batches([base / "test"], "fine_labels")
     names = _names(base / "meta", "fine_label_names", 100)

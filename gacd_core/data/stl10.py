@@ -13,11 +13,10 @@ import numpy as np
 import torch
 
 from gacd_core.data.base import ImageSet
-from gacd_core.data.registry import RawDataset, register_dataset
+from gacd_core.data.registry import RawDataset, locate, register_dataset
 from gacd_core.errors import DatasetError
 from gacd_core.spec import DatasetSpec
 
-STL10_DIR = "stl10_binary"
 SIDE = 96
 
 
@@ -34,25 +33,15 @@ def _read_split(base: Path, split: str) -> ImageSet:
     return ImageSet(torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(y))
 
 
+def _download(root: Path) -> None:
+    from torchvision import datasets
+
+    datasets.STL10(str(root), split="train", download=True)
+
+
 @register_dataset()
 def stl10(spec: DatasetSpec, root: Path) -> RawDataset:
-    base = root / STL10_DIR
-    needed = ["train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin"]
-    missing = [f for f in needed if not (base / f).is_file()]
-    if missing and spec.download:
-        try:
-            from torchvision import datasets
-
-            datasets.STL10(str(root), split="train", download=True)
-        except Exception as exc:
-            raise DatasetError(f"could not download stl10 into {root}: {exc}", field="dataset.download") from None
-        missing = [f for f in needed if not (base / f).is_file()]
-    if missing:
-        raise DatasetError(
-            f"stl10 not found: {base} lacks {', '.join(missing)}. Point dataset.root at the folder that "
-            "holds stl10_binary/, or set dataset.download: true where the machine can reach the internet",
-            field="dataset.root",
-        )
+    base = locate("stl10", spec, root, _download)
     names_file = base / "class_names.txt"
     names = (
         [n.strip() for n in names_file.read_text().splitlines() if n.strip()]

@@ -18,12 +18,11 @@ import torch
 
 from gacd_core.attacks import ce_loss, kl_div
 from gacd_core.methods.base import Method, StepOutput, register_method
+from gacd_core.spec import ARDParams
 
 
-@register_method("ard")
+@register_method(ARDParams)
 class ARD(Method):
-    needs_teacher = True
-
     def __init__(self, *args, **kw) -> None:
         super().__init__(*args, **kw)
         self.require_same_labels("teacher")

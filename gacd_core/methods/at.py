@@ -8,9 +8,10 @@ import torch
 
 from gacd_core.attacks import ce_loss
 from gacd_core.methods.base import Method, StepOutput, register_method
+from gacd_core.spec import ATParams
 
 
-@register_method("at")
+@register_method(ATParams)
 class AdversarialTraining(Method):
     """CE(S(x'), y) with x' = PGD on the student's cross-entropy."""
 

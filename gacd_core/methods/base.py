@@ -3,16 +3,19 @@
 A method owns the student, the frozen teacher (kept in eval mode whatever ``train()`` is called with)
 and any extra trainable modules (projection heads) and buffers (memory banks) in ``extras``. Its
 ``training_step(x, y, idx)`` runs its inner adversary, if any, and returns the loss with its named
-parts. The shared trainer does everything else. Adding a method: one file in this package with a
-class decorated by ``@register_method(name)``, its import in ``__init__``, and its name in
-:data:`gacd_core.catalog.METHODS` (its parameters in :mod:`gacd_core.spec`).
+parts. The shared trainer does everything else.
+
+Adding a method (docs/extending.md): its parameters class in :mod:`gacd_core.spec`, decorated
+with :func:`~gacd_core.spec.declare_method`, which declares its name, label, description and whether it
+needs a teacher; and one file in this package with a :class:`Method` subclass decorated with
+``@register_method(ItsParams)``, imported in ``__init__``. Every list of methods derives from those two.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import nn
@@ -22,7 +25,7 @@ from gacd_core.attacks import PGD
 from gacd_core.errors import SpecError
 from gacd_core.models import ImageClassifier
 from gacd_core.registry import Registry
-from gacd_core.spec import TrainAttackSpec
+from gacd_core.spec import METHOD_PARAMS, MethodParamsBase, TrainAttackSpec
 
 
 @dataclass
@@ -55,10 +58,10 @@ class StepOutput:
 
 
 class Method(nn.Module):
-    """Base class of every training method."""
+    """Base class of every training method; ``name`` and ``params_class`` are set by :func:`register_method`."""
 
     name: ClassVar[str] = ""
-    needs_teacher: ClassVar[bool] = False
+    params_class: ClassVar[type[MethodParamsBase]]
 
     def __init__(
         self,
@@ -68,7 +71,7 @@ class Method(nn.Module):
         ctx: MethodContext,
     ) -> None:
         super().__init__()
-        if self.needs_teacher and teacher is None:
+        if self.params_class.needs_teacher and teacher is None:
             raise SpecError([("teacher", f"method {self.name!r} needs a teacher")])
         self.student = student
         self.teacher = teacher
@@ -127,14 +130,27 @@ class Method(nn.Module):
             )
 
 
-METHODS: Registry[type[Method]] = Registry("method", catalog.METHODS)
+METHODS: Registry[type[Method]] = Registry(
+    "method", catalog.METHODS, declared_in="gacd_core.spec: a parameters class decorated with @declare_method"
+)
+M = TypeVar("M", bound=Method)
 
 
-def register_method(name: str):
-    """Register a :class:`Method` subclass under ``name`` and set its ``name``."""
+def register_method(params: type[MethodParamsBase]) -> Callable[[type[M]], type[M]]:
+    """Register a :class:`Method` subclass as the implementation of the method ``params`` declares.
 
-    def deco(cls: type[Method]) -> type[Method]:
+    Raises:
+        ValueError: ``params`` is not a declared parameters class, or the method already has an
+            implementation.
+    """
+
+    def deco(cls: type[M]) -> type[M]:
+        name = getattr(params, "name", None)
+        if name is None or METHOD_PARAMS.get(name) is not params:
+            raise ValueError(f"{params.__name__} is not declared: decorate it with @declare_method in gacd_core.spec")
         cls.name = name
-        return METHODS.register(name)(cls)
+        cls.params_class = params
+        METHODS.register(name)(cls)
+        return cls
 
     return deco

@@ -15,12 +15,11 @@ import torch
 from gacd_core.attacks import ce_loss, kl_div
 from gacd_core.methods.base import Method, StepOutput, register_method
 from gacd_core.methods.contrastive import ContrastiveObjective
+from gacd_core.spec import CRDParams
 
 
-@register_method("crd")
+@register_method(CRDParams)
 class CRD(Method):
-    needs_teacher = True
-
     def __init__(self, *args, **kw) -> None:
         super().__init__(*args, **kw)
         if self.params.lambda_kd > 0:

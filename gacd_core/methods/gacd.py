@@ -28,18 +28,18 @@ random initialisation; the student then learns from the KD and CE terms only.
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from gacd_core.attacks import GuidedContrastiveAttack, ce_loss, kl_div
 from gacd_core.errors import SpecError
 from gacd_core.methods.base import Method, StepOutput, register_method
 from gacd_core.methods.contrastive import ContrastiveObjective, reliability_weights
 from gacd_core.models import ImageClassifier
+from gacd_core.spec import GACDParams
 
 
-@register_method("gacd")
+@register_method(GACDParams)
 class GACD(Method):
-    needs_teacher = True
-
     def __init__(self, *args, **kw) -> None:
         super().__init__(*args, **kw)
         p = self.params
@@ -94,7 +94,8 @@ class GACD(Method):
             return self.guided(self.student, x, t_emb, self._student_embed, log_h, head=self.contrast)
         anchor = t_emb.detach()
 
-        def mixed(student: ImageClassifier, xa: torch.Tensor) -> torch.Tensor:
+        def mixed(student: nn.Module, xa: torch.Tensor) -> torch.Tensor:
+            assert isinstance(student, ImageClassifier)  # perturb hands back the student it was given
             f_s, logits = student.forward_all(xa)  # one pass serves both objectives
             return -log_h(anchor, self.contrast.student_embed(f_s)) + g * ce_loss(logits, y)
 

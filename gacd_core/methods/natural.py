@@ -6,9 +6,10 @@ import torch
 
 from gacd_core.attacks import ce_loss
 from gacd_core.methods.base import Method, StepOutput, register_method
+from gacd_core.spec import NaturalParams
 
 
-@register_method("natural")
+@register_method(NaturalParams)
 class Natural(Method):
     """CE(S(x), y)."""
 

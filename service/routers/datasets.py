@@ -24,17 +24,8 @@ from service.uploads import receive_file, removed_on_error
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
-# What a worker's data root must hold for each built-in dataset (the standard layouts).
-BUILTIN_FILES: dict[str, list[str]] = {
-    "cifar10": [f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)] + ["cifar-10-batches-py/test_batch"],
-    "cifar100": ["cifar-100-python/train", "cifar-100-python/test"],
-    "stl10": [f"stl10_binary/{s}_{k}.bin" for s in ("train", "test") for k in ("X", "y")],
-}
-BUILTIN_INFO: dict[str, dict[str, Any]] = {
-    "cifar10": {"num_classes": 10, "train_size": 50_000, "test_size": 10_000, "image_size": 32},
-    "cifar100": {"num_classes": 100, "train_size": 50_000, "test_size": 10_000, "image_size": 32},
-    "stl10": {"num_classes": 10, "train_size": 5_000, "test_size": 8_000, "image_size": 96},
-}
+# The built-in datasets: what a worker's data root must hold for each, and their sizes (the catalog's).
+BUILTIN = {name: d for name, d in catalog.DATASETS.items() if d.builtin}
 FORMATS = {".npz": "npz", ".zip": "imagefolder-zip"}
 
 _UPLOAD_DOC = {
@@ -62,7 +53,8 @@ _UPLOAD_DOC = {
 
 
 def builtin(name: str, data_root: Path) -> dict[str, Any]:
-    available = all((data_root / f).is_file() for f in BUILTIN_FILES[name])
+    d = BUILTIN[name]
+    available = all((data_root / d.folder / f).is_file() for f in d.files)
     return {
         "id": name,
         "object": "dataset",
@@ -70,13 +62,16 @@ def builtin(name: str, data_root: Path) -> dict[str, Any]:
         "name": name,
         "status": "available" if available else "missing",
         "error": None if available else f"the workers' data root does not hold {name}",
-        **BUILTIN_INFO[name],
+        "num_classes": d.num_classes,
+        "train_size": d.train_size,
+        "test_size": d.test_size,
+        "image_size": d.image_size,
     }
 
 
 @router.get("", response_model=DatasetList, summary="Built-in datasets and your own", responses=responses())
 def list_datasets(tenant: Tenant, store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
-    data = [builtin(n, settings.data_root) for n in catalog.DATASETS if n != "custom"]
+    data = [builtin(n, settings.data_root) for n in BUILTIN]
     page = store.list_records(tenant.name, "ds", 1000)
     data += [public_dataset(r) for r in page.data]
     return {"data": data}
@@ -130,14 +125,14 @@ async def create_dataset(
 
 @router.get("/{dataset_id}", response_model=DatasetPublic, summary="Get a dataset", responses=responses(404))
 def get_dataset(dataset_id: str, tenant: Tenant, store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
-    if dataset_id in BUILTIN_FILES:
+    if dataset_id in BUILTIN:
         return builtin(dataset_id, settings.data_root)
     return public_dataset(owned(store, tenant.name, dataset_id, "ds"))
 
 
 @router.delete("/{dataset_id}", status_code=204, summary="Delete a custom dataset", responses=responses(404, 409))
 def delete_dataset(dataset_id: str, tenant: Tenant, store: StoreDep, settings: SettingsDep) -> Response:
-    if dataset_id in BUILTIN_FILES:
+    if dataset_id in BUILTIN:
         raise APIError(409, "conflict", f"{dataset_id} is built in and cannot be deleted")
     rec = owned(store, tenant.name, dataset_id, "ds")
     active = store.active_jobs_using(tenant.name, "dataset", dataset_id)

@@ -151,9 +151,9 @@ def _check_fields(fields: dict[str, str], tenant: str, store: Any) -> dict[str, 
     except ValueError as exc:
         raise APIError(422, "invalid_request", f"normalization: {exc}", "normalization") from None
     dataset = fields["dataset"].strip()
-    builtin = dataset in catalog.DATASETS and dataset != "custom"
-    if not builtin and not (valid_id(dataset, "ds") and store.get(dataset, tenant)):
-        valid = ", ".join(n for n in catalog.DATASETS if n != "custom")
+    builtins = [n for n, d in catalog.DATASETS.items() if d.builtin]
+    if dataset not in builtins and not (valid_id(dataset, "ds") and store.get(dataset, tenant)):
+        valid = ", ".join(builtins)
         raise APIError(
             422,
             "unknown_name",
