@@ -50,7 +50,7 @@ data: $(STAMP)
 	else $(PY) -c "from torchvision.datasets import CIFAR10; CIFAR10('data', train=True, download=True)"; fi
 
 demo: data
-	$(PY) -m service.demo
+	$(PY) -m service.launch.demo
 
 serve: $(STAMP)
 	$(VENV)/bin/gacd serve

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from service.commands import worker_command
-from service.store import Store, connect
+from service.launch.commands import worker_command
+from service.state.store import Store, connect
 
 
 def start_worker(settings: dict[str, Any], name: str, log: Path, timeout: float = 60) -> subprocess.Popen[bytes]:

@@ -54,11 +54,12 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from service.app import create_app
-from service.artifacts import ArtifactStore
-from service.embedded import RedisServer
-from service.settings import Settings
-from service.store import Store, now_iso
+from service.api.app import create_app
+from service.launch.embedded import RedisServer
+from service.state.artifacts import ArtifactStore
+from service.state.records import now_iso
+from service.state.settings import Settings
+from service.state.store import Store
 
 pytestmark = [pytest.mark.api]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from _fakes import make_cifar10
 
-from service.settings import Settings
+from service.state.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")

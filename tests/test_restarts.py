@@ -24,11 +24,11 @@ from _workers import start_worker, stop_process
 from _workers import wait_until as _wait
 from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.commands import api_command
-from service.embedded import RedisServer, free_port
-from service.settings import Settings
-from service.store import Store, connect
+from service.api.app import create_app
+from service.launch.commands import api_command
+from service.launch.embedded import RedisServer, free_port
+from service.state.settings import Settings
+from service.state.store import Store, connect
 
 pytestmark = [pytest.mark.api, pytest.mark.worker]
 KEY = "restart-test-key-" + "r" * 20

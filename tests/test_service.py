@@ -26,11 +26,11 @@ from _workers import start_worker, stop_process
 from fastapi.testclient import TestClient
 
 from gacd_core.models import create_model, save_weights
-from service.app import create_app
-from service.embedded import RedisServer
-from service.queue import Queue
-from service.settings import Settings
-from service.store import Store, connect
+from service.api.app import create_app
+from service.launch.embedded import RedisServer
+from service.state.queue import Queue
+from service.state.settings import Settings
+from service.state.store import Store, connect
 
 pytestmark = [pytest.mark.api, pytest.mark.worker]
 
@@ -435,6 +435,11 @@ def test_tenant_isolation_matrix_over_every_endpoint(
     idle.post(f"/v1/jobs/{queued['id']}/cancel", headers=H())
 
 
+def unfinished(store: Store, tenant: str) -> int:
+    """The size of the tenant's set of unfinished jobs, which the limit on active jobs counts (read raw)."""
+    return int(store.r.scard(store.k_unfinished(tenant)))
+
+
 def test_per_tenant_limits_answer_429_with_retry_after(env: dict[str, Any]) -> None:
     limited = _app(env, queue="nobody-reads-this", tenant_max_active_jobs=2, tenant_jobs_per_minute=4)
     roomy = _app(env, queue="nobody-reads-this", tenant_max_active_jobs=100, tenant_jobs_per_minute=100)
@@ -454,13 +459,13 @@ def test_per_tenant_limits_answer_429_with_retry_after(env: dict[str, Any]) -> N
     assert r.status_code == 429 and r.headers["retry-after"] == "30"
     err = r.json()["error"]
     assert err["code"] == "too_many_active_jobs" and "2 unfinished jobs" in err["message"]
-    assert sorted(listed()) == sorted([a, b]) and store.unfinished_jobs("carol") == 2  # nothing was created
+    assert sorted(listed()) == sorted([a, b]) and unfinished(store, "carol") == 2  # nothing was created
     other = submit(key=DAVE)  # other tenants are not limited by carol's jobs
     assert other.status_code == 202
     limited.post(f"/v1/jobs/{other.json()['id']}/cancel", headers=H(DAVE))
     cancel(a)  # a finished job frees its place
     c = submit(**{"Idempotency-Key": "carol-1"})  # the refused request did not burn its key
-    assert c.status_code == 202 and store.unfinished_jobs("carol") == 2
+    assert c.status_code == 202 and unfinished(store, "carol") == 2
     cancel(b)
     d = submit()  # the 4th job counted in this minute (the refused one is not counted)
     assert d.status_code == 202
@@ -469,14 +474,14 @@ def test_per_tenant_limits_answer_429_with_retry_after(env: dict[str, Any]) -> N
     assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limited"
     wait = int(r.headers["retry-after"])
     assert 1 <= wait <= 60 and f"retry in {wait} s" in r.json()["error"]["message"]
-    assert len(listed()) == 4 and store.unfinished_jobs("carol") == 1
+    assert len(listed()) == 4 and unfinished(store, "carol") == 1
     # a replayed Idempotency-Key is an answer, not a new submission: never rate-limited
     again = submit(**{"Idempotency-Key": "carol-1"})
     assert again.status_code == 202 and again.json()["id"] == c.json()["id"]
     assert submit(roomy).status_code == 202  # the limits are settings
     for jid in listed():
         limited.post(f"/v1/jobs/{jid}/cancel", headers=H(CAROL))
-    assert store.unfinished_jobs("carol") == 0
+    assert unfinished(store, "carol") == 0
 
 
 def test_a_job_the_queue_cannot_take_is_not_created(env: dict[str, Any]) -> None:
@@ -487,12 +492,12 @@ def test_a_job_the_queue_cannot_take_is_not_created(env: dict[str, Any]) -> None
     settings = Settings(**{**env["settings"], "queue": "nobody-reads-this"})
     broken = TestClient(create_app(settings, queue=BrokerAway(settings)))
     store: Store = env["store"]
-    before = (store.unfinished_jobs("dave"), store.status_counts()["queued"])
+    before = (unfinished(store, "dave"), store.status_counts()["queued"])
     r = broken.post("/v1/jobs", headers=H(DAVE, **{"Idempotency-Key": "dave-1"}), json=small_job("natural"))
     assert r.status_code == 503 and r.headers["retry-after"] == "5", r.text
     assert r.json()["error"]["code"] == "queue_unavailable"
     assert broken.get("/v1/jobs", headers=H(DAVE), params={"status": "queued"}).json()["data"] == []
-    assert (store.unfinished_jobs("dave"), store.status_counts()["queued"]) == before
+    assert (unfinished(store, "dave"), store.status_counts()["queued"]) == before
     ok = _app(env, queue="nobody-reads-this")  # the key was released: the retry creates the job
     r = ok.post("/v1/jobs", headers=H(DAVE, **{"Idempotency-Key": "dave-1"}), json=small_job("natural"))
     assert r.status_code == 202
@@ -786,7 +791,7 @@ def test_metrics_count_requests_by_route(api: TestClient) -> None:
 
 
 def test_store_unavailable_is_a_503(tmp_path: Path) -> None:
-    from service.embedded import free_port
+    from service.launch.embedded import free_port
 
     art = tmp_path / "artifacts"
     dead = Settings(redis_url=f"redis://127.0.0.1:{free_port()}/0", artifact_root=art, api_keys=f"{ALICE}=alice")

@@ -562,9 +562,9 @@ QUEUE = "gacdteachers"
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory, cifar10_root: Path) -> Iterator[dict[str, Any]]:
     """Redis, a worker whose data root holds the real CIFAR-10, and the API."""
-    from service.app import create_app
-    from service.embedded import RedisServer
-    from service.settings import Settings
+    from service.api.app import create_app
+    from service.launch.embedded import RedisServer
+    from service.state.settings import Settings
 
     base = tmp_path_factory.mktemp("teachers-service")
     redis_server = RedisServer(base / "redis", appendonly=False).start()

@@ -32,9 +32,9 @@ from _workers import wait_until as _wait
 from fastapi.testclient import TestClient
 from safetensors.torch import load
 
-from service.app import create_app
-from service.embedded import RedisServer
-from service.settings import Settings
+from service.api.app import create_app
+from service.launch.embedded import RedisServer
+from service.state.settings import Settings
 
 pytestmark = [pytest.mark.api, pytest.mark.worker]
 KEY = "fault-test-key-" + "f" * 20
