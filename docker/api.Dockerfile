@@ -1,5 +1,5 @@
-# The HTTP API: FastAPI under uvicorn. No torch in this image: the service imports only the
-# torch-free part of gacd_core (spec, catalog, errors, registry).
+# The HTTP API: FastAPI under uvicorn. No torch in this image: the API imports only the torch-free
+# part of gacd_core (spec, catalog, errors, normalization; tests/test_layers.py checks it).
 #
 #   docker build -f docker/api.Dockerfile -t gacd-api .      (from the repository root)
 #

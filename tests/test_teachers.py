@@ -22,7 +22,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from _fakes import make_cifar10, make_npz
-from _workers import start_worker, stop_process, wait_until
-from fastapi.testclient import TestClient
+from _workers import ServiceEnv, wait_until
 from torch import nn
 
 from gacd_core.errors import TeacherLoadError, TeacherUnfitError
@@ -560,30 +559,11 @@ QUEUE = "gacdteachers"
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory, cifar10_root: Path) -> Iterator[dict[str, Any]]:
+def service(start_service: Callable[..., ServiceEnv], cifar10_root: Path) -> dict[str, Any]:
     """Redis, a worker whose data root holds the real CIFAR-10, and the API."""
-    from service.api.app import create_app
-    from service.launch.embedded import RedisServer
-    from service.state.settings import Settings
-
-    base = tmp_path_factory.mktemp("teachers-service")
-    redis_server = RedisServer(base / "redis", appendonly=False).start()
-    settings = dict(
-        redis_url=redis_server.url,
-        artifact_root=base / "artifacts",
-        data_root=cifar10_root,
-        api_keys=f"{KEY}=tina",
-        queue=QUEUE,
-        heartbeat_seconds=0.5,
-        lease_seconds=10,
-        worker_stale_seconds=5,
-    )
-    worker = start_worker(settings, "teachers-worker", base / "worker.log")
-    try:
-        yield {"api": TestClient(create_app(Settings(**settings))), "settings": settings, "log": base / "worker.log"}
-    finally:
-        stop_process(worker)
-        redis_server.stop()
+    env = start_service("teachers-service", workers=["teachers-worker"], data_root=cifar10_root,
+                        api_keys=f"{KEY}=tina", queue=QUEUE)  # fmt: skip
+    return {"api": env.app(), "settings": env.settings, "log": env.log("teachers-worker")}
 
 
 AUTH = {"Authorization": f"Bearer {KEY}"}
