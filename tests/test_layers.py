@@ -2,9 +2,9 @@
 
 Statically, every import of every module (those inside functions too) is checked against the arrows
 below; at run time, fresh interpreters check what importing each process's code pulls in: the API no
-torch and no Celery tasks, the worker no FastAPI, the torch-free part of gacd_core no torch, gacd_core
-none of the service. A synthetic package with one forbidden import of each kind shows that the
-checker catches them.
+torch and no Celery tasks, the worker no FastAPI (tests/test_spec.py checks the same for gacd_core: its
+specification without torch, all of it without the service stack). A synthetic package with one
+forbidden import of each kind shows that the checker catches them.
 """
 
 from __future__ import annotations
@@ -200,11 +200,3 @@ def test_the_worker_process_has_no_fastapi() -> None:
     assert {"worker.tasks", "torch", "celery"} <= loaded
     assert not _tops(loaded) & {"fastapi", "starlette", "uvicorn", "multipart", "python_multipart"}
     assert not [m for m in loaded if m.startswith(("service.api", "service.client", "service.launch"))]
-
-
-def test_gacd_core_imports_no_service_and_its_specification_no_torch() -> None:
-    loaded = _loaded_after("\n".join(f"import {m}" for m in _every_module("gacd_core")))
-    assert "gacd_core.jobs" in loaded
-    assert not _tops(loaded) & {"service", "worker", "fastapi", "starlette", "celery", "redis"}
-    light = _loaded_after("\n".join(f"import {m}" for m in LIGHT_CORE))
-    assert not _tops(light) & {"torch", "torchvision", "numpy"}

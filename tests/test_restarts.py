@@ -27,7 +27,7 @@ from service.launch.commands import api_command
 from service.launch.embedded import RedisServer, free_port
 from service.state.store import Store
 
-pytestmark = [pytest.mark.api, pytest.mark.worker]
+pytestmark = [pytest.mark.api, pytest.mark.worker, pytest.mark.e2e]
 KEY = "restart-test-key-" + "r" * 20
 WRONG_KEY = "not-a-known-key-" + "w" * 20
 H = {"Authorization": f"Bearer {KEY}"}

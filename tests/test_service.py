@@ -31,7 +31,7 @@ from service.state.queue import Queue
 from service.state.settings import Settings
 from service.state.store import Store
 
-pytestmark = [pytest.mark.api, pytest.mark.worker]
+pytestmark = [pytest.mark.api, pytest.mark.worker, pytest.mark.e2e]
 
 ALICE, BOB, CAROL = "alice-key-" + "a" * 24, "bob-key-" + "b" * 24, "carol-key-" + "c" * 24
 DAVE = "dave-key-" + "d" * 24

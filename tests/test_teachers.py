@@ -322,6 +322,7 @@ def _assert_same_function(ours: torch.Tensor, theirs: torch.Tensor) -> None:
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6 * max(1.0, scale))
 
 
+@pytest.mark.slow
 @pytest.mark.unit
 @pytest.mark.parametrize(("case", "arch", "source"), [(c, a, s) for c, a, _, _, _, s in LAYOUTS], ids=lambda v: str(v))
 def test_public_layout_loads_through_the_cli_path(
@@ -336,6 +337,7 @@ def test_public_layout_loads_through_the_cli_path(
     _assert_same_function(_logits(teacher, inputs), expected)
 
 
+@pytest.mark.slow
 @pytest.mark.unit
 def test_the_two_preact_layouts_are_different_functions(
     layout_files: dict[str, tuple[Path, torch.Tensor]], inputs: torch.Tensor
@@ -352,6 +354,7 @@ def test_the_two_preact_layouts_are_different_functions(
     assert info.value.field == "teacher.weights"
 
 
+@pytest.mark.slow
 @pytest.mark.unit
 def test_a_pt_without_arch_names_the_arch_field(layout_files: dict[str, tuple[Path, torch.Tensor]]) -> None:
     path, _ = layout_files["kuangliu-resnet18-rslad"]
@@ -428,6 +431,7 @@ def test_cross_task_teachers_are_exempt_and_say_why() -> None:
     assert check.verdict == "exempt" and "cross_task" in (check.exempt_reason or "")
 
 
+@pytest.mark.slow
 @pytest.mark.unit
 def test_the_check_leaves_the_jobs_random_state_alone() -> None:
     """PGD's random starts come from a forked generator, so a job trains the same with or without it."""
@@ -518,6 +522,7 @@ def _gacd(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_the_cli_refuses_it_before_training_and_evaluate_takes_a_foreign_teacher(
     trained_teacher: Path, cifar10_root: Path, tmp_path: Path
 ) -> None:
@@ -599,6 +604,7 @@ def tiny_dataset(service: dict[str, Any], tmp_path_factory: pytest.TempPathFacto
 
 @pytest.mark.api
 @pytest.mark.worker
+@pytest.mark.e2e
 @pytest.mark.parametrize(("case", "arch", "source"), [(c, a, s) for c, a, _, _, _, s in LAYOUTS], ids=lambda v: str(v))
 def test_public_layout_loads_through_the_upload_path(
     case: str,
@@ -625,6 +631,7 @@ def test_public_layout_loads_through_the_upload_path(
 @pytest.mark.slow
 @pytest.mark.api
 @pytest.mark.worker
+@pytest.mark.e2e
 def test_the_api_refuses_a_wrongly_normalised_teacher(service: dict[str, Any], trained_teacher: Path) -> None:
     api = service["api"]
     # 1. uploaded as it is: measured on 500 CIFAR-10 test images, marked unfit, with both figures

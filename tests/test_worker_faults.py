@@ -35,7 +35,7 @@ from safetensors.torch import load
 from service.api.app import create_app
 from service.state.settings import Settings
 
-pytestmark = [pytest.mark.api, pytest.mark.worker]
+pytestmark = [pytest.mark.api, pytest.mark.worker, pytest.mark.e2e]
 KEY = "fault-test-key-" + "f" * 20
 H = {"Authorization": f"Bearer {KEY}"}
 
