@@ -16,6 +16,7 @@ from gacd_core.errors import SpecError
 from gacd_core.spec import JobSpec, parse_spec
 from service.api.schemas import JobPublic, TeacherPublic
 from service.state.records import JobRecord, Progress, TeacherRecord, new_id, now_iso
+from service.state.settings import Settings
 from service.state.store import Store
 
 pytestmark = pytest.mark.unit
@@ -65,6 +66,18 @@ def test_a_job_stored_before_specs_were_kept_whole_still_reads(store: Store) -> 
     store.r.hset(store.k_rec(rec.id), mapping={k: json.dumps(v) for k, v in old.items()})
     back = store.get(JobRecord, rec.id)
     assert back is not None and back.spec == spec and back.queue == "q"
+
+
+def test_a_job_whose_record_no_longer_reads_fails_instead_of_waiting_forever(store: Store, tmp_path: Path) -> None:
+    from worker.runner import JobRunner
+
+    rec = JobRecord.queued(parse_spec({"method": "at"}), "t", "q")
+    assert store.create_job(rec, max_unfinished=10)
+    store.r.hset(store.k_rec(rec.id), "spec", json.dumps({"method": "at", "renamed_field": 1}))
+    JobRunner(store, Settings(artifact_root=tmp_path), "w").run(rec.id)  # no lease taken, nothing run
+    assert store.get_status(rec.id) == "failed"
+    error = json.loads(store.r.hget(store.k_rec(rec.id), "error"))
+    assert error["code"] == "invalid_spec" and "spec.renamed_field" in error["message"]
 
 
 def test_updates_are_checked_against_the_record(store: Store) -> None:

@@ -155,10 +155,13 @@ class JobRunner:
     def _unreadable(self, job_id: str, exc: ValidationError) -> None:
         """Fail a job whose stored record does not validate (no worker could ever run it)."""
         log.error("job %s: its record cannot be read: %s", job_id, exc)
-        message = f"the job's stored specification is no longer valid: {exc.errors()[0]['msg']}"
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        message = f"the job's record cannot be read by this version: {field}: {first['msg']}"
         err = {"code": "invalid_spec", "message": message, "field": None}
+        fields = {"finished_at": now_iso(), "error": err}
         try:
-            self.store.transition(job_id, ["queued", "running", "cancelling"], "failed", {"error": err})
+            self.store.transition(job_id, ["queued", "running", "cancelling"], "failed", fields)
         except TransitionRefused:
             return
         self.store.add_event(job_id, "failed", message, level="error", data=err)
