@@ -289,6 +289,7 @@ def test_jobs_default_to_auto_and_accept_only_known_precisions() -> None:
 # --------------------------------------------------------------------------------------------------
 # torch.compile
 # --------------------------------------------------------------------------------------------------
+@pytest.mark.slow  # compiles C++ (minutes with a cold compiler cache)
 def test_compile_runs_training_through_the_compiled_body_and_leaves_the_model_eager(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
