@@ -26,7 +26,7 @@ help:
 	@echo "make bench-train  training and PGD-20 evaluation throughput, naive reference vs ours (benchmarks/train_throughput.py)"
 	@echo "make compare    the method comparison (benchmarks/compare.py): make compare SCALE=cpu COMPARE_ARGS=--train"
 	@echo "make test       create $(VENV) if needed, install the project, run the whole test suite"
-	@echo "make test-fast  the unit tests only (no training on real data)"
+	@echo "make test-fast  the fast unit tests only (no training runs, no command line or service processes)"
 	@echo "make lint       ruff and mypy"
 	@echo "make compose-up-cpu   the deployment on this machine without a GPU (docker-compose.cpu.yml)"
 	@echo "make compose-up       the deployment with an NVIDIA GPU worker (docker-compose.yml)"
@@ -50,7 +50,7 @@ data: $(STAMP)
 	else $(PY) -c "from torchvision.datasets import CIFAR10; CIFAR10('data', train=True, download=True)"; fi
 
 demo: data
-	$(PY) -m service.demo
+	$(PY) -m service.launch.demo
 
 serve: $(STAMP)
 	$(VENV)/bin/gacd serve
@@ -70,8 +70,10 @@ bench-train: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -m "not docker"
 
+# The unit tests that take seconds: no training runs, no command line or service processes (pyproject.toml's
+# markers say which tests are unit, slow and e2e).
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow and not docker"
+	$(PY) -m pytest -m "unit and not slow and not e2e"
 
 secrets/api-keys.txt:
 	@mkdir -p secrets

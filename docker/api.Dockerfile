@@ -1,5 +1,5 @@
-# The HTTP API: FastAPI under uvicorn. No torch in this image: the service imports only the
-# torch-free part of gacd_core (spec, catalog, errors, registry).
+# The HTTP API: FastAPI under uvicorn. No torch in this image: the API imports only the torch-free
+# part of gacd_core (spec, catalog, errors, normalization; tests/test_layers.py checks it).
 #
 #   docker build -f docker/api.Dockerfile -t gacd-api .      (from the repository root)
 #
@@ -56,5 +56,5 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
 
-# service.commands.api_command("0.0.0.0", 8000), verbatim (tests/test_deployment.py checks it).
-CMD ["uvicorn", "service.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", "--no-server-header", "--timeout-graceful-shutdown", "10"]
+# service.launch.commands.api_command("0.0.0.0", 8000), verbatim (tests/test_deployment.py checks it).
+CMD ["uvicorn", "service.api.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", "--no-server-header", "--timeout-graceful-shutdown", "10"]

@@ -66,5 +66,5 @@ USER gacd
 WORKDIR /home/gacd
 
 # The health check (the worker's own heartbeat in Redis) is defined in docker-compose.yml.
-# service.commands.worker_command(), verbatim (tests/test_deployment.py checks it).
+# service.launch.commands.worker_command(), verbatim (tests/test_deployment.py checks it).
 CMD ["celery", "-A", "worker.app", "worker", "--pool", "solo", "--concurrency", "1", "-Q", "gacd,gacd.validate", "-n", "worker@%h", "--loglevel", "INFO", "--without-gossip", "--without-mingle"]

@@ -176,6 +176,8 @@ def run_job(
     """Train (``natural``, ``at``) or distil (the others), save the student, evaluate, write reports.
 
     Args:
+        spec: the job, its inputs files that this process reads (the HTTP service's workers pass
+            :meth:`JobSpec.resolved`; a job whose teacher or custom dataset is only an id is refused).
         out_dir: receives ``student.safetensors``, ``report.json`` and ``report.html``.
         checkpoint_dir: where the per-epoch checkpoint goes (default ``out_dir``); with ``resume``, an
             existing checkpoint there is continued from.
@@ -183,6 +185,7 @@ def run_job(
     Returns:
         The report (also written to ``out_dir``).
     """
+    spec = spec.resolved()  # nothing left to resolve: refused here, before any data is read
     cb = callbacks or Callbacks()
     out = Path(out_dir)
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else out

@@ -616,6 +616,60 @@ class JobSpec(_Strict):
         """The resolved specification as JSON-compatible data (every default written out)."""
         return self.model_dump(mode="json")
 
+    def resolved(
+        self,
+        *,
+        teacher_weights: str | Path | None = None,
+        dataset_path: str | Path | None = None,
+        data_root: str | Path | None = None,
+        device: str | None = None,
+        download: bool | None = None,
+    ) -> JobSpec:
+        """This job with its inputs resolved to what the process that runs it reads: a copy, checked.
+
+        The HTTP service keeps a job as submitted, its teacher and a custom dataset named by their ids;
+        the worker that runs it passes the files those ids stand for. Each argument given replaces the
+        job's own value (references such as ``teacher.id`` are kept, for the report).
+
+        Args:
+            teacher_weights: the teacher's weights file.
+            dataset_path: a custom dataset's ``.npz`` file or ImageFolder directory.
+            data_root: where the built-in datasets are.
+            device: the device to run on when the job says ``auto``.
+            download: whether a missing built-in dataset may be downloaded.
+
+        Raises:
+            SpecError: an input is still only a reference (a teacher or custom dataset without a file),
+                or a path was given for an input the job does not have.
+        """
+        errors: list[tuple[str, str]] = []
+        teacher = self.teacher
+        if teacher_weights is not None:
+            if teacher is None:
+                errors.append(("teacher", f"method {self.method!r} trains without a teacher"))
+            else:
+                teacher = teacher.model_copy(update={"weights": str(teacher_weights)})
+        if teacher is not None and teacher.weights is None:
+            errors.append(("teacher.weights", "a teacher id must be resolved to a weights file before the job runs"))
+        changes: dict[str, Any] = {}
+        if dataset_path is not None:
+            changes["path"] = str(dataset_path)
+        if data_root is not None:
+            changes["root"] = str(data_root)
+        if download is not None:
+            changes["download"] = download
+        dataset = self.dataset.model_copy(update=changes)
+        if dataset_path is not None and dataset.name != "custom":
+            errors.append(("dataset.path", f"{dataset.name!r} is read from root, not from a path"))
+        if dataset.name == "custom" and dataset.path is None:
+            errors.append(("dataset.path", "a custom dataset id must be resolved to its data before the job runs"))
+        if errors:
+            raise SpecError(errors)
+        update: dict[str, Any] = {"teacher": teacher, "dataset": dataset}
+        if device is not None and self.device == "auto":
+            update["device"] = device
+        return self.model_copy(update=update)
+
 
 _MODELS_BUILT = True  # from here on, declare_method rebuilds the models that hold the union
 

@@ -1,17 +1,80 @@
-"""Processes for the service tests: a real Celery worker on settings given as a dict, stopping a child
-process, and waiting for a condition."""
+"""Processes for the service tests: Redis with the service's settings on it and its worker processes
+(:class:`ServiceEnv`, which conftest.py's ``start_service`` fixture hands out), a real Celery worker on
+settings given as a dict, stopping a child process, and waiting for a condition."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from service.commands import worker_command
-from service.store import Store, connect
+from fastapi.testclient import TestClient
+
+from service.api.app import create_app
+from service.launch.commands import worker_command
+from service.launch.embedded import RedisServer
+from service.state.settings import Settings
+from service.state.store import Store, connect
+
+# Fast heartbeats and short leases, so that tests see workers come, go and lose jobs within seconds.
+QUICK = {"heartbeat_seconds": 0.5, "lease_seconds": 10, "worker_stale_seconds": 5}
+
+
+class ServiceEnv:
+    """A Redis server under ``base``, the service's settings on it, and the workers started on it.
+
+    Args:
+        base: a directory of its own: Redis's data, the artifact store, the workers' logs.
+        settings: the settings of the API and the workers (``GACD_*`` without the prefix), on top of
+            :data:`QUICK`; ``redis_url`` and ``artifact_root`` are filled in.
+    """
+
+    def __init__(self, base: Path, *, appendonly: bool = False, **settings: Any) -> None:
+        self.base = base
+        self.server = RedisServer(base / "redis", appendonly=appendonly).start()
+        self.settings: dict[str, Any] = {
+            "redis_url": self.server.url,
+            "artifact_root": base / "artifacts",
+            **QUICK,
+            **settings,
+        }
+        self.store = Store(connect(self.server.url))
+        self.workers: list[subprocess.Popen[bytes]] = []
+
+    @classmethod
+    @contextlib.contextmanager
+    def running(cls, base: Path, *, workers: Sequence[str] = (), **settings: Any) -> Iterator[ServiceEnv]:
+        """The environment with ``workers`` started (named so), everything stopped on leaving."""
+        env = cls(base, **settings)
+        try:
+            for name in workers:
+                env.start_worker(name)
+            yield env
+        finally:
+            env.stop()
+
+    def log(self, worker: str) -> Path:
+        """The log file of the worker named ``worker``."""
+        return self.base / f"{worker}.log"
+
+    def start_worker(self, name: str, **over: Any) -> subprocess.Popen[bytes]:
+        """A worker on these settings (with ``over``), started and reporting in; stopped with the rest."""
+        self.workers.append(start_worker({**self.settings, **over}, name, self.log(name)))
+        return self.workers[-1]
+
+    def app(self, **over: Any) -> TestClient:
+        """A client of the API on these settings (with ``over``)."""
+        return TestClient(create_app(Settings(**{**self.settings, **over})))
+
+    def stop(self) -> None:
+        for proc in self.workers:
+            stop_process(proc)
+        self.server.stop()
 
 
 def start_worker(

@@ -118,6 +118,7 @@ def test_guided_attack_pushes_student_off_the_teacher_anchor():
     assert float((adv < clean).float().mean()) >= 0.9
 
 
+@pytest.mark.slow
 def test_kl_attack_increases_divergence_from_teacher(trained_model):
     student, x, _ = trained_model
     torch.manual_seed(3)
@@ -161,6 +162,7 @@ def _acc(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
         return int((model(x).argmax(1) == y).sum()) / len(y)  # exact: 10 of 200 is 0.05, not 0.0500000007
 
 
+@pytest.mark.slow
 def test_pgd_hurts_a_trained_model_far_more_than_noise_of_the_same_size(trained_model):
     model, x, y = trained_model
     torch.manual_seed(1)  # the noise and the attacks' random starts do not depend on which tests ran before
@@ -216,6 +218,7 @@ def test_autoattack_is_the_reference_standard_configuration():
     assert few["apgd_t"]["n_target_classes"] == 4 and few["fab_t"]["n_target_classes"] == 4
 
 
+@pytest.mark.slow
 def test_autoattack_runs_and_is_at_least_as_strong_as_pgd(trained_model):
     model, x, y = trained_model
     x, y = x[:24], y[:24]

@@ -63,7 +63,7 @@ def test_list_names_every_choice():
     assert run("list").stdout.count("\n") > 25
 
 
-@pytest.mark.unit
+@pytest.mark.e2e
 def test_bad_input_is_a_clear_error_naming_the_flag(tmp_path):
     cases = [
         (["train", "--method", "gacd", "--arch", "tiny_resnet", "--out", str(tmp_path)], "method"),
@@ -85,7 +85,7 @@ def test_bad_input_is_a_clear_error_naming_the_flag(tmp_path):
     assert out.returncode == 2 and "spec" in out.stderr and "pwned" not in out.stdout + out.stderr
 
 
-@pytest.mark.unit
+@pytest.mark.e2e
 def test_missing_teacher_file_names_the_teacher_flag(tmp_path):
     make_cifar10(tmp_path / "data", n_train=40, n_test=20)
     out = run(
@@ -105,7 +105,7 @@ def test_missing_teacher_file_names_the_teacher_flag(tmp_path):
     assert "teacher.weights (--teacher): no such file" in out.stderr
 
 
-@pytest.mark.unit
+@pytest.mark.e2e
 def test_train_distill_evaluate_on_small_data(tmp_path):
     """The three commands end to end on a small fake CIFAR-10 in the real on-disk layout."""
     data = tmp_path / "data"
@@ -186,6 +186,7 @@ def test_train_distill_evaluate_on_small_data(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_readme_example_on_real_cifar10(cifar10_root, tmp_path):
     """The README's three commands, on real CIFAR-10, with the sizes cut down to keep CI short."""
     env = {"GACD_DATA_ROOT": str(cifar10_root)}

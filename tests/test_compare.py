@@ -12,7 +12,7 @@ import pytest
 from _fakes import make_cifar10
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.e2e
 
 
 def compare(*args: str, data: Path, store: Path) -> subprocess.CompletedProcess[str]:

@@ -1,5 +1,5 @@
 """The deployment files, checked statically (no Docker engine needed): docker-compose.yml and the two
-Dockerfiles run the command lines of service/commands.py, share one artifact store, keep torch out of
+Dockerfiles run the command lines of service/launch/commands.py, share one artifact store, keep torch out of
 the API image and pair the worker's torch with the versions pyproject.toml pins; docker-compose.cpu.yml
 is the same stack without the GPU reservation. tests/test_compose.py runs the stack on a real engine."""
 
@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-from service.commands import api_command, worker_command
-from service.settings import Settings
+from service.launch.commands import api_command, worker_command
+from service.state.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"

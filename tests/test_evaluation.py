@@ -65,6 +65,7 @@ def test_evaluation_subset_is_stratified_and_protocol_is_described():
     assert desc["attack_params"]["autoattack"]["attacks"] == ["apgd-ce", "apgd-t", "fab-t", "square"]
 
 
+@pytest.mark.slow
 def test_evaluate_model_metrics_are_consistent_and_reproducible():
     torch.manual_seed(0)
     model = create_model("tiny_resnet")
@@ -130,6 +131,7 @@ def test_evaluation_runs_in_true_fp32_and_restores_the_tf32_flags(monkeypatch):
     assert protocol_description(EvaluationSpec(), 8, 10)["tf32"] is False
 
 
+@pytest.mark.slow
 def test_evaluation_on_the_validation_split_never_touches_the_test_split(tmp_path):
     # Choosing hyperparameters on validation data: the protocol runs on the held-out training images.
     from _fakes import make_cifar10

@@ -28,6 +28,7 @@ def _logits(path: Path, x: torch.Tensor) -> np.ndarray:
     return session.run(None, {"pixels": x.numpy()})[0]
 
 
+@pytest.mark.slow
 @pytest.mark.unit
 @pytest.mark.parametrize("arch", ARCHS)
 def test_every_architecture_exports_with_a_dynamic_batch(tmp_path: Path, arch: str) -> None:
@@ -54,6 +55,7 @@ def test_every_architecture_exports_with_a_dynamic_batch(tmp_path: Path, arch: s
         assert np.abs(got - ref).max() < 1e-4
 
 
+@pytest.mark.slow
 @pytest.mark.unit
 def test_the_same_weights_give_the_same_onnx_bytes(tmp_path: Path) -> None:
     model = create_model("tiny_resnet", 10)
@@ -99,6 +101,7 @@ def test_onnx_runtime_agrees_with_pytorch_on_real_cifar10(tmp_path: Path, cifar1
     print(f"ONNX Runtime vs PyTorch on 10000 CIFAR-10 test images: {full}, PyTorch accuracy {accuracy:.4f}")
 
 
+@pytest.mark.slow
 @pytest.mark.unit
 def test_gacd_export_onnx_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     weights = save_weights(create_model("tiny_wrn", 10), tmp_path / "m.safetensors", {"dataset": "cifar10"})

@@ -97,6 +97,7 @@ class FakeClock:
         self.now += self.cost[setting.name]
 
 
+@pytest.mark.slow
 def test_probe_picks_the_fastest_and_changes_nothing_the_job_computes() -> None:
     method, _ = _method("gacd")
     before = copy.deepcopy(method.state_dict())
@@ -240,6 +241,7 @@ def _trainer(ckpt: Path | None, epochs: int = 1, **kw) -> Trainer:
     return Trainer(method, _data(), hyper, device=torch.device("cpu"), seed=3, checkpoint_dir=ckpt, **kw)
 
 
+@pytest.mark.slow
 def test_auto_probes_once_and_reports_the_figures(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fastpath, "bf16_supported", lambda device: False)
     t = _trainer(None, precision="auto", probe_steps=1)
@@ -287,6 +289,7 @@ def test_jobs_default_to_auto_and_accept_only_known_precisions() -> None:
 # --------------------------------------------------------------------------------------------------
 # torch.compile
 # --------------------------------------------------------------------------------------------------
+@pytest.mark.slow  # compiles C++ (minutes with a cold compiler cache)
 def test_compile_runs_training_through_the_compiled_body_and_leaves_the_model_eager(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ import hypothesis.strategies as st
 import numpy as np
 import pytest
 import schemathesis
+from _workers import ServiceEnv
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from safetensors.numpy import save_file
@@ -54,11 +55,11 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from service.app import create_app
-from service.artifacts import ArtifactStore
-from service.embedded import RedisServer
-from service.settings import Settings
-from service.store import Store, now_iso
+from service.api.app import create_app
+from service.state.artifacts import ArtifactStore
+from service.state.records import now_iso
+from service.state.settings import Settings
+from service.state.store import Store
 
 pytestmark = [pytest.mark.api]
 
@@ -98,24 +99,18 @@ def job_body(method: str = "natural", teacher: str | None = None) -> dict[str, A
 # The app, over a real Redis, seeded
 # --------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    base = tmp_path_factory.mktemp("fuzz")
-    redis_server = RedisServer(base / "redis", appendonly=False).start()
-    try:
-        settings = Settings(
-            redis_url=redis_server.url,
-            artifact_root=base / "artifacts",
-            data_root=base / "data",
-            api_keys=f"{KEY}={TENANT},{OTHER}=other",
-            queue=QUEUE,
-            worker_stale_seconds=3600,
-            tenant_max_active_jobs=100_000,
-            tenant_jobs_per_minute=100_000,
-        )
-        app = create_app(settings)
-        yield {"app": app, **_seed(app, base)}
-    finally:
-        redis_server.stop()
+def fuzz_app(start_service: Callable[..., ServiceEnv], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    env = start_service(
+        "fuzz",
+        data_root=tmp_path_factory.mktemp("no-data"),
+        api_keys=f"{KEY}={TENANT},{OTHER}=other",
+        queue=QUEUE,
+        worker_stale_seconds=3600,
+        tenant_max_active_jobs=100_000,
+        tenant_jobs_per_minute=100_000,
+    )
+    app = create_app(Settings(**env.settings))
+    return {"app": app, **_seed(app, env.base)}
 
 
 def _seed(app: FastAPI, base: Path) -> dict[str, Any]:

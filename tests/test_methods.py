@@ -176,6 +176,7 @@ def test_memory_bank_and_partition_constant_are_in_the_state_dict():
     assert other._offset() == obj._offset()
 
 
+@pytest.mark.slow
 def test_literal_critic_scales_with_n_and_crd_normalisation_does_not():
     """Why critic_normalization defaults to "crd" (docs/method.md): with Z = 1, each of the N negative
     terms is about log(1 + N/M) at initialisation, so the loss grows linearly in N."""
@@ -252,6 +253,7 @@ def test_in_batch_guided_attack_masks_the_same_candidates_as_the_loss():
     assert seen and all(s is not None and torch.equal(s, batch_y) for s in seen)
 
 
+@pytest.mark.slow
 def test_declared_cross_task_gets_no_teacher_accuracy_or_label_metrics(tmp_path):
     # Two tasks with ten classes each: the teacher's logits must not be scored against the student's labels.
     from _fakes import make_cifar10

@@ -25,6 +25,7 @@ def _pause_at(epoch: int, step: int):
     return should_pause
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["at", "gacd", "rslad"])
 def test_pausing_mid_epoch_twice_and_resuming_gives_identical_weights(tmp_path, method):
     straight = _trainer(method, None, epochs=3)
@@ -56,6 +57,7 @@ def test_pausing_mid_epoch_twice_and_resuming_gives_identical_weights(tmp_path, 
         assert r_straight["loss_parts"] == r_resumed["loss_parts"]
 
 
+@pytest.mark.slow
 def test_a_pause_at_an_epoch_boundary_is_an_ordinary_resume(tmp_path):
     straight = _trainer("at", None, epochs=2)
     straight.fit()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from _fakes import make_cifar10
 
-from service.settings import Settings
+from service.state.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -33,6 +33,7 @@ def test_every_setting_is_documented() -> None:
 
 @pytest.mark.api
 @pytest.mark.worker
+@pytest.mark.e2e
 def test_the_curl_sequence_runs_against_gacd_serve(tmp_path: Path) -> None:
     data = tmp_path / "data"
     # Learnable images (each class a colour): the README's `at` teacher must pass the teacher check that

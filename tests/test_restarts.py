@@ -13,24 +13,21 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from _fakes import make_cifar10
-from _workers import start_worker, stop_process
+from _workers import ServiceEnv, stop_process
 from _workers import wait_until as _wait
-from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.commands import api_command
-from service.embedded import RedisServer, free_port
-from service.settings import Settings
-from service.store import Store, connect
+from service.launch.commands import api_command
+from service.launch.embedded import RedisServer, free_port
+from service.state.store import Store
 
-pytestmark = [pytest.mark.api, pytest.mark.worker]
+pytestmark = [pytest.mark.api, pytest.mark.worker, pytest.mark.e2e]
 KEY = "restart-test-key-" + "r" * 20
 WRONG_KEY = "not-a-known-key-" + "w" * 20
 H = {"Authorization": f"Bearer {KEY}"}
@@ -40,21 +37,11 @@ H = {"Authorization": f"Bearer {KEY}"}
 # Redis restarted with jobs queued and running
 # --------------------------------------------------------------------------------------------------
 @pytest.fixture
-def redis_env(tmp_path: Path) -> Iterator[dict[str, Any]]:
+def redis_env(start_service: Callable[..., ServiceEnv], tmp_path: Path) -> ServiceEnv:
     data = tmp_path / "data"
     make_cifar10(data, n_train=200, n_test=20)
-    server = RedisServer(tmp_path / "redis", appendonly=True).start()
-    settings = dict(
-        redis_url=server.url, artifact_root=tmp_path / "artifacts", data_root=data, api_keys=f"{KEY}=t",
-        queue="restarts", heartbeat_seconds=0.5, lease_seconds=30, worker_stale_seconds=5,
-    )  # fmt: skip
-    env: dict[str, Any] = {"settings": settings, "server": server, "log": tmp_path / "worker.log"}
-    worker = start_worker(settings, "rw", env["log"])
-    try:
-        yield env
-    finally:
-        stop_process(worker)
-        env["server"].stop()
+    return start_service("restarts", workers=["rw"], appendonly=True, data_root=data, api_keys=f"{KEY}=t",
+                         queue="restarts", lease_seconds=30)  # fmt: skip
 
 
 def _spec(epochs: int, seed: int) -> dict[str, Any]:
@@ -65,9 +52,9 @@ def _spec(epochs: int, seed: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def test_redis_restarted_mid_job_loses_no_job(redis_env: dict[str, Any]) -> None:
-    api = TestClient(create_app(Settings(**redis_env["settings"])))
-    log: Path = redis_env["log"]
+def test_redis_restarted_mid_job_loses_no_job(redis_env: ServiceEnv) -> None:
+    api = redis_env.app()
+    log = redis_env.log("rw")
     running = api.post("/v1/jobs", headers=H, json=_spec(10, 0)).json()["id"]
     queued = api.post("/v1/jobs", headers=H, json=_spec(2, 1)).json()["id"]  # waits: the worker runs one job
 
@@ -77,7 +64,7 @@ def test_redis_restarted_mid_job_loses_no_job(redis_env: dict[str, Any]) -> None
     _wait(lambda: any(e["type"] == "epoch" for e in events(running)), "the first epoch", log=log)
     assert api.get(f"/v1/jobs/{queued}", headers=H).json()["status"] == "queued"
 
-    server: RedisServer = redis_env["server"]
+    server = redis_env.server
     assert server.proc is not None
     server.proc.send_signal(signal.SIGKILL)  # a crash, not a clean shutdown
     server.proc.wait()
@@ -89,7 +76,7 @@ def test_redis_restarted_mid_job_loses_no_job(redis_env: dict[str, Any]) -> None
     assert api.get("/readyz").status_code == 503
     time.sleep(4)  # the worker trains on without its store
 
-    redis_env["server"] = RedisServer(server.directory, port=server.port, appendonly=True).start()
+    redis_env.server = RedisServer(server.directory, port=server.port, appendonly=True).start()
     # the same API app recovers by itself
     _wait(lambda: api.get(f"/v1/jobs/{running}", headers=H).status_code == 200, "the API to recover", timeout=15)
     after = api.post("/v1/jobs", headers=H, json=_spec(1, 3))  # the queue works again too
@@ -143,14 +130,15 @@ def _redis_state(store: Store) -> dict[str, Any]:
     return out
 
 
-def test_api_killed_mid_upload_leaves_nothing_and_changes_nothing(tmp_path: Path) -> None:
-    server = RedisServer(tmp_path / "redis", appendonly=False).start()
-    art = tmp_path / "artifacts"
-    settings = dict(redis_url=server.url, artifact_root=art, api_keys=f"{KEY}=t", queue="nobody-reads-this")
+def test_api_killed_mid_upload_leaves_nothing_and_changes_nothing(
+    start_service: Callable[..., ServiceEnv], tmp_path: Path
+) -> None:
+    env = start_service("upload", api_keys=f"{KEY}=t", queue="nobody-reads-this")
+    settings, store = env.settings, env.store
+    art = settings["artifact_root"]
     port, log = free_port(), tmp_path / "api.log"
     url = f"http://127.0.0.1:{port}"
     api = _start_api(settings, port, log)
-    store = Store(connect(server.url))
     try:
         # what is there before: a complete upload (it stays 'validating': no worker reads this queue)
         files = {"file": ("t.pt", b"\0" * 1000)}
@@ -192,7 +180,6 @@ def test_api_killed_mid_upload_leaves_nothing_and_changes_nothing(tmp_path: Path
         assert again.status_code == 201, again.text
     finally:
         stop_process(api)
-        server.stop()
     text = log.read_text()
     assert "POST /v1/teachers" in text  # the debug log did see the requests ...
     assert KEY not in text and WRONG_KEY not in text  # ... but never a key, known or not

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +22,16 @@ import numpy as np
 import pytest
 import torch
 from _fakes import RunsCode, make_cifar10, make_npz
-from _workers import start_worker, stop_process
+from _workers import ServiceEnv
 from fastapi.testclient import TestClient
 
 from gacd_core.models import create_model, save_weights
-from service.app import create_app
-from service.embedded import RedisServer
-from service.queue import Queue
-from service.settings import Settings
-from service.store import Store, connect
+from service.api.app import create_app
+from service.state.queue import Queue
+from service.state.settings import Settings
+from service.state.store import Store
 
-pytestmark = [pytest.mark.api, pytest.mark.worker]
+pytestmark = [pytest.mark.api, pytest.mark.worker, pytest.mark.e2e]
 
 ALICE, BOB, CAROL = "alice-key-" + "a" * 24, "bob-key-" + "b" * 24, "carol-key-" + "c" * 24
 DAVE = "dave-key-" + "d" * 24
@@ -43,62 +42,49 @@ TIMEOUT = 240
 # --------------------------------------------------------------------------------------------------
 # Fixtures: Redis, a worker process, two API apps
 # --------------------------------------------------------------------------------------------------
+WORKER = "test-worker"
+
+
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    base = tmp_path_factory.mktemp("service")
-    redis_server = RedisServer(base / "redis", appendonly=False).start()
-    data_root = base / "data"
+def env(start_service: Callable[..., ServiceEnv], tmp_path_factory: pytest.TempPathFactory) -> ServiceEnv:
+    data_root = tmp_path_factory.mktemp("data")
     make_cifar10(data_root, n_train=200, n_test=40)
-    settings = dict(
-        redis_url=redis_server.url,
-        artifact_root=base / "artifacts",
+    return start_service(
+        "service",
+        workers=[WORKER],
         data_root=data_root,
         api_keys=f"{ALICE}=alice,{BOB}=bob,{CAROL}=carol,{DAVE}=dave",
         queue=QUEUE,
-        heartbeat_seconds=0.5,
-        lease_seconds=10,
-        worker_stale_seconds=5,
     )
-    worker = start_worker(settings, "test-worker", base / "worker.log")
-    store = Store(connect(redis_server.url))
-    try:
-        yield {"settings": settings, "base": base, "store": store, "worker_log": base / "worker.log"}
-    finally:
-        stop_process(worker)
-        redis_server.stop()
-
-
-def _app(env: dict[str, Any], **over: Any) -> TestClient:
-    return TestClient(create_app(Settings(**{**env["settings"], **over})))
 
 
 @pytest.fixture(scope="module")
-def api(env: dict[str, Any]) -> TestClient:
-    return _app(env)
+def api(env: ServiceEnv) -> TestClient:
+    return env.app()
 
 
 @pytest.fixture(scope="module")
-def idle(env: dict[str, Any]) -> TestClient:
-    return _app(env, queue="nobody-reads-this")
+def idle(env: ServiceEnv) -> TestClient:
+    return env.app(queue="nobody-reads-this")
 
 
 def H(key: str = ALICE, **extra: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}", **extra}
 
 
-def wait_for(fn: Any, what: str, timeout: float = TIMEOUT, env: dict[str, Any] | None = None) -> Any:
+def wait_for(fn: Any, what: str, timeout: float = TIMEOUT, env: ServiceEnv | None = None) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = fn()
         if value:
             return value
         if time.monotonic() > deadline:
-            tail = env["worker_log"].read_text()[-4000:] if env else ""
+            tail = env.log(WORKER).read_text()[-4000:] if env else ""
             raise AssertionError(f"timed out waiting for {what}\n{tail}")
         time.sleep(0.2)
 
 
-def wait_status(client: TestClient, kind: str, rid: str, statuses: tuple[str, ...], env: dict[str, Any]) -> dict:
+def wait_status(client: TestClient, kind: str, rid: str, statuses: tuple[str, ...], env: ServiceEnv) -> dict:
     def check() -> dict | None:
         rec = client.get(f"/v1/{kind}/{rid}", headers=H()).json()
         return rec if rec["status"] in statuses else None
@@ -152,14 +138,14 @@ def files_under(root: Path) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def ready_teacher(api: TestClient, env: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> str:
+def ready_teacher(api: TestClient, env: ServiceEnv, tmp_path_factory: pytest.TempPathFactory) -> str:
     r = upload_teacher(api, teacher_file(tmp_path_factory.mktemp("t")))
     assert r.status_code == 201, r.text
     return wait_status(api, "teachers", r.json()["id"], ("ready", "invalid"), env)["id"]
 
 
 @pytest.fixture(scope="module")
-def succeeded_job(api: TestClient, env: dict[str, Any]) -> str:
+def succeeded_job(api: TestClient, env: ServiceEnv) -> str:
     r = api.post("/v1/jobs", headers=H(), json=small_job("natural", hyperparameters={"epochs": 1}))
     done = wait_status(api, "jobs", r.json()["id"], ("succeeded", "failed"), env)
     assert done["status"] == "succeeded" and done["artifacts"], done
@@ -203,7 +189,7 @@ def test_openapi_documents_examples_and_errors(api: TestClient) -> None:
 # The lifecycle
 # --------------------------------------------------------------------------------------------------
 def test_whole_lifecycle_on_a_custom_dataset(
-    api: TestClient, env: dict[str, Any], ready_teacher: str, tmp_path: Path
+    api: TestClient, env: ServiceEnv, ready_teacher: str, tmp_path: Path
 ) -> None:
     teacher = api.get(f"/v1/teachers/{ready_teacher}", headers=H()).json()
     assert teacher["status"] == "ready" and teacher["error"] is None and teacher["arch"] == "tiny_resnet"
@@ -287,7 +273,7 @@ def test_whole_lifecycle_on_a_custom_dataset(
     assert t2["status"] == "ready" and t2["arch"] == "tiny_wrn" and t2["source_job_id"] == job["id"]
 
 
-def test_a_failing_job_says_why(api: TestClient, env: dict[str, Any], ready_teacher: str) -> None:
+def test_a_failing_job_says_why(api: TestClient, env: ServiceEnv, ready_teacher: str) -> None:
     # STL-10 is not in the workers' data root: the job fails with the dataset error, not a traceback
     r = api.post("/v1/jobs", headers=H(), json=small_job("kd", ready_teacher, dataset={"name": "stl10"}))
     assert r.status_code == 202
@@ -300,14 +286,14 @@ def test_a_failing_job_says_why(api: TestClient, env: dict[str, Any], ready_teac
 # --------------------------------------------------------------------------------------------------
 # Cancellation
 # --------------------------------------------------------------------------------------------------
-def test_cancel_while_queued(idle: TestClient, env: dict[str, Any]) -> None:
+def test_cancel_while_queued(idle: TestClient, env: ServiceEnv) -> None:
     job = idle.post("/v1/jobs", headers=H(), json=small_job("natural")).json()
     r = idle.post(f"/v1/jobs/{job['id']}/cancel", headers=H())
     assert r.status_code == 200 and r.json()["status"] == "cancelled" and r.json()["finished_at"]
     r = idle.post(f"/v1/jobs/{job['id']}/cancel", headers=H())
     assert r.status_code == 409 and r.json()["error"]["code"] == "conflict"
     # a message for it that still reaches a worker changes nothing
-    Queue(Settings(**env["settings"])).run_job(job["id"])
+    Queue(Settings(**env.settings)).run_job(job["id"])
     time.sleep(3)
     again = idle.get(f"/v1/jobs/{job['id']}", headers=H()).json()
     assert again["status"] == "cancelled" and again["started_at"] is None
@@ -315,7 +301,7 @@ def test_cancel_while_queued(idle: TestClient, env: dict[str, Any]) -> None:
     assert types == ["queued", "cancelled"]
 
 
-def test_cancel_while_running(api: TestClient, env: dict[str, Any]) -> None:
+def test_cancel_while_running(api: TestClient, env: ServiceEnv) -> None:
     spec = small_job("at", hyperparameters={"epochs": 500, "batch_size": 32, "attack": {"steps": 1}})
     job = api.post("/v1/jobs", headers=H(), json=spec).json()
 
@@ -378,7 +364,7 @@ def test_idempotency_key(idle: TestClient) -> None:
 
 
 def test_tenant_isolation_matrix_over_every_endpoint(
-    api: TestClient, idle: TestClient, env: dict[str, Any], ready_teacher: str, succeeded_job: str, tmp_path: Path
+    api: TestClient, idle: TestClient, env: ServiceEnv, ready_teacher: str, succeeded_job: str, tmp_path: Path
 ) -> None:
     """Every operation of the OpenAPI that takes an id, called by bob with alice's ids: 404, never data.
     The operations come from the schema itself, so a new endpoint is in the matrix without editing it."""
@@ -435,10 +421,15 @@ def test_tenant_isolation_matrix_over_every_endpoint(
     idle.post(f"/v1/jobs/{queued['id']}/cancel", headers=H())
 
 
-def test_per_tenant_limits_answer_429_with_retry_after(env: dict[str, Any]) -> None:
-    limited = _app(env, queue="nobody-reads-this", tenant_max_active_jobs=2, tenant_jobs_per_minute=4)
-    roomy = _app(env, queue="nobody-reads-this", tenant_max_active_jobs=100, tenant_jobs_per_minute=100)
-    store: Store = env["store"]
+def unfinished(store: Store, tenant: str) -> int:
+    """The size of the tenant's set of unfinished jobs, which the limit on active jobs counts (read raw)."""
+    return int(store.r.scard(store.k_unfinished(tenant)))
+
+
+def test_per_tenant_limits_answer_429_with_retry_after(env: ServiceEnv) -> None:
+    limited = env.app(queue="nobody-reads-this", tenant_max_active_jobs=2, tenant_jobs_per_minute=4)
+    roomy = env.app(queue="nobody-reads-this", tenant_max_active_jobs=100, tenant_jobs_per_minute=100)
+    store: Store = env.store
 
     def submit(client: TestClient = limited, key: str = CAROL, **headers: str) -> Any:
         return client.post("/v1/jobs", headers=H(key, **headers), json=small_job("natural"))
@@ -454,13 +445,13 @@ def test_per_tenant_limits_answer_429_with_retry_after(env: dict[str, Any]) -> N
     assert r.status_code == 429 and r.headers["retry-after"] == "30"
     err = r.json()["error"]
     assert err["code"] == "too_many_active_jobs" and "2 unfinished jobs" in err["message"]
-    assert sorted(listed()) == sorted([a, b]) and store.unfinished_jobs("carol") == 2  # nothing was created
+    assert sorted(listed()) == sorted([a, b]) and unfinished(store, "carol") == 2  # nothing was created
     other = submit(key=DAVE)  # other tenants are not limited by carol's jobs
     assert other.status_code == 202
     limited.post(f"/v1/jobs/{other.json()['id']}/cancel", headers=H(DAVE))
     cancel(a)  # a finished job frees its place
     c = submit(**{"Idempotency-Key": "carol-1"})  # the refused request did not burn its key
-    assert c.status_code == 202 and store.unfinished_jobs("carol") == 2
+    assert c.status_code == 202 and unfinished(store, "carol") == 2
     cancel(b)
     d = submit()  # the 4th job counted in this minute (the refused one is not counted)
     assert d.status_code == 202
@@ -469,40 +460,38 @@ def test_per_tenant_limits_answer_429_with_retry_after(env: dict[str, Any]) -> N
     assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limited"
     wait = int(r.headers["retry-after"])
     assert 1 <= wait <= 60 and f"retry in {wait} s" in r.json()["error"]["message"]
-    assert len(listed()) == 4 and store.unfinished_jobs("carol") == 1
+    assert len(listed()) == 4 and unfinished(store, "carol") == 1
     # a replayed Idempotency-Key is an answer, not a new submission: never rate-limited
     again = submit(**{"Idempotency-Key": "carol-1"})
     assert again.status_code == 202 and again.json()["id"] == c.json()["id"]
     assert submit(roomy).status_code == 202  # the limits are settings
     for jid in listed():
         limited.post(f"/v1/jobs/{jid}/cancel", headers=H(CAROL))
-    assert store.unfinished_jobs("carol") == 0
+    assert unfinished(store, "carol") == 0
 
 
-def test_a_job_the_queue_cannot_take_is_not_created(env: dict[str, Any]) -> None:
+def test_a_job_the_queue_cannot_take_is_not_created(env: ServiceEnv) -> None:
     class BrokerAway(Queue):
         def run_job(self, job_id: str) -> None:
             raise ConnectionError("the broker is away")
 
-    settings = Settings(**{**env["settings"], "queue": "nobody-reads-this"})
+    settings = Settings(**{**env.settings, "queue": "nobody-reads-this"})
     broken = TestClient(create_app(settings, queue=BrokerAway(settings)))
-    store: Store = env["store"]
-    before = (store.unfinished_jobs("dave"), store.status_counts()["queued"])
+    store: Store = env.store
+    before = (unfinished(store, "dave"), store.status_counts()["queued"])
     r = broken.post("/v1/jobs", headers=H(DAVE, **{"Idempotency-Key": "dave-1"}), json=small_job("natural"))
     assert r.status_code == 503 and r.headers["retry-after"] == "5", r.text
     assert r.json()["error"]["code"] == "queue_unavailable"
     assert broken.get("/v1/jobs", headers=H(DAVE), params={"status": "queued"}).json()["data"] == []
-    assert (store.unfinished_jobs("dave"), store.status_counts()["queued"]) == before
-    ok = _app(env, queue="nobody-reads-this")  # the key was released: the retry creates the job
+    assert (unfinished(store, "dave"), store.status_counts()["queued"]) == before
+    ok = env.app(queue="nobody-reads-this")  # the key was released: the retry creates the job
     r = ok.post("/v1/jobs", headers=H(DAVE, **{"Idempotency-Key": "dave-1"}), json=small_job("natural"))
     assert r.status_code == 202
     ok.post(f"/v1/jobs/{r.json()['id']}/cancel", headers=H(DAVE))
 
 
-def test_ids_and_artifact_names_cannot_leave_the_store(
-    api: TestClient, env: dict[str, Any], succeeded_job: str
-) -> None:
-    root = Path(env["settings"]["artifact_root"])
+def test_ids_and_artifact_names_cannot_leave_the_store(api: TestClient, env: ServiceEnv, succeeded_job: str) -> None:
+    root = Path(env.settings["artifact_root"])
     assert list(root.rglob("checkpoint.pt"))  # a file in the store that is nobody's artifact
     probes = [
         "/v1/jobs/..%2F..%2F..%2Fetc%2Fpasswd",
@@ -521,21 +510,21 @@ def test_ids_and_artifact_names_cannot_leave_the_store(
     assert api.get(f"/v1/jobs/{succeeded_job}/artifacts/report.json", headers=H()).status_code == 200
 
 
-def test_cors_is_off_unless_origins_are_named(env: dict[str, Any]) -> None:
+def test_cors_is_off_unless_origins_are_named(env: ServiceEnv) -> None:
     preflight = {"Origin": "https://evil.example", "Access-Control-Request-Method": "GET",
                  "Access-Control-Request-Headers": "authorization"}  # fmt: skip
-    default = _app(env)
+    default = env.app()
     for r in (
         default.options("/v1/jobs", headers=preflight),
         default.get("/v1/jobs", headers=H(Origin="https://evil.example")),
     ):
         assert "access-control-allow-origin" not in r.headers, r.headers
-    named = _app(env, cors_origins="https://app.example")
+    named = env.app(cors_origins="https://app.example")
     ok = named.options("/v1/jobs", headers={**preflight, "Origin": "https://app.example"})
     assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == "https://app.example"
     assert "access-control-allow-origin" not in named.options("/v1/jobs", headers=preflight).headers
     with pytest.raises(ValueError, match="wildcard origin is refused in production"):
-        Settings(**{**env["settings"], "env": "production", "cors_origins": "*"})
+        Settings(**{**env.settings, "env": "production", "cors_origins": "*"})
 
 
 def test_a_teacher_in_use_cannot_be_deleted(idle: TestClient, ready_teacher: str) -> None:
@@ -579,9 +568,9 @@ def test_job_specs_are_validated_with_the_field_named(api: TestClient, ready_tea
     assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
 
 
-def test_upload_errors_leave_nothing_behind(env: dict[str, Any], tmp_path: Path) -> None:
-    small = _app(env, max_upload_bytes=50_000)
-    root = Path(env["settings"]["artifact_root"]) / "alice" / "teachers"
+def test_upload_errors_leave_nothing_behind(env: ServiceEnv, tmp_path: Path) -> None:
+    small = env.app(max_upload_bytes=50_000)
+    root = Path(env.settings["artifact_root"]) / "alice" / "teachers"
     before = set(files_under(root))
     weights = teacher_file(tmp_path)  # ~80 kB: over the 50 kB limit
     r = upload_teacher(small, weights)
@@ -630,10 +619,10 @@ def test_upload_errors_leave_nothing_behind(env: dict[str, Any], tmp_path: Path)
     r = small.post("/v1/teachers", headers=multipart, content=garbage)
     assert r.status_code == 400 and r.json()["error"]["code"] == "malformed_multipart", r.text
     assert set(files_under(root)) == before
-    assert not list(Path(env["settings"]["artifact_root"]).rglob("*.partial"))
+    assert not list(Path(env.settings["artifact_root"]).rglob("*.partial"))
 
 
-def test_bad_weights_are_refused_by_validation(api: TestClient, env: dict[str, Any], tmp_path: Path) -> None:
+def test_bad_weights_are_refused_by_validation(api: TestClient, env: ServiceEnv, tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.pt"
     torch.save({"state_dict": {"w": torch.zeros(1)}, "x": RunsCode(marker)}, evil)
@@ -670,7 +659,7 @@ def test_bad_weights_are_refused_by_validation(api: TestClient, env: dict[str, A
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_teacher"
 
 
-def test_bad_datasets_are_refused_by_validation(api: TestClient, env: dict[str, Any], tmp_path: Path) -> None:
+def test_bad_datasets_are_refused_by_validation(api: TestClient, env: ServiceEnv, tmp_path: Path) -> None:
     objects = tmp_path / "objects.npz"
     np.savez(objects, x_train=np.array([{"a": 1}], dtype=object), y_train=np.array([0]),
              x_test=np.zeros((1, 8, 8, 3), np.uint8), y_test=np.array([0]))  # fmt: skip
@@ -706,8 +695,8 @@ def test_bad_datasets_are_refused_by_validation(api: TestClient, env: dict[str, 
     for did, (path, text) in zip(ids, cases, strict=True):
         rec = wait_status(api, "datasets", did, ("ready", "invalid"), env)
         assert rec["status"] == "invalid" and text in rec["error"], (path.name, rec)
-    assert not (Path(env["settings"]["artifact_root"]).parent / "evil.png").exists()
-    assert not any(p.name == "x.png" for p in files_under(Path(env["settings"]["artifact_root"])))
+    assert not (Path(env.settings["artifact_root"]).parent / "evil.png").exists()
+    assert not any(p.name == "x.png" for p in files_under(Path(env.settings["artifact_root"])))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -755,16 +744,16 @@ def test_gacd_serve_starts_everything_and_stops_cleanly(tmp_path: Path) -> None:
     )
 
 
-def test_the_worker_log_has_no_api_keys(env: dict[str, Any]) -> None:
-    log = env["worker_log"].read_text()
+def test_the_worker_log_has_no_api_keys(env: ServiceEnv) -> None:
+    log = env.log(WORKER).read_text()
     assert ALICE not in log and BOB not in log
 
 
-def test_delete_removes_the_record_and_the_files(api: TestClient, env: dict[str, Any], tmp_path: Path) -> None:
+def test_delete_removes_the_record_and_the_files(api: TestClient, env: ServiceEnv, tmp_path: Path) -> None:
     r = upload_teacher(api, teacher_file(tmp_path, fmt="safetensors"))
     tid = r.json()["id"]
     wait_status(api, "teachers", tid, ("ready", "invalid"), env)
-    folder = Path(env["settings"]["artifact_root"]) / "alice" / "teachers" / tid
+    folder = Path(env.settings["artifact_root"]) / "alice" / "teachers" / tid
     assert (folder / "weights.safetensors").is_file()
     assert api.delete(f"/v1/teachers/{tid}", headers=H()).status_code == 204
     assert api.get(f"/v1/teachers/{tid}", headers=H()).status_code == 404
@@ -786,7 +775,7 @@ def test_metrics_count_requests_by_route(api: TestClient) -> None:
 
 
 def test_store_unavailable_is_a_503(tmp_path: Path) -> None:
-    from service.embedded import free_port
+    from service.launch.embedded import free_port
 
     art = tmp_path / "artifacts"
     dead = Settings(redis_url=f"redis://127.0.0.1:{free_port()}/0", artifact_root=art, api_keys=f"{ALICE}=alice")

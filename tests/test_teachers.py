@@ -22,7 +22,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from _fakes import make_cifar10, make_npz
-from _workers import start_worker, stop_process, wait_until
-from fastapi.testclient import TestClient
+from _workers import ServiceEnv, wait_until
 from torch import nn
 
 from gacd_core.errors import TeacherLoadError, TeacherUnfitError
@@ -323,6 +322,7 @@ def _assert_same_function(ours: torch.Tensor, theirs: torch.Tensor) -> None:
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6 * max(1.0, scale))
 
 
+@pytest.mark.slow
 @pytest.mark.unit
 @pytest.mark.parametrize(("case", "arch", "source"), [(c, a, s) for c, a, _, _, _, s in LAYOUTS], ids=lambda v: str(v))
 def test_public_layout_loads_through_the_cli_path(
@@ -337,6 +337,7 @@ def test_public_layout_loads_through_the_cli_path(
     _assert_same_function(_logits(teacher, inputs), expected)
 
 
+@pytest.mark.slow
 @pytest.mark.unit
 def test_the_two_preact_layouts_are_different_functions(
     layout_files: dict[str, tuple[Path, torch.Tensor]], inputs: torch.Tensor
@@ -353,6 +354,7 @@ def test_the_two_preact_layouts_are_different_functions(
     assert info.value.field == "teacher.weights"
 
 
+@pytest.mark.slow
 @pytest.mark.unit
 def test_a_pt_without_arch_names_the_arch_field(layout_files: dict[str, tuple[Path, torch.Tensor]]) -> None:
     path, _ = layout_files["kuangliu-resnet18-rslad"]
@@ -429,6 +431,7 @@ def test_cross_task_teachers_are_exempt_and_say_why() -> None:
     assert check.verdict == "exempt" and "cross_task" in (check.exempt_reason or "")
 
 
+@pytest.mark.slow
 @pytest.mark.unit
 def test_the_check_leaves_the_jobs_random_state_alone() -> None:
     """PGD's random starts come from a forked generator, so a job trains the same with or without it."""
@@ -519,6 +522,7 @@ def _gacd(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_the_cli_refuses_it_before_training_and_evaluate_takes_a_foreign_teacher(
     trained_teacher: Path, cifar10_root: Path, tmp_path: Path
 ) -> None:
@@ -560,30 +564,11 @@ QUEUE = "gacdteachers"
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory, cifar10_root: Path) -> Iterator[dict[str, Any]]:
+def service(start_service: Callable[..., ServiceEnv], cifar10_root: Path) -> dict[str, Any]:
     """Redis, a worker whose data root holds the real CIFAR-10, and the API."""
-    from service.app import create_app
-    from service.embedded import RedisServer
-    from service.settings import Settings
-
-    base = tmp_path_factory.mktemp("teachers-service")
-    redis_server = RedisServer(base / "redis", appendonly=False).start()
-    settings = dict(
-        redis_url=redis_server.url,
-        artifact_root=base / "artifacts",
-        data_root=cifar10_root,
-        api_keys=f"{KEY}=tina",
-        queue=QUEUE,
-        heartbeat_seconds=0.5,
-        lease_seconds=10,
-        worker_stale_seconds=5,
-    )
-    worker = start_worker(settings, "teachers-worker", base / "worker.log")
-    try:
-        yield {"api": TestClient(create_app(Settings(**settings))), "settings": settings, "log": base / "worker.log"}
-    finally:
-        stop_process(worker)
-        redis_server.stop()
+    env = start_service("teachers-service", workers=["teachers-worker"], data_root=cifar10_root,
+                        api_keys=f"{KEY}=tina", queue=QUEUE)  # fmt: skip
+    return {"api": env.app(), "settings": env.settings, "log": env.log("teachers-worker")}
 
 
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -619,6 +604,7 @@ def tiny_dataset(service: dict[str, Any], tmp_path_factory: pytest.TempPathFacto
 
 @pytest.mark.api
 @pytest.mark.worker
+@pytest.mark.e2e
 @pytest.mark.parametrize(("case", "arch", "source"), [(c, a, s) for c, a, _, _, _, s in LAYOUTS], ids=lambda v: str(v))
 def test_public_layout_loads_through_the_upload_path(
     case: str,
@@ -645,6 +631,7 @@ def test_public_layout_loads_through_the_upload_path(
 @pytest.mark.slow
 @pytest.mark.api
 @pytest.mark.worker
+@pytest.mark.e2e
 def test_the_api_refuses_a_wrongly_normalised_teacher(service: dict[str, Any], trained_teacher: Path) -> None:
     api = service["api"]
     # 1. uploaded as it is: measured on 500 CIFAR-10 test images, marked unfit, with both figures

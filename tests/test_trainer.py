@@ -59,6 +59,7 @@ def _state(t: Trainer) -> dict[str, torch.Tensor]:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["at", "gacd", "rslad"])
 def test_resume_gives_identical_weights(tmp_path, method):
     straight = _trainer(method, None)
@@ -141,6 +142,7 @@ def test_stop_and_progress_are_also_checked_by_time(monkeypatch):
     assert len([e for e in events if e.phase == "step"]) == 2 * t.steps_per_epoch
 
 
+@pytest.mark.slow
 def test_validation_monitoring_on_held_out_split():
     t = _trainer("natural", None, epochs=1, val=_data(40))
     result = t.fit()

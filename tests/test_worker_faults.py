@@ -19,7 +19,7 @@ import random
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,44 +27,26 @@ from typing import Any
 import pytest
 import torch
 from _fakes import make_cifar10
-from _workers import start_worker, stop_process
+from _workers import ServiceEnv, start_worker, stop_process
 from _workers import wait_until as _wait
 from fastapi.testclient import TestClient
 from safetensors.torch import load
 
-from service.app import create_app
-from service.embedded import RedisServer
-from service.settings import Settings
+from service.api.app import create_app
+from service.state.settings import Settings
 
-pytestmark = [pytest.mark.api, pytest.mark.worker]
+pytestmark = [pytest.mark.api, pytest.mark.worker, pytest.mark.e2e]
 KEY = "fault-test-key-" + "f" * 20
 H = {"Authorization": f"Bearer {KEY}"}
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    base = tmp_path_factory.mktemp("faults")
-    redis_server = RedisServer(base / "redis", appendonly=False).start()
-    data = base / "data"
+def env(start_service: Callable[..., ServiceEnv], tmp_path_factory: pytest.TempPathFactory) -> ServiceEnv:
+    """Redis and the settings; each test starts (and kills) its own workers."""
+    data = tmp_path_factory.mktemp("data")
     make_cifar10(data, n_train=200, n_test=20)
-    settings = dict(
-        redis_url=redis_server.url, artifact_root=base / "artifacts", data_root=data, api_keys=f"{KEY}=t",
-        queue="faults", heartbeat_seconds=0.5, lease_seconds=3, worker_stale_seconds=3,
-    )  # fmt: skip
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(name: str) -> subprocess.Popen[bytes]:
-        procs.append(start_worker(settings, name, base / f"{name}.log"))
-        return procs[-1]
-
-    try:
-        yield {"settings": settings, "start_worker": start, "base": base}
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        redis_server.stop()
+    return start_service("faults", data_root=data, api_keys=f"{KEY}=t", queue="faults", lease_seconds=3,
+                         worker_stale_seconds=3)  # fmt: skip
 
 
 def _events(api: TestClient, job_id: str) -> list[dict[str, Any]]:
@@ -89,10 +71,10 @@ def _same_student(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> Non
 
 
 @pytest.fixture(scope="module")
-def reference(env: dict[str, Any]) -> dict[str, torch.Tensor]:
+def reference(env: ServiceEnv) -> dict[str, torch.Tensor]:
     """The student of SPEC from a run that nothing interrupts (on a worker of its own queue)."""
-    settings = {**env["settings"], "queue": "reference"}
-    worker = start_worker(settings, "ref", env["base"] / "ref.log")
+    settings = {**env.settings, "queue": "reference"}
+    worker = start_worker(settings, "ref", env.base / "ref.log")
     try:
         api = TestClient(create_app(Settings(**settings)))
         job = api.post("/v1/jobs", headers=H, json={**SPEC, "metadata": {"run": "straight"}}).json()
@@ -119,10 +101,10 @@ def _check_resumed(events: list[dict[str, Any]], stopped_at: int, second: str, w
 
 
 def test_a_killed_worker_loses_at_most_an_epoch_and_the_result_is_unchanged(
-    env: dict[str, Any], reference: dict[str, torch.Tensor]
+    env: ServiceEnv, reference: dict[str, torch.Tensor]
 ) -> None:
-    api = TestClient(create_app(Settings(**env["settings"])))
-    first = env["start_worker"]("w1")
+    api = TestClient(create_app(Settings(**env.settings)))
+    first = env.start_worker("w1")
     job = api.post("/v1/jobs", headers=H, json={**SPEC, "metadata": {"run": "interrupted"}}).json()
     two = _wait(lambda: (ep := [e for e in _events(api, job["id"]) if e["type"] == "epoch"])[1:] and ep, "two epochs")
     t1, t2 = (datetime.fromisoformat(e["created_at"]) for e in two[:2])
@@ -134,7 +116,7 @@ def test_a_killed_worker_loses_at_most_an_epoch_and_the_result_is_unchanged(
     killed_at = max(e["data"]["epoch"] for e in _events(api, job["id"]) if e["type"] == "epoch")
     assert _finished(api, job["id"]) is None, why  # running until its lease expires
 
-    env["start_worker"]("w2")
+    env.start_worker("w2")
     final = _wait(lambda: _finished(api, job["id"]), "the job to finish on the second worker")
     assert final["status"] == "succeeded" and final["attempts"] == 2, (final, why)
     if killed_at < 6:
@@ -143,13 +125,13 @@ def test_a_killed_worker_loses_at_most_an_epoch_and_the_result_is_unchanged(
 
 
 def test_sigterm_mid_job_hands_the_job_to_another_worker_at_once(
-    env: dict[str, Any], reference: dict[str, torch.Tensor]
+    env: ServiceEnv, reference: dict[str, torch.Tensor]
 ) -> None:
     # A lease of 60 s: a resume within 10 s can only come from the stopping worker handing the job back,
     # never from the lease running out.
-    settings = {**env["settings"], "queue": "term", "lease_seconds": 60, "worker_stale_seconds": 5}
+    settings = {**env.settings, "queue": "term", "lease_seconds": 60, "worker_stale_seconds": 5}
     api = TestClient(create_app(Settings(**settings)))
-    logs = {name: env["base"] / f"{name}.log" for name in ("s1", "s2")}
+    logs = {name: env.base / f"{name}.log" for name in ("s1", "s2")}
     first = start_worker(settings, "s1", logs["s1"])
     second = None
     try:
@@ -189,14 +171,14 @@ def test_sigterm_mid_job_hands_the_job_to_another_worker_at_once(
 
 
 def test_a_paused_worker_that_lost_its_lease_writes_nothing(
-    env: dict[str, Any], reference: dict[str, torch.Tensor]
+    env: ServiceEnv, reference: dict[str, torch.Tensor]
 ) -> None:
     # SIGSTOP (a stalled machine, a long GC pause) for longer than the lease: the job goes to another
     # worker; when the first one wakes up, its lease is gone and it must not write a single file or
     # record more. The result is still bit-identical to an uninterrupted run.
-    settings = {**env["settings"], "queue": "pause"}
+    settings = {**env.settings, "queue": "pause"}
     api = TestClient(create_app(Settings(**settings)))
-    logs = {name: env["base"] / f"{name}.log" for name in ("p1", "p2")}
+    logs = {name: env.base / f"{name}.log" for name in ("p1", "p2")}
     first = start_worker(settings, "p1", logs["p1"])
     second = None
     try:
@@ -221,14 +203,14 @@ def test_a_paused_worker_that_lost_its_lease_writes_nothing(
     _same_student(_student(api, job["id"]), reference)
 
 
-def test_a_job_longer_than_the_broker_timeout_runs_once(env: dict[str, Any]) -> None:
+def test_a_job_longer_than_the_broker_timeout_runs_once(env: ServiceEnv) -> None:
     # The broker hands an unacknowledged message out again after 2 s (and looks for such messages every
     # second), while the job runs for many seconds: the second worker gets the message and must drop it.
     settings = {
-        **env["settings"], "queue": "dupes", "broker_visibility_timeout": 2,
+        **env.settings, "queue": "dupes", "broker_visibility_timeout": 2,
         "broker_transport_options": '{"unacked_restore_interval": 1, "unacked_restore_throttle": 1}',
     }  # fmt: skip
-    logs = {name: env["base"] / f"{name}.log" for name in ("d1", "d2")}
+    logs = {name: env.base / f"{name}.log" for name in ("d1", "d2")}
     first = start_worker(settings, "d1", logs["d1"])
     api = TestClient(create_app(Settings(**{k: v for k, v in settings.items() if k != "broker_transport_options"})))
     spec = {
@@ -264,14 +246,14 @@ def _mount_tmpfs(path: Path, size: str) -> str | None:
     return None if out.returncode == 0 else f"mount failed: {out.stderr.decode().strip()}"
 
 
-def test_a_full_or_read_only_artifact_store_fails_the_job_clearly(env: dict[str, Any]) -> None:
-    store_root = env["base"] / "small-store"
+def test_a_full_or_read_only_artifact_store_fails_the_job_clearly(env: ServiceEnv) -> None:
+    store_root = env.base / "small-store"
     why = _mount_tmpfs(store_root, "4m")
     if why is not None:
         pytest.skip(f"cannot make a small artifact store here ({why})")
     try:
-        settings = {**env["settings"], "queue": "disk", "artifact_root": store_root}
-        worker = start_worker(settings, "disk", env["base"] / "disk.log")
+        settings = {**env.settings, "queue": "disk", "artifact_root": store_root}
+        worker = start_worker(settings, "disk", env.base / "disk.log")
         api = TestClient(create_app(Settings(**settings)))
         spec = {
             "method": "at", "student": {"arch": "tiny_resnet"}, "dataset": {"name": "cifar10", "test_subset": 20},

@@ -26,9 +26,9 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
 
-from service.queue import RUN_JOB, celery_config
-from service.settings import get_settings
-from service.store import Store, connect
+from service.state.queue import RUN_JOB, celery_config
+from service.state.settings import get_settings
+from service.state.store import Store, connect
 
 log = logging.getLogger("gacd.worker")
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from service.store import Store, TransitionRefused, now_iso
+from service.state.records import JobRecord, now_iso
+from service.state.store import Store, TransitionRefused
 
 log = logging.getLogger("gacd.worker")
 
@@ -26,31 +27,30 @@ def reap(store: Store, requeue: Callable[[str, str | None], None], max_attempts:
     """
     acted = []
     for job_id in store.orphaned_jobs():
-        rec = store.get(job_id)
+        rec = store.get(JobRecord, job_id)
         if rec is None:
-            store.r.srem(store.k_active, job_id)
+            store.forget_active(job_id)
             continue
         try:
-            if rec["status"] == "cancelling":
+            if rec.status == "cancelling":
                 store.transition(job_id, ["cancelling"], "cancelled", {"finished_at": now_iso()})
                 store.add_event(job_id, "cancelled", "cancelled (its worker stopped before it could)")
-            elif int(rec.get("attempts", 0)) >= max_attempts:
-                message = f"the worker running the job stopped reporting, {rec.get('attempts')} times"
+            elif rec.attempts >= max_attempts:
+                message = f"the worker running the job stopped reporting, {rec.attempts} times"
                 err = {"code": "worker_lost", "message": message, "field": None}
                 store.transition(job_id, ["running"], "failed", {"finished_at": now_iso(), "error": err})
                 store.add_event(job_id, "failed", message, level="error", data=err)
             else:
-                progress = {**(rec.get("progress") or {}), "stage": "requeued"}
-                store.transition(job_id, ["running"], "queued", {"progress": progress})
+                store.transition(job_id, ["running"], "queued", {"progress": rec.progress.staged("requeued")})
                 store.add_event(
                     job_id,
                     "requeued",
-                    f"worker {rec.get('worker')} stopped reporting; the job goes back to the queue and resumes "
+                    f"worker {rec.worker} stopped reporting; the job goes back to the queue and resumes "
                     "from its last checkpoint",
                     level="warning",
-                    data={"worker": rec.get("worker"), "attempts": rec.get("attempts", 0)},
+                    data={"worker": rec.worker, "attempts": rec.attempts},
                 )
-                requeue(job_id, rec.get("queue"))
+                requeue(job_id, rec.queue)
         except TransitionRefused:
             continue  # another worker acted first, or the job moved on
         log.warning("job %s: its worker stopped reporting; %s", job_id, "handled")

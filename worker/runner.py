@@ -34,12 +34,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pydantic import ValidationError
+
 from gacd_core import catalog
-from gacd_core.errors import GACDError, TrainingPaused, TrainingStopped
+from gacd_core.errors import GACDError, SpecError, TrainingPaused, TrainingStopped
 from gacd_core.report import sha256_file
-from service.artifacts import ArtifactStore
-from service.settings import Settings
-from service.store import STORE_ERRORS, TERMINAL, Fenced, Store, TransitionRefused, now_iso
+from gacd_core.spec import JobSpec
+from service.state.artifacts import ArtifactStore
+from service.state.records import TERMINAL, Artifact, DatasetRecord, JobRecord, Progress, TeacherRecord, now_iso
+from service.state.settings import Settings
+from service.state.store import STORE_ERRORS, Fenced, Store, TransitionRefused
 
 log = logging.getLogger("gacd.worker")
 OUTPUTS = ("student.safetensors", "student.onnx", "report.json", "report.html", "train.log")
@@ -123,16 +127,20 @@ class JobRunner:
 
     # --- the lifecycle ------------------------------------------------------------------------------
     def run(self, job_id: str) -> None:
-        rec = patiently(f"job {job_id}", self.store.get, job_id)
+        try:
+            rec = patiently(f"job {job_id}", self.store.get, JobRecord, job_id)
+        except ValidationError as exc:  # stored by a version whose job specification this one cannot read
+            self._unreadable(job_id, exc)
+            return
         if rec is None:
             log.warning("job %s: no such job; dropping the message", job_id)
             return
-        if rec["status"] in TERMINAL:
-            log.info("job %s is already %s; nothing to do", job_id, rec["status"])
+        if rec.status in TERMINAL:
+            log.info("job %s is already %s; nothing to do", job_id, rec.status)
             return
         if self.stopping.is_set() and self.requeue is not None:
             log.info("job %s: this worker is stopping; the job goes back to the queue", job_id)
-            self.requeue(job_id, rec.get("queue"))
+            self.requeue(job_id, rec.queue)
             return
         token = patiently(f"job {job_id}", self.store.acquire_lease, job_id, self.settings.lease_seconds)
         if token is None:
@@ -145,12 +153,26 @@ class JobRunner:
         if self._hand_back is not None and self.requeue is not None:
             patiently(f"job {job_id}", self.requeue, job_id, self._hand_back or None)
 
-    def _run_leased(self, rec: dict[str, Any], token: str, lease: _Lease) -> None:
-        job_id, tenant = rec["id"], rec["tenant"]
-        if rec["status"] == "cancelling":  # cancelled while no worker ran it
+    def _unreadable(self, job_id: str, exc: ValidationError) -> None:
+        """Fail a job whose stored record does not validate (no worker could ever run it)."""
+        log.error("job %s: its record cannot be read: %s", job_id, exc)
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        message = f"the job's record cannot be read by this version: {field}: {first['msg']}"
+        err = {"code": "invalid_spec", "message": message, "field": None}
+        fields = {"finished_at": now_iso(), "error": err}
+        try:
+            self.store.transition(job_id, ["queued", "running", "cancelling"], "failed", fields)
+        except TransitionRefused:
+            return
+        self.store.add_event(job_id, "failed", message, level="error", data=err)
+
+    def _run_leased(self, rec: JobRecord, token: str, lease: _Lease) -> None:
+        job_id, tenant = rec.id, rec.tenant
+        if rec.status == "cancelling":  # cancelled while no worker ran it
             self._finish(job_id, token, "cancelled", ["cancelling"], "cancelled", "cancelled before it resumed")
             return
-        attempt = int(rec.get("attempts", 0)) + 1
+        attempt = rec.attempts + 1
         try:
             patiently(
                 f"job {job_id}",
@@ -159,10 +181,10 @@ class JobRunner:
                 ["queued", "running"],
                 "running",
                 {
-                    "started_at": rec.get("started_at") or now_iso(),
+                    "started_at": rec.started_at or now_iso(),
                     "attempts": attempt,
                     "worker": self.worker,
-                    "progress": {**(rec.get("progress") or {}), "stage": "starting"},
+                    "progress": rec.progress.staged("starting"),
                 },
                 token,
             )
@@ -183,16 +205,15 @@ class JobRunner:
             f"worker {self.worker} started attempt {attempt}" + (" from the last checkpoint" if resuming else ""),
             data={"worker": self.worker, "attempt": attempt, "resume": resuming},
         )
-        reporter = _Reporter(self.store, job_id, token, lease, rec.get("progress") or {})
+        reporter = _Reporter(self.store, job_id, token, lease, rec.progress)
         handler: logging.Handler | None = None
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
             handler = _log_to(out_dir / "train.log")
             from gacd_core.jobs import Callbacks, run_job
 
-            spec = self._resolve_spec(rec)
             report = run_job(
-                spec,
+                self._resolved(rec),
                 out_dir,
                 callbacks=Callbacks(
                     progress=reporter.progress,
@@ -262,13 +283,13 @@ class JobRunner:
             )
             return
         _unlog(handler)
-        artifacts = []
-        for name in OUTPUTS:
-            path = out_dir / name
-            if path.is_file():
-                artifacts.append({"name": name, "bytes": path.stat().st_size, "sha256": sha256_file(path)})
+        artifacts = [
+            Artifact(name=name, bytes=path.stat().st_size, sha256=sha256_file(path))
+            for name in OUTPUTS
+            if (path := out_dir / name).is_file()
+        ]
         metrics = {k: report["metrics"].get(k) for k in catalog.ACCURACY_KEYS}
-        progress = {**reporter.last, "fraction": 1.0, "eta_seconds": 0.0, "stage": "done", "metrics": metrics}
+        progress = reporter.last.staged("done", fraction=1.0, eta_seconds=0.0, metrics=metrics)
         self._finish(
             job_id,
             token,
@@ -323,12 +344,12 @@ class JobRunner:
             data=data or error or {},
         )
 
-    def _pause(self, rec: dict[str, Any], token: str, exc: TrainingPaused, reporter: _Reporter) -> None:
+    def _pause(self, rec: JobRecord, token: str, exc: TrainingPaused, reporter: _Reporter) -> None:
         """The worker is stopping: put the paused job back to ``queued`` (sent again once the lease is free)."""
-        job_id = rec["id"]
+        job_id = rec.id
         where = f"epoch {exc.epoch}, step {exc.step}" if exc.epoch > 0 else "its last epoch checkpoint"
         patiently(f"job {job_id}", reporter.flush)
-        progress = {**reporter.last, "stage": "requeued", "eta_seconds": None}
+        progress = reporter.last.staged("requeued", eta_seconds=None)
         try:
             patiently(
                 f"job {job_id}", self.store.transition, job_id, ["running"], "queued", {"progress": progress}, token
@@ -349,33 +370,35 @@ class JobRunner:
             level="warning",
             data={"worker": self.worker, "reason": "shutdown", "epoch": exc.epoch, "step": exc.step},
         )
-        self._hand_back = rec.get("queue") or ""
+        self._hand_back = rec.queue or ""
 
     # --- inputs --------------------------------------------------------------------------------------
-    def _resolve_spec(self, rec: dict[str, Any]) -> Any:
-        from gacd_core.errors import SpecError
-        from gacd_core.spec import parse_spec
+    def _resolved(self, rec: JobRecord) -> JobSpec:
+        """The job's specification with its inputs resolved on this worker: the teacher's weights and a
+        custom dataset's data in the artifact store, the built-in datasets under the data root, this
+        worker's device for ``auto``, and no downloads.
 
-        doc = {**rec["spec"], "metadata": rec.get("metadata", {})}
-        tenant = rec["tenant"]
-        if rec.get("teacher_id"):
-            teacher = self.store.get(rec["teacher_id"], tenant)
-            if teacher is None or teacher.get("status") != "ready":
-                raise SpecError([("teacher.id", f"teacher {rec['teacher_id']} is no longer available")])
-            doc["teacher"] = {**doc["teacher"], "weights": str(self.arts.absolute(teacher["file"]))}
-        dataset = dict(doc["dataset"])
-        if rec.get("dataset_id"):
-            ds = self.store.get(rec["dataset_id"], tenant)
-            if ds is None or ds.get("status") != "ready":
-                raise SpecError([("dataset.id", f"dataset {rec['dataset_id']} is no longer available")])
-            dataset["path"] = str(self.arts.absolute(ds["path"]))
-        else:
-            dataset["root"] = str(self.settings.data_root)
-        dataset["download"] = False
-        doc["dataset"] = dataset
-        if doc.get("device", "auto") == "auto":
-            doc["device"] = self.settings.worker_device
-        return parse_spec(doc)
+        Raises:
+            SpecError: the teacher or the dataset is gone, or no longer ready.
+        """
+        teacher_weights = dataset_path = None
+        if rec.teacher_id:
+            teacher = self.store.get(TeacherRecord, rec.teacher_id, rec.tenant)
+            if teacher is None or teacher.status != "ready":
+                raise SpecError([("teacher.id", f"teacher {rec.teacher_id} is no longer available")])
+            teacher_weights = self.arts.absolute(teacher.file)
+        if rec.dataset_id:
+            dataset = self.store.get(DatasetRecord, rec.dataset_id, rec.tenant)
+            if dataset is None or dataset.status != "ready" or dataset.path is None:
+                raise SpecError([("dataset.id", f"dataset {rec.dataset_id} is no longer available")])
+            dataset_path = self.arts.absolute(dataset.path)
+        return rec.spec.resolved(
+            teacher_weights=teacher_weights,
+            dataset_path=dataset_path,
+            data_root=None if dataset_path else self.settings.data_root,
+            device=self.settings.worker_device,
+            download=False,
+        )
 
 
 class _Reporter:
@@ -385,16 +408,9 @@ class _Reporter:
     events wait in ``pending``, to be written in order, with the time they happened, once it is back.
     """
 
-    def __init__(self, store: Store, job_id: str, token: str, lease: _Lease, initial: dict[str, Any]) -> None:
+    def __init__(self, store: Store, job_id: str, token: str, lease: _Lease, initial: Progress) -> None:
         self.store, self.job_id, self.token, self.lease = store, job_id, token, lease
-        self.last: dict[str, Any] = {
-            "epoch": initial.get("epoch", 0),
-            "epochs": initial.get("epochs", 0),
-            "fraction": initial.get("fraction", 0.0),
-            "eta_seconds": None,
-            "stage": "starting",
-            "metrics": initial.get("metrics") or {},
-        }
+        self.last = initial.staged("starting", eta_seconds=None)
         self.pending: list[tuple[str, str, dict[str, Any], str]] = []
         self._written = 0.0
         self._checked = 0.0
@@ -408,7 +424,7 @@ class _Reporter:
             self.store.add_event(self.job_id, type_, message, data=data, created_at=at)
             self.pending.pop(0)
 
-    def _best_effort(self, progress: dict[str, Any] | None) -> None:
+    def _best_effort(self, progress: Progress | None) -> None:
         try:
             self.flush()
             if progress is not None:
@@ -433,14 +449,14 @@ class _Reporter:
             for k in ("train_acc", "val_clean_acc", "val_pgd_acc"):
                 if p.record.get(k) is not None:
                     metrics[k] = p.record[k]
-        self.last = {
-            "epoch": p.epoch if p.phase == "epoch" else p.epoch - 1,
-            "epochs": p.epochs,
-            "fraction": round(p.fraction, 5),
-            "eta_seconds": _finite(p.eta_seconds),
-            "stage": "training",
-            "metrics": metrics,
-        }
+        self.last = Progress(
+            epoch=p.epoch if p.phase == "epoch" else p.epoch - 1,
+            epochs=p.epochs,
+            fraction=round(p.fraction, 5),
+            eta_seconds=_finite(p.eta_seconds),
+            stage="training",
+            metrics=metrics,
+        )
         now = time.monotonic()
         if p.phase in ("epoch", "start") or now - self._written >= PROGRESS_EVERY:
             self._written = now
@@ -453,12 +469,12 @@ class _Reporter:
             self._event("epoch", text, {"epoch": p.epoch, **metrics})
 
     def stage(self, name: str, fraction: float) -> None:
-        changed = self.last.get("stage") != name
-        self.last = {**self.last, "stage": name}
+        changed = self.last.stage != name
+        self.last = self.last.staged(name)
         now = time.monotonic()
         if changed or now - self._written >= PROGRESS_EVERY:
             self._written = now
-            self._best_effort({**self.last, "stage_fraction": round(fraction, 4)})
+            self._best_effort(self.last)
         if changed:
             self._event("stage", name, {"stage": name})
 

@@ -6,7 +6,7 @@ acknowledge a failed task's message, and the job or upload would then wait for a
 
 from __future__ import annotations
 
-from service.queue import RUN_JOB, VALIDATE_DATASET, VALIDATE_TEACHER
+from service.state.queue import RUN_JOB, VALIDATE_DATASET, VALIDATE_TEACHER
 from worker.app import STOPPING, WORKER_NAME, app, requeue, settings, worker_store
 
 

@@ -26,9 +26,10 @@ from typing import Any
 
 from gacd_core import catalog
 from gacd_core.errors import DatasetError, GACDError
-from service.artifacts import ArtifactStore
-from service.settings import Settings
-from service.store import STORE_ERRORS, Store
+from service.state.artifacts import ArtifactStore
+from service.state.records import DatasetRecord, TeacherRecord
+from service.state.settings import Settings
+from service.state.store import STORE_ERRORS, Store
 from worker.runner import patiently
 
 log = logging.getLogger("gacd.worker")
@@ -42,10 +43,10 @@ def _dataset_spec(dataset: str, store: Store, settings: Settings, tenant: str) -
     from gacd_core.spec import DatasetSpec
 
     if dataset.startswith("ds_"):
-        rec = store.get(dataset, tenant)
-        if rec is None or rec.get("status") != "ready":
+        rec = store.get(DatasetRecord, dataset, tenant)
+        if rec is None or rec.status != "ready" or rec.path is None:
             raise DatasetError(f"dataset {dataset} is not ready", field="dataset")
-        path = ArtifactStore(settings.artifact_root).absolute(rec["path"])
+        path = ArtifactStore(settings.artifact_root).absolute(rec.path)
         return DatasetSpec(name="custom", path=str(path), augment=False)
     return DatasetSpec(name=dataset, root=str(settings.data_root), augment=False)
 
@@ -55,9 +56,9 @@ def _input_size(dataset: str, store: Store, tenant: str) -> int:
     if entry is not None and entry.image_size:
         return entry.image_size
     if dataset.startswith("ds_"):
-        rec = store.get(dataset, tenant)
-        if rec and rec.get("image_size"):
-            return int(rec["image_size"])
+        rec = store.get(DatasetRecord, dataset, tenant)
+        if rec and rec.image_size:
+            return rec.image_size
     return 32
 
 
@@ -73,21 +74,20 @@ def validate_teacher(store: Store, settings: Settings, teacher_id: str) -> None:
     from gacd_core.models import load_model_file, save_weights
     from gacd_core.normalization import resolve
 
-    rec = store.get(teacher_id)
-    if rec is None or rec.get("status") != "validating":
+    rec = store.get(TeacherRecord, teacher_id)
+    if rec is None or rec.status != "validating":
         return
     arts = ArtifactStore(settings.artifact_root)
-    path = arts.absolute(rec["file"])
-    tenant = rec["tenant"]
+    path = arts.absolute(rec.file)
     try:
-        norm = resolve(rec.get("normalization_requested"), rec.get("mean"), rec.get("std"))
+        norm = resolve(rec.normalization_requested, rec.mean, rec.std)
         model = load_model_file(
             path,
-            arch=rec["arch"],
-            num_classes=int(rec["num_classes"]) if rec.get("num_classes") else None,
+            arch=rec.arch,
+            num_classes=rec.num_classes or None,
             mean=norm[0] if norm else None,
             std=norm[1] if norm else None,
-            input_size=_input_size(rec["dataset"], store, tenant),
+            input_size=_input_size(rec.dataset, store, rec.tenant),
         )
         check, warning = _check(model, rec, store, settings)
         normalization = model.normalization()
@@ -96,24 +96,24 @@ def validate_teacher(store: Store, settings: Settings, teacher_id: str) -> None:
             "mean": list(model.mean),
             "std": list(model.std),
             "normalization": normalization,
-            "checks": {rec["dataset"]: check},
+            "checks": {rec.dataset: check},
             "warning": warning,
         }
-        if check.get("verdict") == "unfit" and not rec.get("allow_weak"):
+        if check.get("verdict") == "unfit" and not rec.allow_weak:
             fields.update({"status": "invalid", "error": check["message"], "error_code": "teacher_unfit"})
             patiently(f"teacher {teacher_id}", store.update, teacher_id, fields)
             log.info("teacher %s is unfit: %s", teacher_id, check["message"])
             return
         final = path.with_name("weights.safetensors")
         tmp = path.with_name("weights.validated.safetensors")
-        info = {"dataset": rec["dataset"], "teacher_id": teacher_id, "source": rec["sha256"]}
+        info = {"dataset": rec.dataset, "teacher_id": teacher_id, "source": rec.sha256}
         save_weights(model, tmp, info)
         if path != final:
             path.unlink(missing_ok=True)
         tmp.replace(final)
         fields.update({"status": "ready", "error": None, "error_code": None, "file": arts.relative(final)})
         patiently(f"teacher {teacher_id}", store.update, teacher_id, fields)
-        log.info("teacher %s is ready (%s, %d classes)", teacher_id, rec["arch"], model.num_classes)
+        log.info("teacher %s is ready (%s, %d classes)", teacher_id, rec.arch, model.num_classes)
     except GACDError as exc:
         patiently(
             f"teacher {teacher_id}",
@@ -135,7 +135,7 @@ def validate_teacher(store: Store, settings: Settings, teacher_id: str) -> None:
         )
 
 
-def _check(model: Any, rec: dict[str, Any], store: Store, settings: Settings) -> tuple[dict[str, Any], str | None]:
+def _check(model: Any, rec: TeacherRecord, store: Store, settings: Settings) -> tuple[dict[str, Any], str | None]:
     """The teacher check on the upload's dataset: (figures, warning). A dataset this worker cannot read
     leaves the teacher unmeasured (every job checks its teacher again before training)."""
     from gacd_core.data import load_dataset
@@ -144,25 +144,25 @@ def _check(model: Any, rec: dict[str, Any], store: Store, settings: Settings) ->
     from gacd_core.teacher_check import check_teacher
 
     try:
-        data = load_dataset(_dataset_spec(rec["dataset"], store, settings, rec["tenant"]))
+        data = load_dataset(_dataset_spec(rec.dataset, store, settings, rec.tenant))
     except (DatasetError, SpecError) as exc:
-        reason = f"not measured: {rec['dataset']} cannot be read here ({exc.message})"
-        log.warning("teacher %s: %s", rec["id"], reason)
-        return {"dataset": rec["dataset"], "verdict": "not_measured", "reason": reason}, None
+        reason = f"not measured: {rec.dataset} cannot be read here ({exc.message})"
+        log.warning("teacher %s: %s", rec.id, reason)
+        return {"dataset": rec.dataset, "verdict": "not_measured", "reason": reason}, None
     device = resolve_device(settings.worker_device)
     check = check_teacher(
         model.to(device),
         data.test,
-        dataset=data.name if not rec["dataset"].startswith("ds_") else rec["dataset"],
+        dataset=data.name if not rec.dataset.startswith("ds_") else rec.dataset,
         num_classes=data.num_classes,
         device=device,
         dataset_norm=(data.mean, data.std),
     )
     model.to("cpu")
-    if check.verdict == "unfit" and rec.get("allow_weak"):
+    if check.verdict == "unfit" and rec.allow_weak:
         check.allowed_weak = True
-    log.info("teacher %s: %s", rec["id"], check.summary())
-    warning = check.message if check.verdict != "unfit" or rec.get("allow_weak") else None
+    log.info("teacher %s: %s", rec.id, check.summary())
+    warning = check.message if check.verdict != "unfit" or rec.allow_weak else None
     return check.to_dict(), warning
 
 
@@ -235,14 +235,14 @@ def validate_dataset(store: Store, settings: Settings, dataset_id: str) -> None:
     from gacd_core.data.base import channel_stats
     from gacd_core.data.custom import read_image_folder, read_npz
 
-    rec = store.get(dataset_id)
-    if rec is None or rec.get("status") != "validating":
+    rec = store.get(DatasetRecord, dataset_id)
+    if rec is None or rec.status != "validating":
         return
     arts = ArtifactStore(settings.artifact_root)
-    path = arts.absolute(rec["file"])
+    path = arts.absolute(rec.file)
     folder = path.parent / "folder"
     try:
-        if rec["format"] == "npz":
+        if rec.format == "npz":
             raw = read_npz(path)
             data_path = path
         else:

@@ -6,7 +6,7 @@
    the document's root, where there is no ``$defs``: every one of them dangles. They are moved to
    ``components/schemas`` and the references rewritten.
 2. FastAPI documents a 422 ``HTTPValidationError`` (``{"detail": [...]}``) for every route with
-   parameters, but :mod:`service.errors` answers a request that fails validation with the one error
+   parameters, but :mod:`service.api.errors` answers a request that fails validation with the one error
    shape, ``ErrorBody``. Those 422s are documented as ``ErrorBody``.
 
 The corrected document is built once, on the first request for it, like FastAPI's own.
@@ -19,7 +19,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from service.errors import ErrorBody, responses
+from service.api.errors import ErrorBody, responses
 
 _LOCAL = "#/$defs/"
 _COMPONENTS = "#/components/schemas/"

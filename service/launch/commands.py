@@ -9,7 +9,7 @@ def api_command(host: str = "0.0.0.0", port: int = 8000) -> list[str]:
     """The HTTP API (one uvicorn process; scale with more containers behind a load balancer)."""
     return [
         "uvicorn",
-        "service.app:create_app",
+        "service.api.app:create_app",
         "--factory",
         "--host",
         host,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -18,6 +17,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gacd_core.errors import GACDError, SpecError
+from service.state.store import STORE_ERRORS
 
 log = logging.getLogger("gacd.api")
 
@@ -142,9 +142,6 @@ def install(app: FastAPI) -> None:
             message = "no such endpoint"
         return JSONResponse(body(code, message), status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
-    @app.exception_handler(redis.exceptions.ConnectionError)
-    @app.exception_handler(redis.exceptions.TimeoutError)
-    @app.exception_handler(redis.exceptions.BusyLoadingError)
     async def _store(_: Request, exc: Exception) -> JSONResponse:
         log.warning("job store unavailable: %s", exc)
         return JSONResponse(
@@ -152,6 +149,9 @@ def install(app: FastAPI) -> None:
             status_code=503,
             headers={"Retry-After": "5"},
         )
+
+    for away in STORE_ERRORS:  # Redis restarting (loading its append-only file is a ConnectionError), unreachable
+        app.add_exception_handler(away, _store)
 
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception) -> JSONResponse:

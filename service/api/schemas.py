@@ -1,7 +1,9 @@
 """The API's public shapes (after the full-stack FastAPI template: ``XCreate`` / ``XPublic`` / ``XList``).
 
-Stored records carry more than users see (the tenant, file paths inside the artifact store); the
-``public_*`` functions are the one place that decides what leaves the service.
+Stored records (:mod:`service.state.records`) carry more than users see (the tenant, file paths inside
+the artifact store). Each ``XPublic`` derives from the record's public part ``XBase``, so a record and
+its response have one shape, and ``XPublic.of(record)`` is the one place that decides what leaves the
+service.
 """
 
 from __future__ import annotations
@@ -9,6 +11,16 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from service.state.records import (
+    Artifact,
+    DatasetBase,
+    DatasetRecord,
+    JobBase,
+    JobRecord,
+    TeacherBase,
+    TeacherRecord,
+)
 
 
 class _Out(BaseModel):
@@ -33,7 +45,7 @@ class TeacherFromJob(BaseModel):
     allow_weak: bool = Field(False, description="keep the teacher even when its accuracy check finds it near chance")
 
 
-class TeacherPublic(_Out):
+class TeacherPublic(TeacherBase):
     model_config = _example(
         {
             "id": "tch_5f0c2a9e41d7b3a8c6e19f02",
@@ -71,34 +83,10 @@ class TeacherPublic(_Out):
         }
     )
 
-    id: str
-    object: Literal["teacher"] = "teacher"
-    name: str
-    arch: str
-    num_classes: int | None = Field(None, description="read from the classifier's shape when not given")
-    dataset: str
-    mean: list[float] | None = None
-    std: list[float] | None = None
-    normalization_requested: str | None = Field(None, description="the upload's normalization field, if any")
-    normalization: dict[str, Any] | None = Field(
-        None,
-        description="{name, mean, std, source}: the input normalisation used and where it came from (file, "
-        "user, default); set by validation",
-    )
-    allow_weak: bool = False
-    checks: dict[str, dict[str, Any]] = Field(
-        default_factory=dict,
-        description="per dataset: the teacher check's clean and PGD-20 accuracy with their subset sizes, "
-        "the threshold, the verdict, and the accuracy under other common normalisations",
-    )
-    warning: str | None = Field(None, description="e.g. another normalisation scores clearly higher")
-    sha256: str
-    bytes: int
-    status: Literal["validating", "ready", "invalid"]
-    error: str | None = None
-    error_code: str | None = Field(None, description="stable code of the error: teacher_unfit, invalid_weights, ...")
-    source_job_id: str | None = None
-    created_at: str
+    @classmethod
+    def of(cls, rec: TeacherRecord) -> TeacherPublic:
+        """What a user sees of a stored teacher."""
+        return cls.model_validate(rec, from_attributes=True)
 
 
 class TeacherList(_Out):
@@ -111,7 +99,7 @@ class TeacherList(_Out):
 
 
 # --- datasets ----------------------------------------------------------------------------------------
-class DatasetPublic(_Out):
+class DatasetPublic(DatasetBase):
     model_config = _example(
         {
             "id": "ds_0a1b2c3d4e5f60718293a4b5",
@@ -132,21 +120,13 @@ class DatasetPublic(_Out):
         }
     )
 
-    id: str
-    object: Literal["dataset"] = "dataset"
     builtin: bool
-    name: str
     status: Literal["available", "missing", "validating", "ready", "invalid"]
-    error: str | None = None
-    num_classes: int | None = None
-    class_names: list[str] | None = None
-    train_size: int | None = None
-    test_size: int | None = None
-    image_size: int | None = None
-    sha256: str | None = None
-    bytes: int | None = None
-    format: str | None = None
-    created_at: str | None = None
+
+    @classmethod
+    def of(cls, rec: DatasetRecord) -> DatasetPublic:
+        """What a user sees of a stored (custom) dataset."""
+        return cls.model_validate(rec, from_attributes=True)
 
 
 class DatasetList(_Out):
@@ -174,22 +154,7 @@ class DatasetList(_Out):
 
 
 # --- jobs --------------------------------------------------------------------------------------------
-class Progress(_Out):
-    epoch: int = 0
-    epochs: int = 0
-    fraction: float = 0.0
-    eta_seconds: float | None = None
-    stage: str | None = None
-    metrics: dict[str, Any] = Field(default_factory=dict)
-
-
-class ArtifactPublic(_Out):
-    name: str
-    bytes: int
-    sha256: str
-
-
-class JobPublic(_Out):
+class JobPublic(JobBase):
     model_config = _example(
         {
             "id": "job_8d2f0e6b1a9c4d3e5f708192",
@@ -218,18 +183,16 @@ class JobPublic(_Out):
         }
     )
 
-    id: str
-    object: Literal["job"] = "job"
-    status: Literal["queued", "running", "succeeded", "failed", "cancelling", "cancelled"]
-    created_at: str
-    started_at: str | None = None
-    finished_at: str | None = None
     spec: dict[str, Any]
     metadata: dict[str, Any] = Field(default_factory=dict)
-    progress: Progress
-    error: dict[str, Any] | None = None
-    artifacts: list[ArtifactPublic] = Field(default_factory=list)
-    attempts: int = 0
+
+    @classmethod
+    def of(cls, rec: JobRecord) -> JobPublic:
+        """What a user sees of a stored job: its specification as submitted, with the metadata beside it."""
+        spec = rec.spec.public_dict()
+        metadata = spec.pop("metadata", {})
+        shared = {name: getattr(rec, name) for name in JobBase.model_fields}
+        return cls.model_validate({**shared, "spec": spec, "metadata": metadata})
 
 
 class JobList(_Out):
@@ -301,7 +264,7 @@ class ArtifactList(_Out):
     )
 
     object: Literal["list"] = "list"
-    data: list[ArtifactPublic]
+    data: list[Artifact]
 
 
 class Health(_Out):
@@ -309,16 +272,3 @@ class Health(_Out):
 
     status: str
     checks: dict[str, Any] = Field(default_factory=dict)
-
-
-# --- record -> public ----------------------------------------------------------------------------------
-def public_teacher(rec: dict[str, Any]) -> dict[str, Any]:
-    return TeacherPublic.model_validate(rec).model_dump()
-
-
-def public_dataset(rec: dict[str, Any]) -> dict[str, Any]:
-    return DatasetPublic.model_validate({**rec, "builtin": False}).model_dump()
-
-
-def public_job(rec: dict[str, Any]) -> dict[str, Any]:
-    return JobPublic.model_validate(rec).model_dump()

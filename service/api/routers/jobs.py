@@ -22,13 +22,14 @@ from starlette.concurrency import run_in_threadpool
 
 from gacd_core.errors import SpecError
 from gacd_core.spec import JobSpec, parse_spec
-from service.artifacts import ArtifactStore
-from service.deps import QueueDep, SettingsDep, StoreDep, Tenant, owned
-from service.errors import APIError, not_found, responses, spec_error
-from service.queue import Queue
-from service.schemas import ArtifactList, EventList, JobList, JobPublic, public_job
-from service.settings import Settings
-from service.store import JOB_STATUSES, TERMINAL, Store, TransitionRefused, new_id, now_iso
+from service.api.deps import QueueDep, SettingsDep, StoreDep, Tenant, owned
+from service.api.errors import APIError, not_found, responses, spec_error
+from service.api.schemas import ArtifactList, EventList, JobList, JobPublic
+from service.state.artifacts import ArtifactStore
+from service.state.queue import Queue
+from service.state.records import JOB_STATUSES, TERMINAL, DatasetRecord, JobRecord, TeacherRecord, now_iso
+from service.state.settings import Settings
+from service.state.store import Store, TransitionRefused
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 log = logging.getLogger("gacd.api")
@@ -131,15 +132,17 @@ def _refuse_paths(body: dict[str, Any]) -> None:
                 )
 
 
-def _ready(store: Store, tenant: str, rid: str, kind: str, field: str) -> str:
+def _ready(store: Store, tenant: str, rid: str, record_type: type[TeacherRecord | DatasetRecord], field: str) -> str:
     """``rid`` if it names the tenant's ready teacher / dataset; 404, 409 (still validating) or 422."""
-    rec = owned(store, tenant, rid, kind)
-    noun = "teacher" if kind == "tch" else "dataset"
-    if rec["status"] == "validating":
+    rec = owned(store, tenant, rid, record_type)
+    noun = record_type.noun
+    if rec.status == "validating":
         raise APIError(409, f"{noun}_not_ready", f"{noun} {rid} is still being validated; retry when ready", field)
-    if rec["status"] != "ready":
-        code = "teacher_unfit" if rec.get("error_code") == "teacher_unfit" else f"invalid_{noun}"
-        raise APIError(422, code, f"{noun} {rid} is invalid: {rec.get('error')}", field)
+    if rec.status != "ready":
+        unfit = isinstance(rec, TeacherRecord) and rec.error_code == "teacher_unfit"
+        raise APIError(
+            422, "teacher_unfit" if unfit else f"invalid_{noun}", f"{noun} {rid} is invalid: {rec.error}", field
+        )
     return rid
 
 
@@ -149,11 +152,11 @@ def _check_refs(spec: JobSpec, tenant: str, store: Store) -> tuple[str | None, s
     if spec.teacher is not None:
         if spec.teacher.id is None:
             raise APIError(422, "invalid_spec", "teacher.id: required (upload the teacher first)", "teacher.id")
-        teacher_id = _ready(store, tenant, spec.teacher.id, "tch", "teacher.id")
+        teacher_id = _ready(store, tenant, spec.teacher.id, TeacherRecord, "teacher.id")
     if spec.dataset.name == "custom":
         if spec.dataset.id is None:
             raise APIError(422, "invalid_spec", "dataset.id: required for a custom dataset", "dataset.id")
-        dataset_id = _ready(store, tenant, spec.dataset.id, "ds", "dataset.id")
+        dataset_id = _ready(store, tenant, spec.dataset.id, DatasetRecord, "dataset.id")
     elif spec.dataset.id is not None:
         raise APIError(422, "invalid_spec", "dataset.id: only custom datasets have an id", "dataset.id")
     return teacher_id, dataset_id
@@ -202,7 +205,9 @@ def _submit(
     except SpecError as exc:
         raise spec_error(exc) from None
     teacher_id, dataset_id = _check_refs(spec, tenant, store)
-    job_id = new_id("job")
+    # a job lost by its worker goes back to the queue it was sent to
+    rec = JobRecord.queued(spec, tenant, settings.queue, teacher_id, dataset_id)
+    job_id = rec.id
     digest = _digest(body)
     if idempotency_key is not None:
         earlier = store.earlier_claim(tenant, idempotency_key)
@@ -214,33 +219,6 @@ def _submit(
         if earlier is not None:  # another request with this key won the race
             store.uncount_submission(tenant, job_id)
             return _replay(store, tenant, earlier, digest)
-    spec_dict = spec.public_dict()
-    metadata = spec_dict.pop("metadata", {})
-    rec = {
-        "id": job_id,
-        "object": "job",
-        "tenant": tenant,
-        "status": "queued",
-        "created_at": now_iso(),
-        "started_at": None,
-        "finished_at": None,
-        "spec": spec_dict,
-        "metadata": metadata,
-        "progress": {
-            "epoch": 0,
-            "epochs": spec.hyperparameters.epochs,
-            "fraction": 0.0,
-            "eta_seconds": None,
-            "stage": "queued",
-            "metrics": {},
-        },
-        "error": None,
-        "artifacts": [],
-        "teacher_id": teacher_id,
-        "dataset_id": dataset_id,
-        "attempts": 0,
-        "queue": settings.queue,  # a job lost by its worker goes back to the queue it was sent to
-    }
     if not store.create_job(rec, settings.tenant_max_active_jobs):
         _take_back(store, tenant, job_id, idempotency_key)
         raise APIError(
@@ -263,7 +241,7 @@ def _submit(
             "the job queue is unavailable; nothing was created, retry shortly",
             headers={"Retry-After": "5"},
         ) from None
-    return JSONResponse(public_job(rec), status_code=202, headers={"Location": f"/v1/jobs/{job_id}"})
+    return _accepted(rec)
 
 
 ACTIVE_RETRY_AFTER = 30  # seconds: a hint only, since nobody knows when one of the tenant's jobs ends
@@ -294,13 +272,19 @@ def _replay(store: Store, tenant: str, earlier: dict[str, Any], digest: str) -> 
         raise APIError(409, "idempotency_conflict", "this Idempotency-Key was used with another body")
     rec = None
     for _ in range(50):  # the first request may still be creating the job
-        rec = store.get(earlier["job_id"], tenant)
+        rec = store.get(JobRecord, earlier["job_id"], tenant)
         if rec is not None:
             break
         time.sleep(0.05)
     if rec is None:
         raise APIError(409, "idempotency_conflict", "the first request with this key did not create a job")
-    return JSONResponse(public_job(rec), status_code=202, headers={"Location": f"/v1/jobs/{rec['id']}"})
+    return _accepted(rec)
+
+
+def _accepted(rec: JobRecord) -> JSONResponse:
+    """202 with the job and its URL."""
+    body = JobPublic.of(rec).model_dump(mode="json")
+    return JSONResponse(body, status_code=202, headers={"Location": f"/v1/jobs/{rec.id}"})
 
 
 # get_job and list_jobs are the routes pollers hit most. They stay plain functions (run in the thread
@@ -318,20 +302,20 @@ def list_jobs(
     if status is not None and status not in JOB_STATUSES:
         raise APIError(422, "invalid_request", f"status: one of {', '.join(JOB_STATUSES)}", "status")
     try:
-        page = store.list_records(tenant.name, "job", limit, after, status)
+        page = store.list_records(JobRecord, tenant.name, limit, after, status)
     except KeyError:
         raise APIError(422, "invalid_request", f"after: no job {after!r}", "after") from None
-    return {"data": [public_job(r) for r in page.data], "has_more": page.has_more, "next_after": page.next_after}
+    return {"data": [JobPublic.of(r) for r in page.data], "has_more": page.has_more, "next_after": page.next_after}
 
 
 @router.get("/{job_id}", response_model=JobPublic, summary="Get a job", responses=responses(404))
-def get_job(job_id: str, tenant: Tenant, store: StoreDep) -> dict[str, Any]:
-    return public_job(owned(store, tenant.name, job_id, "job"))
+def get_job(job_id: str, tenant: Tenant, store: StoreDep) -> JobPublic:
+    return JobPublic.of(owned(store, tenant.name, job_id, JobRecord))
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic, summary="Cancel a job", responses=responses(404, 409))
-def cancel_job(job_id: str, tenant: Tenant, store: StoreDep) -> dict[str, Any]:
-    rec = owned(store, tenant.name, job_id, "job")
+def cancel_job(job_id: str, tenant: Tenant, store: StoreDep) -> JobPublic:
+    owned(store, tenant.name, job_id, JobRecord)
     try:
         store.transition(job_id, ["queued"], "cancelled", {"finished_at": now_iso()})
         store.add_event(job_id, "cancelled", "cancelled before it started")
@@ -345,8 +329,7 @@ def cancel_job(job_id: str, tenant: Tenant, store: StoreDep) -> dict[str, Any]:
                     raise APIError(409, "conflict", f"job {job_id} is already {again.current}") from None
         else:
             raise APIError(409, "conflict", f"job {job_id} is already {exc.current}") from None
-    rec = owned(store, tenant.name, job_id, "job")
-    return public_job(rec)
+    return JobPublic.of(owned(store, tenant.name, job_id, JobRecord))
 
 
 @router.get(
@@ -364,7 +347,7 @@ async def job_events(
     limit: int = Query(100, ge=1, le=1000),
     last_event_id: str | None = Header(None, alias="Last-Event-ID", include_in_schema=False),
 ) -> Any:
-    await run_in_threadpool(owned, store, tenant.name, job_id, "job")
+    await run_in_threadpool(owned, store, tenant.name, job_id, JobRecord)
     if after is not None and not _event_id_ok(after):
         raise APIError(422, "invalid_request", "after: an event id, two numbers below 2^64 joined by '-'", "after")
     if "text/event-stream" in request.headers.get("accept", ""):
@@ -418,8 +401,7 @@ async def _sse(request: Request, store: Store, job_id: str, after: str | None) -
 
 @router.get("/{job_id}/artifacts", response_model=ArtifactList, summary="The job's outputs", responses=responses(404))
 def list_artifacts(job_id: str, tenant: Tenant, store: StoreDep) -> dict[str, Any]:
-    rec = owned(store, tenant.name, job_id, "job")
-    return {"data": rec.get("artifacts", [])}
+    return {"data": owned(store, tenant.name, job_id, JobRecord).artifacts}
 
 
 ARTIFACT_MEDIA_TYPES = {
@@ -468,8 +450,8 @@ ARTIFACT_MEDIA_TYPES = {
     response_class=FileResponse,
 )
 def get_artifact(job_id: str, name: str, tenant: Tenant, store: StoreDep, settings: SettingsDep) -> FileResponse:
-    rec = owned(store, tenant.name, job_id, "job")
-    entry = next((a for a in rec.get("artifacts", []) if a["name"] == name), None)
+    rec = owned(store, tenant.name, job_id, JobRecord)
+    entry = next((a for a in rec.artifacts if a.name == name), None)
     if entry is None:
         raise not_found("artifact", name)
     arts = ArtifactStore(settings.artifact_root)
@@ -481,4 +463,4 @@ def get_artifact(job_id: str, name: str, tenant: Tenant, store: StoreDep, settin
         raise APIError(404, "not_found", f"artifact {name!r} is missing from the store")
     # A fixed table, not the host's mimetypes database: the media types are the ones documented above.
     media = ARTIFACT_MEDIA_TYPES.get(Path(name).suffix.lower(), "application/octet-stream")
-    return FileResponse(path, media_type=media, filename=name, headers={"ETag": f'"{entry["sha256"]}"'})
+    return FileResponse(path, media_type=media, filename=name, headers={"ETag": f'"{entry.sha256}"'})

@@ -31,7 +31,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect
 
-from service.errors import APIError
+from service.api.errors import APIError
 
 log = logging.getLogger("gacd.api")
 PARTIAL_SUFFIX = ".partial"

@@ -54,9 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto")
     args = ap.parse_args(argv)
 
-    from service.cli import _follow
-    from service.client import Client
-    from service.embedded import Service
+    from service.client.cli import follow
+    from service.client.http import Client
+    from service.launch.embedded import Service
 
     if not (args.data_root / "cifar-10-batches-py" / "test_batch").is_file():
         print(f"demo: CIFAR-10 is not under {args.data_root}; run `make data` first", file=sys.stderr)
@@ -71,14 +71,14 @@ def main(argv: list[str] | None = None) -> int:
         with Client(info["url"], info["api_key"]) as c:
             print("[2/5] training a robust teacher: at, resnet10_w16, CIFAR-10 5000 images", flush=True)
             teacher_job = c.submit(job("at", "resnet10_w16", args.epochs))
-            if _follow(c, teacher_job["id"]) != 0:
+            if follow(c, teacher_job["id"]) != 0:
                 return 1
             print("[3/5] registering its student as a teacher", flush=True)
             teacher = c.wait_ready("teacher", c.teacher_from_job(teacher_job["id"], "demo teacher")["id"])
             print(f"      {teacher['id']} ({teacher['arch']}, {teacher['status']})", flush=True)
             print("[4/5] distilling it with GACD into resnet10_w8 (4x fewer parameters)", flush=True)
             student_job = c.submit(job("gacd", "resnet10_w8", args.epochs, teacher["id"]))
-            if _follow(c, student_job["id"]) != 0:
+            if follow(c, student_job["id"]) != 0:
                 return 1
             out = svc.var / "downloads" / student_job["id"]
             print(f"[5/5] downloading into {out}", flush=True)

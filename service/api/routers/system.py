@@ -5,16 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import redis
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from service.schemas import Health
-from service.settings import Settings
-from service.store import JOB_STATUSES, Store
+from service.api.schemas import Health
+from service.state.records import JOB_STATUSES
+from service.state.settings import Settings
+from service.state.store import Store, StoreError
 
 router = APIRouter(tags=["system"])
 
@@ -48,7 +48,7 @@ class _StoreCollector(Collector):
             counts = self.store.status_counts()
             depth = self.store.queue_depth(self.settings.queue)
             workers = len(self.store.workers(self.settings.worker_stale_seconds))
-        except redis.RedisError:
+        except StoreError:
             up.add_metric([], 0)
             yield up
             return
@@ -78,11 +78,11 @@ def readyz(request: Request) -> Any:
     settings: Settings = request.app.state.settings
     checks: dict[str, Any] = {}
     try:
-        store.r.ping()
+        store.ping()
         checks["redis"] = "ok"
         workers = store.workers(settings.worker_stale_seconds)
         checks["workers"] = len(workers)
-    except redis.RedisError as exc:
+    except StoreError as exc:
         checks["redis"] = f"unavailable: {type(exc).__name__}"
         checks["workers"] = None
     ready = checks["redis"] == "ok" and bool(checks["workers"])

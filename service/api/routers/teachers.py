@@ -24,12 +24,15 @@ from starlette.concurrency import run_in_threadpool
 
 from gacd_core import catalog
 from gacd_core.normalization import PRESETS, resolve
-from service.artifacts import ArtifactStore, safetensors_metadata
-from service.deps import QueueDep, SettingsDep, StoreDep, Tenant, owned
-from service.errors import APIError, responses
-from service.schemas import TeacherFromJob, TeacherList, TeacherPublic, public_teacher
-from service.store import new_id, now_iso, valid_id
-from service.uploads import receive_file, removed_on_error
+from service.api.deps import QueueDep, SettingsDep, StoreDep, Tenant, owned
+from service.api.errors import APIError, responses
+from service.api.schemas import TeacherFromJob, TeacherList, TeacherPublic
+from service.api.uploads import receive_file, removed_on_error
+from service.state.artifacts import ArtifactStore, safetensors_metadata
+from service.state.queue import Queue
+from service.state.records import DatasetRecord, JobRecord, TeacherRecord, new_id, now_iso, valid_id
+from service.state.settings import Settings
+from service.state.store import Store
 
 router = APIRouter(prefix="/v1/teachers", tags=["teachers"])
 SUFFIXES = {".safetensors": "safetensors", ".pt": "pt", ".pth": "pt", ".t7": "pt"}  # .t7: ARD's torch.save
@@ -121,7 +124,7 @@ def _bool(value: str | None, field: str) -> bool:
     raise APIError(422, "invalid_request", f"{field}: true or false", field)
 
 
-def _check_fields(fields: dict[str, str], tenant: str, store: Any) -> dict[str, Any]:
+def _check_fields(fields: dict[str, str], tenant: str, store: Store) -> dict[str, Any]:
     unknown = sorted(set(fields) - set(FORM_FIELDS))
     if unknown:
         raise APIError(
@@ -152,7 +155,7 @@ def _check_fields(fields: dict[str, str], tenant: str, store: Any) -> dict[str, 
         raise APIError(422, "invalid_request", f"normalization: {exc}", "normalization") from None
     dataset = fields["dataset"].strip()
     builtins = [n for n, d in catalog.DATASETS.items() if d.builtin]
-    if dataset not in builtins and not (valid_id(dataset, "ds") and store.get(dataset, tenant)):
+    if dataset not in builtins and not (valid_id(dataset, "ds") and store.get(DatasetRecord, dataset, tenant)):
         valid = ", ".join(builtins)
         raise APIError(
             422,
@@ -185,7 +188,7 @@ def _check_fields(fields: dict[str, str], tenant: str, store: Any) -> dict[str, 
 )
 async def create_teacher(
     request: Request, tenant: Tenant, store: StoreDep, settings: SettingsDep, queue: QueueDep
-) -> dict[str, Any]:
+) -> TeacherPublic:
     ctype = request.headers.get("content-type", "")
     if ctype.startswith("application/json"):
         return await _from_job(request, tenant.name, store, settings, queue)
@@ -205,38 +208,34 @@ async def create_teacher(
         assert up.path is not None
         final = folder / f"weights{'.safetensors' if SUFFIXES[suffix] == 'safetensors' else '.pt'}"
         up.path.rename(final)
-    rec = {
-        "id": tid,
-        "object": "teacher",
-        "tenant": tenant.name,
-        "name": fields["name"] or Path(up.filename or "teacher").stem[:200],
-        "arch": fields["arch"],
-        "num_classes": fields["num_classes"],
-        "dataset": fields["dataset"],
-        "normalization_requested": fields["normalization"],
-        "normalization": None,
-        "mean": fields["mean"],
-        "std": fields["std"],
-        "allow_weak": fields["allow_weak"],
-        "sha256": up.sha256,
-        "bytes": up.size,
-        "status": "validating",
-        "error": None,
-        "source_job_id": None,
-        "file": arts.relative(final),
-        "created_at": now_iso(),
-    }
+    rec = TeacherRecord(
+        id=tid,
+        tenant=tenant.name,
+        name=fields["name"] or Path(up.filename or "teacher").stem[:200],
+        arch=fields["arch"],
+        num_classes=fields["num_classes"],
+        dataset=fields["dataset"],
+        normalization_requested=fields["normalization"],
+        mean=fields["mean"],
+        std=fields["std"],
+        allow_weak=fields["allow_weak"],
+        sha256=up.sha256,
+        bytes=up.size,
+        status="validating",
+        file=arts.relative(final),
+        created_at=now_iso(),
+    )
     await run_in_threadpool(_register, store, queue, rec)
-    return public_teacher(rec)
+    return TeacherPublic.of(rec)
 
 
-def _register(store: Any, queue: Any, rec: dict[str, Any]) -> None:
+def _register(store: Store, queue: Queue, rec: TeacherRecord) -> None:
     """Store a new teacher's record and send it to validation (in the thread pool: both talk to Redis)."""
     store.create(rec)
-    queue.validate_teacher(rec["id"])
+    queue.validate_teacher(rec.id)
 
 
-async def _from_job(request: Request, tenant: str, store: Any, settings: Any, queue: Any) -> dict[str, Any]:
+async def _from_job(request: Request, tenant: str, store: Store, settings: Settings, queue: Queue) -> TeacherPublic:
     raw = await request.body()
     if len(raw) > settings.max_json_bytes:
         raise APIError(413, "too_large", f"the JSON body is over {settings.max_json_bytes} bytes")
@@ -246,13 +245,13 @@ async def _from_job(request: Request, tenant: str, store: Any, settings: Any, qu
         raise APIError(
             422, "invalid_request", f"expected {{'source_job_id': ...}}: {str(exc).splitlines()[0]}"
         ) from None
-    job = await run_in_threadpool(owned, store, tenant, body.source_job_id, "job")
-    if job["status"] != "succeeded":
+    job = await run_in_threadpool(owned, store, tenant, body.source_job_id, JobRecord)
+    if job.status != "succeeded":
         raise APIError(
-            409, "conflict", f"job {job['id']} is {job['status']}; only a succeeded job's student can be a teacher"
+            409, "conflict", f"job {job.id} is {job.status}; only a succeeded job's student can be a teacher"
         )
     arts = ArtifactStore(settings.artifact_root)
-    src = arts.job_out(tenant, job["id"]) / "student.safetensors"
+    src = arts.job_out(tenant, job.id) / "student.safetensors"
     try:
         meta = safetensors_metadata(src)
         arch, num_classes = meta["arch"], int(meta["num_classes"])
@@ -264,29 +263,26 @@ async def _from_job(request: Request, tenant: str, store: Any, settings: Any, qu
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / "weights.safetensors"
     shutil.copyfile(src, final)
-    artifact = next((a for a in job.get("artifacts", []) if a["name"] == "student.safetensors"), None)
-    spec = job["spec"]
-    rec = {
-        "id": tid,
-        "object": "teacher",
-        "tenant": tenant,
-        "name": body.name or f"{spec['method']} {arch} from {job['id']}",
-        "arch": arch,
-        "num_classes": num_classes,
-        "dataset": spec["dataset"].get("id") or spec["dataset"]["name"],
-        "mean": mean,
-        "std": std,
-        "allow_weak": body.allow_weak,
-        "sha256": artifact["sha256"] if artifact else "",
-        "bytes": final.stat().st_size,
-        "status": "validating",
-        "error": None,
-        "source_job_id": job["id"],
-        "file": arts.relative(final),
-        "created_at": now_iso(),
-    }
+    artifact = next((a for a in job.artifacts if a.name == "student.safetensors"), None)
+    rec = TeacherRecord(
+        id=tid,
+        tenant=tenant,
+        name=body.name or f"{job.spec.method} {arch} from {job.id}",
+        arch=arch,
+        num_classes=num_classes,
+        dataset=job.spec.dataset.id or job.spec.dataset.name,
+        mean=mean,
+        std=std,
+        allow_weak=body.allow_weak,
+        sha256=artifact.sha256 if artifact else "",
+        bytes=final.stat().st_size,
+        status="validating",
+        source_job_id=job.id,
+        file=arts.relative(final),
+        created_at=now_iso(),
+    )
     await run_in_threadpool(_register, store, queue, rec)
-    return public_teacher(rec)
+    return TeacherPublic.of(rec)
 
 
 @router.get("", response_model=TeacherList, summary="List your teachers, newest first", responses=responses(404, 422))
@@ -297,25 +293,26 @@ def list_teachers(
     after: str | None = Query(None, description="the last id of the previous page"),
 ) -> dict[str, Any]:
     try:
-        page = store.list_records(tenant.name, "tch", limit, after)
+        page = store.list_records(TeacherRecord, tenant.name, limit, after)
     except KeyError:
         raise APIError(422, "invalid_request", f"after: no teacher {after!r}", "after") from None
-    return {"data": [public_teacher(r) for r in page.data], "has_more": page.has_more, "next_after": page.next_after}
+    data = [TeacherPublic.of(r) for r in page.data]
+    return {"data": data, "has_more": page.has_more, "next_after": page.next_after}
 
 
 @router.get("/{teacher_id}", response_model=TeacherPublic, summary="Get a teacher", responses=responses(404))
-def get_teacher(teacher_id: str, tenant: Tenant, store: StoreDep) -> dict[str, Any]:
-    return public_teacher(owned(store, tenant.name, teacher_id, "tch"))
+def get_teacher(teacher_id: str, tenant: Tenant, store: StoreDep) -> TeacherPublic:
+    return TeacherPublic.of(owned(store, tenant.name, teacher_id, TeacherRecord))
 
 
 @router.delete(
     "/{teacher_id}", status_code=204, summary="Delete a teacher and its weights", responses=responses(404, 409)
 )
 def delete_teacher(teacher_id: str, tenant: Tenant, store: StoreDep, settings: SettingsDep) -> Response:
-    rec = owned(store, tenant.name, teacher_id, "tch")
-    active = store.active_jobs_using(tenant.name, "teacher", teacher_id)
+    rec = owned(store, tenant.name, teacher_id, TeacherRecord)
+    active = store.active_jobs_using(tenant.name, TeacherRecord, teacher_id)
     if active:
         raise APIError(409, "conflict", f"teacher {teacher_id} is used by unfinished jobs: {', '.join(active[:5])}")
     store.delete(teacher_id, tenant.name)
-    ArtifactStore.remove_tree(ArtifactStore(settings.artifact_root).teacher_dir(tenant.name, rec["id"]))
+    ArtifactStore.remove_tree(ArtifactStore(settings.artifact_root).teacher_dir(tenant.name, rec.id))
     return Response(status_code=204)

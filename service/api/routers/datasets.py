@@ -15,12 +15,12 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from gacd_core import catalog
-from service.artifacts import ArtifactStore
-from service.deps import QueueDep, SettingsDep, StoreDep, Tenant, owned
-from service.errors import APIError, responses
-from service.schemas import DatasetList, DatasetPublic, public_dataset
-from service.store import new_id, now_iso
-from service.uploads import receive_file, removed_on_error
+from service.api.deps import QueueDep, SettingsDep, StoreDep, Tenant, owned
+from service.api.errors import APIError, responses
+from service.api.schemas import DatasetList, DatasetPublic
+from service.api.uploads import receive_file, removed_on_error
+from service.state.artifacts import ArtifactStore
+from service.state.records import DatasetRecord, new_id, now_iso
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
@@ -72,8 +72,8 @@ def builtin(name: str, data_root: Path) -> dict[str, Any]:
 @router.get("", response_model=DatasetList, summary="Built-in datasets and your own", responses=responses())
 def list_datasets(tenant: Tenant, store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
     data = [builtin(n, settings.data_root) for n in BUILTIN]
-    page = store.list_records(tenant.name, "ds", 1000)
-    data += [public_dataset(r) for r in page.data]
+    page = store.list_records(DatasetRecord, tenant.name, 1000)
+    data += [DatasetPublic.of(r).model_dump() for r in page.data]
     return {"data": data}
 
 
@@ -87,7 +87,7 @@ def list_datasets(tenant: Tenant, store: StoreDep, settings: SettingsDep) -> dic
 )
 async def create_dataset(
     request: Request, tenant: Tenant, store: StoreDep, settings: SettingsDep, queue: QueueDep
-) -> dict[str, Any]:
+) -> DatasetPublic:
     arts = ArtifactStore(settings.artifact_root)
     did = new_id("ds")
     folder = arts.dataset_dir(tenant.name, did)
@@ -105,39 +105,37 @@ async def create_dataset(
         assert up.path is not None
         final = folder / ("data.npz" if suffix == ".npz" else "upload.zip")
         up.path.rename(final)
-    rec = {
-        "id": did,
-        "object": "dataset",
-        "tenant": tenant.name,
-        "name": name[:200],
-        "format": FORMATS[suffix],
-        "status": "validating",
-        "error": None,
-        "sha256": up.sha256,
-        "bytes": up.size,
-        "file": arts.relative(final),
-        "created_at": now_iso(),
-    }
+    rec = DatasetRecord(
+        id=did,
+        tenant=tenant.name,
+        name=name[:200],
+        format=FORMATS[suffix],
+        status="validating",
+        sha256=up.sha256,
+        bytes=up.size,
+        file=arts.relative(final),
+        created_at=now_iso(),
+    )
     await run_in_threadpool(store.create, rec)
     await run_in_threadpool(queue.validate_dataset, did)
-    return public_dataset(rec)
+    return DatasetPublic.of(rec)
 
 
 @router.get("/{dataset_id}", response_model=DatasetPublic, summary="Get a dataset", responses=responses(404))
 def get_dataset(dataset_id: str, tenant: Tenant, store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
     if dataset_id in BUILTIN:
         return builtin(dataset_id, settings.data_root)
-    return public_dataset(owned(store, tenant.name, dataset_id, "ds"))
+    return DatasetPublic.of(owned(store, tenant.name, dataset_id, DatasetRecord)).model_dump()
 
 
 @router.delete("/{dataset_id}", status_code=204, summary="Delete a custom dataset", responses=responses(404, 409))
 def delete_dataset(dataset_id: str, tenant: Tenant, store: StoreDep, settings: SettingsDep) -> Response:
     if dataset_id in BUILTIN:
         raise APIError(409, "conflict", f"{dataset_id} is built in and cannot be deleted")
-    rec = owned(store, tenant.name, dataset_id, "ds")
-    active = store.active_jobs_using(tenant.name, "dataset", dataset_id)
+    rec = owned(store, tenant.name, dataset_id, DatasetRecord)
+    active = store.active_jobs_using(tenant.name, DatasetRecord, dataset_id)
     if active:
         raise APIError(409, "conflict", f"dataset {dataset_id} is used by unfinished jobs: {', '.join(active[:5])}")
     store.delete(dataset_id, tenant.name)
-    ArtifactStore.remove_tree(ArtifactStore(settings.artifact_root).dataset_dir(tenant.name, rec["id"]))
+    ArtifactStore.remove_tree(ArtifactStore(settings.artifact_root).dataset_dir(tenant.name, rec.id))
     return Response(status_code=204)

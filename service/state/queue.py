@@ -12,7 +12,7 @@ from typing import Any
 
 from celery import Celery
 
-from service.settings import Settings
+from service.state.settings import Settings
 
 RUN_JOB = "gacd.run_job"
 VALIDATE_TEACHER = "gacd.validate_teacher"

@@ -1,5 +1,8 @@
 """The job store in Redis: records of teachers, datasets and jobs, job events, leases and worker
-heartbeats. Torch-free; the API and the workers share it.
+heartbeats. Torch-free; the API and the workers share it, and nothing else talks to Redis.
+
+Records are the typed models of :mod:`service.state.records`: the store takes and returns them, and
+checks every field it writes against its record's model.
 
 Layout (every key starts with ``gacd:``):
 
@@ -31,35 +34,28 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from functools import cache
+from typing import Any, Generic, TypeVar
 
 import redis
+from pydantic import TypeAdapter
 
-KINDS = {"job": "job", "tch": "teacher", "ds": "dataset"}
-JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelling", "cancelled")
-TERMINAL = ("succeeded", "failed", "cancelled")
+from service.state.records import (
+    JOB_STATUSES,
+    RECORD_TYPES,
+    TERMINAL,
+    DatasetRecord,
+    JobRecord,
+    Record,
+    TeacherRecord,
+    now_iso,
+)
+
 IDEMPOTENCY_TTL = 24 * 3600
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def new_id(kind: str) -> str:
-    """``job_``/``tch_``/``ds_`` followed by 24 random hex digits."""
-    assert kind in KINDS
-    return f"{kind}_{secrets.token_hex(12)}"
-
-
-def valid_id(value: str, kind: str) -> bool:
-    prefix = kind + "_"
-    rest = value[len(prefix) :]
-    return value.startswith(prefix) and len(rest) == 24 and all(c in "0123456789abcdef" for c in rest)
+R = TypeVar("R", bound=Record)
 
 
 class Fenced(Exception):
@@ -157,10 +153,34 @@ return 0
 
 
 @dataclass
-class Page:
-    data: list[dict[str, Any]]
+class Page(Generic[R]):
+    """One page of a listing: the records, whether more follow, and the cursor for the next page."""
+
+    data: list[R]
     has_more: bool
     next_after: str | None
+
+
+@cache
+def _field(record_type: type[Record], name: str) -> TypeAdapter[Any]:
+    """The validator of one field of a record type (KeyError for a field the record does not have)."""
+    field = record_type.model_fields.get(name)
+    if field is None or field.annotation is None:
+        raise KeyError(f"{record_type.__name__} has no field {name!r}")
+    return TypeAdapter(field.annotation)
+
+
+def _encoded(record_type: type[Record], fields: Mapping[str, Any]) -> list[str]:
+    """``[name, JSON value, ...]`` of some fields of a record, each value validated as the record's field."""
+    out: list[str] = []
+    for name, value in fields.items():
+        adapter = _field(record_type, name)
+        out += [name, json.dumps(adapter.dump_python(adapter.validate_python(value), mode="json"))]
+    return out
+
+
+def _record_type(rid: str) -> type[Record]:
+    return RECORD_TYPES[rid.split("_", 1)[0]]
 
 
 class Store:
@@ -218,32 +238,31 @@ class Store:
         return f"{self.p}workers"
 
     # --- records ---------------------------------------------------------------------------------
-    def create(self, record: dict[str, Any]) -> dict[str, Any]:
-        """Store a new teacher or dataset record (``id``, ``tenant`` and ``created_at`` required) and index
-        it. Jobs go through :meth:`create_job`, which also counts them."""
-        rid, tenant = record["id"], record["tenant"]
-        kind = rid.split("_", 1)[0]
-        assert kind != "job", "jobs are created with create_job"
+    def create(self, record: TeacherRecord | DatasetRecord) -> None:
+        """Store a new teacher or dataset record and index it. Jobs go through :meth:`create_job`, which
+        also counts them."""
+        fields = self._fields(record)
         seq = self.r.incr(f"{self.p}seq")
         pipe = self.r.pipeline(transaction=True)
-        pipe.hset(self.k_rec(rid), mapping={k: json.dumps(v) for k, v in record.items()})
-        pipe.zadd(self.k_idx(tenant, kind), {rid: seq})
+        pipe.hset(self.k_rec(record.id), mapping=dict(zip(fields[::2], fields[1::2], strict=True)))
+        pipe.zadd(self.k_idx(record.tenant, record.prefix), {record.id: seq})
         pipe.execute()
-        return record
 
-    def create_job(self, record: dict[str, Any], max_unfinished: int) -> bool:
+    def create_job(self, record: JobRecord, max_unfinished: int) -> bool:
         """Store a new job (as :meth:`create`) unless its tenant already has ``max_unfinished``
         unfinished jobs; False then, and nothing is written. The check and the write are one script."""
-        rid, tenant = record["id"], record["tenant"]
+        rid, tenant = record.id, record.tenant
         keys = [self.k_rec(rid), self.k_idx(tenant, "job"), self.k_counts, self.k_unfinished(tenant), f"{self.p}seq"]
-        args: list[Any] = [rid, max_unfinished, record["status"]]
-        for k, v in record.items():
-            args += [k, json.dumps(v)]
+        args: list[Any] = [rid, max_unfinished, record.status, *self._fields(record)]
         return bool(int(self._create_job(keys=keys, args=args)))
 
-    def unfinished_jobs(self, tenant: str) -> int:
-        """How many of the tenant's jobs are queued, running or cancelling."""
-        return int(self.r.scard(self.k_unfinished(tenant)))
+    @staticmethod
+    def _fields(record: Record) -> list[str]:
+        """``[name, JSON value, ...]`` of every field of a record."""
+        out: list[str] = []
+        for name, value in record.model_dump(mode="json").items():
+            out += [name, json.dumps(value)]
+        return out
 
     def count_submission(self, tenant: str, limit: int, member: str, window_seconds: float = 60.0) -> float:
         """Count a job submission against the tenant's ``limit`` per ``window_seconds``.
@@ -257,35 +276,40 @@ class Store:
         """Take back a submission counted by :meth:`count_submission` (the job was not created)."""
         self.r.zrem(self.k_rate(tenant), member)
 
-    def get(self, rid: str, tenant: str | None = None) -> dict[str, Any] | None:
-        """The record, or None when it does not exist or belongs to another tenant."""
-        return self._decoded(self.r.hgetall(self.k_rec(rid)), tenant)
+    def get(self, record_type: type[R], rid: str, tenant: str | None = None) -> R | None:
+        """The record ``rid`` of ``record_type``, or None when there is no such record of that type or it
+        belongs to another tenant."""
+        if not rid.startswith(record_type.prefix + "_"):
+            return None
+        return self._decoded(record_type, self.r.hgetall(self.k_rec(rid)), tenant)
 
     @staticmethod
-    def _decoded(raw: dict[str, str], tenant: str | None) -> dict[str, Any] | None:
-        """A record from its hash as Redis returns it: :meth:`get`'s answer."""
+    def _decoded(record_type: type[R], raw: dict[str, str], tenant: str | None, status: str | None = None) -> R | None:
+        """A record from its hash as Redis returns it, if it is the tenant's (and has ``status``)."""
         if not raw:
             return None
-        rec = {k: json.loads(v) for k, v in raw.items()}
-        if tenant is not None and rec.get("tenant") != tenant:
+        fields = {k: json.loads(v) for k, v in raw.items()}
+        if tenant is not None and fields.get("tenant") != tenant:
             return None
-        return rec
+        if status is not None and fields.get("status") != status:
+            return None
+        return record_type.model_validate(fields)
 
     def get_status(self, rid: str) -> str | None:
         """Only the ``status`` field of a record (cheap: workers poll it for cancellation)."""
         raw = self.r.hget(self.k_rec(rid), "status")
         return json.loads(raw) if raw else None
 
-    def update(self, rid: str, fields: dict[str, Any], token: str | None = None) -> None:
-        """Set fields of a record; with ``token``, only while the job's lease holds it.
+    def update(self, rid: str, fields: Mapping[str, Any], token: str | None = None) -> None:
+        """Set fields of a record, each checked against the record's model; with ``token``, only while
+        the job's lease holds it.
 
         Raises:
             Fenced: the lease no longer holds ``token``.
-            KeyError: no such record.
+            KeyError: no such record, or a field the record does not have.
+            pydantic.ValidationError: a value that does not fit its field.
         """
-        args: list[str] = [token or ""]
-        for k, v in fields.items():
-            args += [k, json.dumps(v)]
+        args = [token or "", *_encoded(_record_type(rid), fields)]
         lease = self.k_lease(rid) if rid.startswith("job_") else self.k_rec(rid) + ":nolease"
         res = int(self._fenced_hset(keys=[self.k_rec(rid), lease], args=args))
         if res == 0:
@@ -308,17 +332,18 @@ class Store:
         pipe.execute()
 
     def list_records(
-        self, tenant: str, kind: str, limit: int, after: str | None = None, status: str | None = None
-    ) -> Page:
-        """The tenant's records of ``kind``, newest first, ``limit`` at a time after the cursor ``after``."""
-        key = self.k_idx(tenant, kind)
+        self, record_type: type[R], tenant: str, limit: int, after: str | None = None, status: str | None = None
+    ) -> Page[R]:
+        """The tenant's records of ``record_type``, newest first, ``limit`` at a time after the cursor
+        ``after`` (KeyError when it is not one of them), only those with ``status`` when given."""
+        key = self.k_idx(tenant, record_type.prefix)
         hi: str = "+inf"
         if after is not None:
             score = self.r.zscore(key, after)
             if score is None:
                 raise KeyError(after)
             hi = f"({int(score)}"
-        out: list[dict[str, Any]] = []
+        out: list[R] = []
         # Without a status filter nearly every id is a row: read a page (and one more) at a time.
         batch = limit + 1 if status is None else max(limit + 1, 50)
         while len(out) <= limit:
@@ -329,9 +354,9 @@ class Store:
             for rid, _ in ids:
                 pipe.hgetall(self.k_rec(rid))
             for (_, score), raw in zip(ids, pipe.execute(), strict=True):
-                rec = self._decoded(raw, tenant)
+                rec = self._decoded(record_type, raw, tenant, status)
                 hi = f"({int(score)}"
-                if rec is None or (status is not None and rec.get("status") != status):
+                if rec is None:
                     continue
                 out.append(rec)
                 if len(out) > limit:
@@ -340,13 +365,13 @@ class Store:
                 break
         has_more = len(out) > limit
         data = out[:limit]
-        return Page(data, has_more, data[-1]["id"] if has_more and data else None)
+        return Page(data, has_more, data[-1].id if has_more and data else None)
 
-    def active_jobs_using(self, tenant: str, kind: str, rid: str) -> list[str]:
-        """Ids of the tenant's unfinished jobs whose ``teacher_id`` / ``dataset_id`` is ``rid``."""
+    def active_jobs_using(self, tenant: str, record_type: type[TeacherRecord | DatasetRecord], rid: str) -> list[str]:
+        """Ids of the tenant's unfinished jobs that use the teacher or dataset ``rid``."""
         out = []
         for jid in self.r.zrange(self.k_idx(tenant, "job"), 0, -1):
-            status, ref = self.r.hmget(self.k_rec(jid), ["status", f"{kind}_id"])
+            status, ref = self.r.hmget(self.k_rec(jid), ["status", f"{record_type.noun}_id"])
             if status and json.loads(status) not in TERMINAL and ref and json.loads(ref) == rid:
                 out.append(jid)
         return out
@@ -357,18 +382,18 @@ class Store:
         job_id: str,
         allowed: Iterable[str],
         new: str,
-        fields: dict[str, Any] | None = None,
+        fields: Mapping[str, Any] | None = None,
         token: str | None = None,
     ) -> str:
-        """Set the job's status to ``new`` if it is one of ``allowed``; returns the previous status.
+        """Set the job's status to ``new`` if it is one of ``allowed``, with ``fields`` of its record;
+        returns the previous status.
 
         Raises:
             TransitionRefused: the job's status is not one of ``allowed`` (or the job is gone).
             Fenced: ``token`` is given and the lease no longer holds it.
         """
-        args = [token or "", json.dumps(new), json.dumps(list(allowed)), job_id, self.p]
-        for k, v in (fields or {}).items():
-            args += [k, json.dumps(v)]
+        status = _encoded(JobRecord, {"status": new})[1]
+        args = [token or "", status, json.dumps(list(allowed)), job_id, self.p, *_encoded(JobRecord, fields or {})]
         keys = [self.k_rec(job_id), self.k_lease(job_id), self.k_counts, self.k_active]
         code, cur = self._transition(keys=keys, args=args)
         code = int(code)
@@ -379,6 +404,10 @@ class Store:
         if code == -2:
             raise TransitionRefused(json.loads(cur))
         return str(json.loads(cur))
+
+    def forget_active(self, job_id: str) -> None:
+        """Drop ``job_id`` from the set of active jobs (its record is gone: nothing is left to recover)."""
+        self.r.srem(self.k_active, job_id)
 
     def orphaned_jobs(self) -> list[str]:
         """Running or cancelling jobs whose lease has expired: their worker stopped reporting."""
@@ -505,6 +534,10 @@ class Store:
     def api_gone(self, instance: str) -> None:
         self.r.delete(f"{self.p}api:{instance}")
 
+    def ping(self) -> bool:
+        """Whether Redis answers (raises :data:`StoreError` when it does not)."""
+        return bool(self.r.ping())
+
     def queue_depth(self, queue: str) -> int:
         """Messages waiting in the Celery queue (the broker's list of that name)."""
         return int(self.r.llen(queue))
@@ -512,6 +545,8 @@ class Store:
 
 STORE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 """What a client sees while Redis is away (restarting, loading its append-only file, unreachable)."""
+StoreError = redis.exceptions.RedisError
+"""Any error of the store's Redis, :data:`STORE_ERRORS` included."""
 
 
 def connect(url: str, **kw: Any) -> redis.Redis:

@@ -9,22 +9,24 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 
-from service.errors import APIError, not_found
-from service.queue import Queue
-from service.settings import Settings
-from service.store import KINDS, Store, valid_id
+from service.api.errors import APIError, not_found
+from service.state.queue import Queue
+from service.state.records import Record, valid_id
+from service.state.settings import Settings
+from service.state.store import Store
+
+R = TypeVar("R", bound=Record)
 
 
 @dataclass(frozen=True)
 class TenantCtx:
-    """Who is calling: the tenant a valid API key belongs to, and a digest of the key for logs."""
+    """Who is calling: the tenant a valid API key belongs to."""
 
     name: str
-    key_digest: str
 
 
 class KeyRing:
@@ -46,7 +48,7 @@ class KeyRing:
         for known, tenant in self._digests:
             if hmac.compare_digest(known, digest):
                 found = tenant
-        return TenantCtx(found, digest.hex()[:12]) if found is not None else None
+        return TenantCtx(found) if found is not None else None
 
 
 async def _auth(request: Request) -> TenantCtx:
@@ -83,14 +85,14 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 QueueDep = Annotated[Queue, Depends(_queue)]
 
 
-def owned(store: Store, tenant: str, rid: str, kind: str) -> dict[str, Any]:
-    """The tenant's record ``rid`` of ``kind`` (``job``, ``tch``, ``ds``).
+def owned(store: Store, tenant: str, rid: str, record_type: type[R]) -> R:
+    """The tenant's record ``rid`` of ``record_type``.
 
     Raises:
         APIError: 404 when there is no such record, or it is another tenant's (the same answer, so that
             ids of other tenants cannot be probed).
     """
-    rec = store.get(rid, tenant) if valid_id(rid, kind) else None
+    rec = store.get(record_type, rid, tenant) if valid_id(rid, record_type.prefix) else None
     if rec is None:
-        raise not_found(KINDS[kind], rid)
+        raise not_found(record_type.noun, rid)
     return rec

