@@ -62,9 +62,10 @@ class ServiceEnv:
         """The log file of the worker named ``worker``."""
         return self.base / f"{worker}.log"
 
-    def start_worker(self, name: str, **over: Any) -> subprocess.Popen[bytes]:
-        """A worker on these settings (with ``over``), started and reporting in; stopped with the rest."""
-        self.workers.append(start_worker({**self.settings, **over}, name, self.log(name)))
+    def start_worker(self, name: str, preload: str | None = None, **over: Any) -> subprocess.Popen[bytes]:
+        """A worker on these settings (with ``over``), started and reporting in; stopped with the rest.
+        ``preload``: as :func:`start_worker`'s."""
+        self.workers.append(start_worker({**self.settings, **over}, name, self.log(name), preload=preload))
         return self.workers[-1]
 
     def app(self, **over: Any) -> TestClient:

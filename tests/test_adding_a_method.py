@@ -4,8 +4,7 @@ The toy method of ``tests/_toy_method.py`` is declared only there. Imported, it 
 trained, evaluated and reported by the ``gacd`` command, and accepted and run by the HTTP API and its
 worker: every list of methods derives from its two declarations.
 
-The service fixture here starts its own worker, which imports the toy method first. (To move into
-tests/conftest.py beside the shared service fixture, as a worker with ``preload="_toy_method"``.)
+The service comes from conftest.py's ``start_service``, with a worker that imports the toy method first.
 """
 
 from __future__ import annotations
@@ -14,13 +13,13 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from _fakes import make_cifar10
-from _workers import start_worker, stop_process
+from _workers import ServiceEnv
 from fastapi.testclient import TestClient
 from test_service import ALICE, H, small_job, teacher_file, upload_teacher, wait_status
 
@@ -28,9 +27,6 @@ from gacd_core import catalog
 from gacd_core.errors import SpecError
 from gacd_core.methods import METHODS
 from gacd_core.spec import method_names, parse_spec, withdraw_method
-from service.app import create_app
-from service.embedded import RedisServer
-from service.settings import Settings
 
 TOY = "logit_matching"
 TESTS = Path(__file__).resolve().parent
@@ -108,32 +104,20 @@ def test_the_cli_lists_trains_and_reports_a_new_method(
 
 
 @pytest.fixture(scope="module")
-def service(toy: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, dict[str, Any]]]:
+def service(
+    toy: Any, start_service: Callable[..., ServiceEnv], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[TestClient, ServiceEnv]:
     """Redis, a worker that imported the toy method, and the API in this process (which declared it too)."""
-    base = tmp_path_factory.mktemp("toy-service")
-    redis_server = RedisServer(base / "redis", appendonly=False).start()
-    make_cifar10(base / "data", n_train=200, n_test=40)
-    settings = dict(
-        redis_url=redis_server.url,
-        artifact_root=base / "artifacts",
-        data_root=base / "data",
-        api_keys=f"{ALICE}=alice",
-        queue="gacdtoy",
-        heartbeat_seconds=0.5,
-        lease_seconds=10,
-        worker_stale_seconds=5,
-    )
-    worker = start_worker(settings, "toy-worker", base / "worker.log", preload="_toy_method")
-    try:
-        yield TestClient(create_app(Settings(**settings))), {"worker_log": base / "worker.log"}
-    finally:
-        stop_process(worker)
-        redis_server.stop()
+    data_root = tmp_path_factory.mktemp("toy-data")
+    make_cifar10(data_root, n_train=200, n_test=40)
+    env = start_service("toy-service", data_root=data_root, api_keys=f"{ALICE}=alice", queue="gacdtoy")
+    env.start_worker("toy-worker", preload="_toy_method")
+    return env.app(), env
 
 
 @pytest.mark.api
 @pytest.mark.worker
-def test_the_api_accepts_and_runs_a_new_method(service: tuple[TestClient, dict[str, Any]], tmp_path: Path) -> None:
+def test_the_api_accepts_and_runs_a_new_method(service: tuple[TestClient, ServiceEnv], tmp_path: Path) -> None:
     api, env = service
     r = upload_teacher(api, teacher_file(tmp_path))
     assert r.status_code == 201, r.text
