@@ -686,6 +686,20 @@ def _rebuild_method_union() -> None:
     )
     HyperParameters.model_rebuild(force=True)
     JobSpec.model_rebuild(force=True)
+    for model in _HOLDERS:
+        model.model_rebuild(force=True)
+
+
+_HOLDERS: list[type[BaseModel]] = []
+M = TypeVar("M", bound=type[BaseModel])
+
+
+def holds_job_spec(model: M) -> M:
+    """Class decorator for a model elsewhere with a :class:`JobSpec` field (the service's job record):
+    it is rebuilt with ``JobSpec`` whenever a method is declared or withdrawn, so that it accepts the
+    same methods."""
+    _HOLDERS.append(model)
+    return model
 
 
 # --------------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gacd_core.spec import JobSpec
+from gacd_core.spec import JobSpec, holds_job_spec
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelling", "cancelled"]
 JOB_STATUSES: tuple[str, ...] = get_args(JobStatus)
@@ -99,6 +99,7 @@ class JobBase(_Shape):
     attempts: int = 0
 
 
+@holds_job_spec
 class JobRecord(JobBase, Record):
     """A stored job: its whole specification as submitted (the teacher and a custom dataset named by
     their ids, resolved only on the worker), the ids it uses, and where it runs."""
