@@ -235,6 +235,12 @@ def compiled(*models: torch.nn.Module | None, enabled: bool = True) -> Iterator[
             body = getattr(m, "body", None)
             if m is None or body is None or id(m) in COMPILED_BODIES:
                 continue
+            device = next((p.device for p in m.parameters()), torch.device("cpu"))
+            if not channels_last_safe(m, device):
+                # inductor may lay narrow convolutions out channels-last, the case that corrupts torch
+                # 2.14.1's CPU heap (see channels_last_safe); such a model stays eager
+                log.warning("compile: %s has convolutions under 8 channels; eager on the CPU", type(m).__name__)
+                continue
             COMPILED_BODIES[id(m)] = torch.compile(body)
             added.append(id(m))
     try:

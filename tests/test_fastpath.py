@@ -319,6 +319,8 @@ def test_compile_runs_training_through_the_compiled_body_and_leaves_the_model_ea
     with torch.no_grad():
         method.student(torch.rand(4, 3, 32, 32))  # after training: eager again
     assert len(calls) == n and not COMPILED_BODIES
+    with fastpath.compiled(create_model("tiny_resnet")):
+        assert not COMPILED_BODIES  # under 8 channels: kept eager on the CPU
 
 
 def test_compile_without_a_cpp_compiler_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -331,7 +333,7 @@ def test_compile_without_a_cpp_compiler_is_refused(monkeypatch: pytest.MonkeyPat
 @pytest.mark.slow
 def test_the_compiled_body_computes_what_the_eager_one_does() -> None:
     torch.manual_seed(0)
-    model = create_model("tiny_resnet").eval()
+    model = create_model("resnet10_w8").eval()  # >= 8 channels: see channels_last_safe
     x = torch.rand(8, 3, 32, 32, requires_grad=True)
     y = torch.arange(8)
     (g_eager,) = torch.autograd.grad(ce_loss(model(x), y).sum(), x)
