@@ -17,7 +17,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api import errors, openapi
+from service.api import docs, errors, openapi
 from service.api.deps import KeyRing
 from service.api.routers import datasets, jobs, system, teachers
 from service.api.uploads import sweep_partials
@@ -118,7 +118,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None, que
         title="GACD: robust model compression",
         version="1.0.0",
         description=DESCRIPTION,
-        docs_url="/docs",
+        docs_url=None,  # FastAPI's pages load their scripts from a CDN: docs.install serves local ones
         redoc_url=None,
     )
     app.state.settings = settings
@@ -131,6 +131,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None, que
 
     errors.install(app)
     openapi.install(app)
+    docs.install(app)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
