@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -733,7 +734,12 @@ def test_gacd_serve_starts_everything_and_stops_cleanly(tmp_path: Path) -> None:
                              text=True, timeout=60)  # fmt: skip
         assert out.returncode == 0, out.stderr
     finally:
-        proc.send_signal(2)
+        proc.send_signal(signal.SIGINT)
+        # An impatient second signal while the children stop (a double Ctrl-C, or SIGTERM from a
+        # supervisor) must not kill `gacd serve` before it has reaped them.
+        time.sleep(0.5)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
     assert proc.returncode == 0
     assert not (tmp_path / "var" / "serve.json").exists()

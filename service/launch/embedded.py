@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -199,6 +200,21 @@ class Service:
         return info
 
     def stop(self, grace: float = 15.0) -> None:
+        """Stop the children: SIGTERM (a worker hands its job back), SIGKILL after ``grace`` seconds.
+
+        A second Ctrl-C or SIGTERM during the grace would kill this process before the SIGKILL and
+        leave the workers running without a parent, so both are ignored until the children are gone.
+        """
+        held = {}
+        if threading.current_thread() is threading.main_thread():
+            held = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self._stop_children(grace)
+        finally:
+            for s, h in held.items():
+                signal.signal(s, h)
+
+    def _stop_children(self, grace: float) -> None:
         for p in self.procs.values():
             if p.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
