@@ -180,7 +180,8 @@ def test_openapi_documents_examples_and_errors(api: TestClient) -> None:
                 err = op["responses"]["401"]["content"]["application/json"]["schema"]["$ref"]
                 assert err.endswith("/ErrorBody")
     create = doc["paths"]["/v1/jobs"]["post"]
-    assert create["requestBody"]["content"]["application/json"]["example"]["method"] == "gacd"
+    examples = create["requestBody"]["content"]["application/json"]["examples"]
+    assert examples["gacd"]["value"]["method"] == "gacd" and examples["natural"]["value"]["method"] == "natural"
     assert {"404", "409", "413", "422"} <= set(create["responses"])
     assert api.get("/docs").status_code == 200
 
@@ -215,7 +216,8 @@ def test_whole_lifecycle_on_a_custom_dataset(
     job = r.json()
     assert r.headers["location"] == f"/v1/jobs/{job['id']}"
     assert job["status"] == "queued" and job["metadata"] == {"run": "t1"}
-    assert job["spec"]["teacher"]["id"] == ready_teacher and job["spec"]["teacher"]["weights"] is None
+    assert job["spec"]["teacher"]["id"] == ready_teacher and "weights" not in job["spec"]["teacher"]
+    assert "root" not in job["spec"]["dataset"] and "path" not in job["spec"]["dataset"]  # never over HTTP
 
     seen: list[float] = []
 
@@ -488,6 +490,27 @@ def test_a_job_the_queue_cannot_take_is_not_created(env: ServiceEnv) -> None:
     r = ok.post("/v1/jobs", headers=H(DAVE, **{"Idempotency-Key": "dave-1"}), json=small_job("natural"))
     assert r.status_code == 202
     ok.post(f"/v1/jobs/{r.json()['id']}/cancel", headers=H(DAVE))
+
+
+def test_a_job_on_a_dataset_the_workers_lack_is_refused_before_anything_is_queued(env: ServiceEnv) -> None:
+    client = env.app(queue="nobody-reads-this")
+    assert next(d for d in client.get("/v1/datasets", headers=H(DAVE)).json()["data"] if d["id"] == "stl10")[
+        "status"
+    ] == "missing"
+    store: Store = env.store
+    before = (unfinished(store, "dave"), store.status_counts()["queued"], store.r.llen("nobody-reads-this"))
+    listed = client.get("/v1/jobs", headers=H(DAVE)).json()["data"]
+    for dataset in ({"name": "stl10"}, {"name": "cifar100", "train_subset": 10}):
+        r = client.post("/v1/jobs", headers=H(DAVE), json=small_job("natural", dataset=dataset))
+        assert r.status_code == 409, r.text
+        err = r.json()["error"]
+        assert err["code"] == "dataset_unavailable" and err["field"] == "dataset.name", err
+        assert dataset["name"] in err["message"] and "GET /v1/datasets" in err["message"], err
+    after = (unfinished(store, "dave"), store.status_counts()["queued"], store.r.llen("nobody-reads-this"))
+    assert after == before and client.get("/v1/jobs", headers=H(DAVE)).json()["data"] == listed
+    r = client.post("/v1/jobs", headers=H(DAVE), json=small_job("natural"))  # cifar10 is there: queued
+    assert r.status_code == 202 and store.r.llen("nobody-reads-this") == before[2] + 1, r.text
+    client.post(f"/v1/jobs/{r.json()['id']}/cancel", headers=H(DAVE))
 
 
 def test_ids_and_artifact_names_cannot_leave_the_store(api: TestClient, env: ServiceEnv, succeeded_job: str) -> None:
