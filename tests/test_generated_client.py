@@ -54,7 +54,9 @@ def service(start_service: Callable[..., ServiceEnv], tmp_path_factory: pytest.T
     """Redis, a worker and the API served by uvicorn: the API's base URL."""
     data_root = tmp_path_factory.mktemp("data")
     make_cifar10(data_root, n_train=200, n_test=40)  # CIFAR-10 only: STL-10 is missing on the workers
-    env = start_service("genclient", workers=["client-worker"], data_root=data_root, api_keys=KEY, queue=QUEUE)
+    env = start_service(
+        "genclient", workers=["client-worker"], data_root=data_root, api_keys=f"{KEY}=client", queue=QUEUE
+    )
     port = _free_port()
     log = env.base / "api.log"
     environ = {**os.environ, **{f"GACD_{k.upper()}": str(v) for k, v in env.settings.items()}}
@@ -215,4 +217,4 @@ def test_a_generated_client_drives_the_service(gacd_client: ModuleType, service:
     got = download_artifact.sync_detailed(job.id, "student.safetensors", client=client)
     assert got.status_code == 200 and got.headers["etag"] == f'"{listed["student.safetensors"].sha256}"'
     assert hashlib.sha256(got.content).hexdigest() == listed["student.safetensors"].sha256
-    assert len(got.content) == listed["student.safetensors"].bytes
+    assert len(got.content) == listed["student.safetensors"].bytes_  # (the generator renames a builtin)
