@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -276,12 +277,22 @@ def test_whole_lifecycle_on_a_custom_dataset(
 
 
 def test_a_failing_job_says_why(api: TestClient, env: ServiceEnv, ready_teacher: str) -> None:
-    # STL-10 is not in the workers' data root: the job fails with the dataset error, not a traceback
-    r = api.post("/v1/jobs", headers=H(), json=small_job("kd", ready_teacher, dataset={"name": "stl10"}))
-    assert r.status_code == 202
-    final = wait_status(api, "jobs", r.json()["id"], ("succeeded", "failed"), env)
+    # CIFAR-100's files are in the workers' data root (so the API takes the job) but cannot be read: the
+    # job fails on the worker with the dataset error, not a traceback (a dataset that is not there at all
+    # is refused at submission: test_a_job_on_a_dataset_the_workers_lack_is_refused_before_anything_is_queued)
+    folder = Path(env.settings["data_root"]) / "cifar-100-python"
+    folder.mkdir(exist_ok=True)
+    for name in ("train", "test"):
+        (folder / name).write_bytes(b"not a pickle")
+    try:
+        r = api.post("/v1/jobs", headers=H(), json=small_job("kd", ready_teacher, dataset={"name": "cifar100"}))
+        assert r.status_code == 202, r.text
+        final = wait_status(api, "jobs", r.json()["id"], ("succeeded", "failed"), env)
+    finally:
+        shutil.rmtree(folder)
     assert final["status"] == "failed"
-    assert final["error"]["code"] == "invalid_dataset" and "stl10" in final["error"]["message"]
+    error = final["error"]
+    assert error["code"] == "invalid_dataset" and "cifar-100-python/train is not a valid" in error["message"], error
     assert final["artifacts"] == []
 
 
@@ -494,9 +505,8 @@ def test_a_job_the_queue_cannot_take_is_not_created(env: ServiceEnv) -> None:
 
 def test_a_job_on_a_dataset_the_workers_lack_is_refused_before_anything_is_queued(env: ServiceEnv) -> None:
     client = env.app(queue="nobody-reads-this")
-    assert next(d for d in client.get("/v1/datasets", headers=H(DAVE)).json()["data"] if d["id"] == "stl10")[
-        "status"
-    ] == "missing"
+    listed_datasets = client.get("/v1/datasets", headers=H(DAVE)).json()["data"]
+    assert next(d for d in listed_datasets if d["id"] == "stl10")["status"] == "missing"
     store: Store = env.store
     before = (unfinished(store, "dave"), store.status_counts()["queued"], store.r.llen("nobody-reads-this"))
     listed = client.get("/v1/jobs", headers=H(DAVE)).json()["data"]

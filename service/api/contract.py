@@ -54,7 +54,7 @@ def _non_null(prop: dict[str, Any]) -> dict[str, Any]:
     """The non-null branch of a pydantic ``X | None`` property (the property itself when not nullable)."""
     for branch in prop.get("anyOf", []):
         if branch.get("type") != "null":
-            return branch  # type: ignore[no-any-return]
+            return branch
     return prop
 
 
