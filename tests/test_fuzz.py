@@ -487,3 +487,18 @@ def test_inputs_the_generator_cannot_make(
     case.validate_response(response, checks=RESPONSE_CHECKS)
     for listing in ("/v1/jobs", "/v1/teachers"):
         assert client.get(listing, headers=AUTH).status_code == 200
+
+
+def test_a_405_lists_every_method_of_its_path(fuzz_app: dict[str, Any]) -> None:
+    """``Allow`` on a 405 names the methods of every route at that path (Starlette's own named those of
+    the first route only: ``OPTIONS /v1/jobs`` answered ``Allow: POST``)."""
+    client = TestClient(fuzz_app["app"])
+    doc = client.get("/openapi.json").json()
+    ids = {name: values[0] for name, values in fuzz_app["ids"].items()}
+    for template, ops in doc["paths"].items():
+        path = template.format(**ids)
+        r = client.request("PATCH", path, headers=AUTH)
+        assert r.status_code == 405, (path, r.status_code)
+        assert r.json()["error"]["code"] == "method_not_allowed"
+        allowed = {m.strip().lower() for m in r.headers["allow"].split(",")}
+        assert allowed - {"head"} == set(ops), (template, r.headers["allow"])

@@ -1,7 +1,7 @@
 """The OpenAPI document clients and code generators read: FastAPI's, corrected and completed.
 
 1. Request schemas written by hand from a pydantic model (``Model.model_json_schema()`` in a route's
-   ``openapi_extra``, as the job specification is) carry their sub-models in a local ``$defs`` and
+   ``openapi_extra``, as the teacher-from-job body is) carry their sub-models in a local ``$defs`` and
    point at them with ``#/$defs/Name``. Inside an OpenAPI document such a reference resolves against
    the document's root, where there is no ``$defs``: every one of them dangles. They are moved to
    ``components/schemas`` and the references rewritten.

@@ -78,7 +78,11 @@ class ProgressMetrics(_Shape):
 
 class JobError(_Shape):
     """Why a job failed: a stable ``code`` (``invalid_spec``, ``worker_lost``, ``teacher_unfit``, ...), a
-    readable ``message`` and, where one input is to blame, its ``field``."""
+    readable ``message``, where one input is to blame its ``field``, and for ``teacher_unfit`` the
+    teacher check's figures (``check``, as on a teacher's ``checks``)."""
+
+    # extra fields are kept as written (``check``, and what a newer worker adds), absent when not written
+    model_config = ConfigDict(extra="allow")
 
     code: str
     message: str
