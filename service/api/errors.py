@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match, Route
+from starlette.routing import Match
 
 from gacd_core.errors import GACDError, SpecError
 from service.state.store import STORE_ERRORS
@@ -109,15 +109,19 @@ def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {**COMMON, **_responses(*codes)}
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
 def allowed_methods(request: Request) -> list[str]:
-    """Every method some route of the app takes at this request's path (Starlette's own 405 names only
-    the methods of the first route whose path matched, although several routes may share a path)."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches({**request.scope, "method": "GET"}) if isinstance(route, Route) else (None, None)
-        if match is not None and match != Match.NONE:
-            methods.update(route.methods or ())
-    return sorted(methods)
+    """Every method some route of the app takes at this request's path. Starlette's own 405 names only
+    the methods of the first route whose path matched, although several routes may share a path; each
+    method is tried against the app's routes as they are (included routers too)."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)
+    ]
 
 
 def install(app: FastAPI) -> None:
