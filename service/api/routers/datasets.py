@@ -111,9 +111,9 @@ async def upload_dataset(
         unknown = sorted(set(up.fields) - {"name"})
         if unknown:
             raise APIError(422, "invalid_request", f"unknown field {unknown[0]!r}; valid: file, name", unknown[0])
-        name = up.fields.get("name", "").strip() or Path(up.filename or "dataset").stem
-        if len(name) > 200:
+        if len(up.fields.get("name", "")) > 200:  # as sent, spaces included (the documents' maxLength)
             raise APIError(422, "invalid_request", "name: at most 200 characters", "name")
+        name = up.fields.get("name", "").strip() or Path(up.filename or "dataset").stem
         assert up.path is not None
         final = folder / ("data.npz" if suffix == ".npz" else "upload.zip")
         up.path.rename(final)

@@ -181,9 +181,9 @@ def _check_fields(fields: dict[str, str], tenant: str, store: Store) -> dict[str
             f"dataset: unknown dataset {dataset!r}; valid: {valid} or one of your dataset ids",
             "dataset",
         )
-    name = fields.get("name", "").strip()
-    if len(name) > 200:
+    if len(fields.get("name", "")) > 200:  # as sent, spaces included (the documents' maxLength)
         raise APIError(422, "invalid_request", "name: at most 200 characters", "name")
+    name = fields.get("name", "").strip()
     return {
         "arch": arch,
         "num_classes": num_classes,
