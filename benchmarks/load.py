@@ -22,7 +22,7 @@ random. Two ways to send:
   flattered (no coordinated omission).
 
 Requests due in the first ``--warmup`` seconds are sent but not counted. With no ``--url`` it starts
-its own ``gacd serve`` (Redis, workers, API) in a temporary directory, with an empty data root, on the
+its own ``gacd serve`` (Redis, workers, API) in a temporary directory, with an unreadable data root, on the
 CPU, and stops it at the end; it then also reports the CPU used by the API process (and its CPU time
 per request), Redis and the workers. Machine CPU (all cores, from /proc/stat) is reported too, since
 the load generator, the server and anything else running share it.
@@ -60,6 +60,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+
+from gacd_core import catalog
 
 # A job that is valid and cheap: a tiny model for two epochs on 64 images. It is cancelled at once.
 JOB_SPEC: dict[str, Any] = {
@@ -429,7 +431,12 @@ def own_service(keep: bool) -> Iterator[tuple[str, str, int]]:
     if exe is None:
         raise SystemExit("no gacd command: install the project (make venv) or pass --url and --key")
     tmp = Path(tempfile.mkdtemp(prefix="gacd-load-"))
-    (tmp / "data").mkdir()  # empty: a job that starts anyway fails at once
+    # CIFAR-10's files, empty: there for the API (which refuses a job on a dataset the data root lacks),
+    # unreadable for a worker, so that a job that starts anyway fails at once
+    cifar10 = catalog.DATASETS["cifar10"]
+    (tmp / "data" / cifar10.folder).mkdir(parents=True)
+    for name in cifar10.files:
+        (tmp / "data" / cifar10.folder / name).touch()
     log = open(tmp / "serve.log", "wb")  # noqa: SIM115 (closed below)
     argv = [exe, "serve", "--var", str(tmp / "var"), "--port", "0", "--data-root", str(tmp / "data")]
     argv += ["--device", "cpu"]

@@ -504,7 +504,9 @@ class EvaluationSpec(_Strict):
 # --------------------------------------------------------------------------------------------------
 # The job
 # --------------------------------------------------------------------------------------------------
-_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+# The devices a job may name: one of DEVICES, or ``cuda:N`` for the N-th CUDA device (ASCII digits).
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
+INDEXED_DEVICE = re.compile(r"cuda:[0-9]+")
 MetadataValue = str | int | float | bool | None
 
 
@@ -544,7 +546,7 @@ class JobSpec(_Strict):
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:
-        if not _DEVICE.match(v):
+        if v not in DEVICES and not INDEXED_DEVICE.fullmatch(v):
             raise ValueError("device must be auto, cpu, cuda, cuda:N or mps")
         return v
 

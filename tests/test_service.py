@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -181,7 +182,8 @@ def test_openapi_documents_examples_and_errors(api: TestClient) -> None:
                 err = op["responses"]["401"]["content"]["application/json"]["schema"]["$ref"]
                 assert err.endswith("/ErrorBody")
     create = doc["paths"]["/v1/jobs"]["post"]
-    assert create["requestBody"]["content"]["application/json"]["example"]["method"] == "gacd"
+    examples = create["requestBody"]["content"]["application/json"]["examples"]
+    assert examples["gacd"]["value"]["method"] == "gacd" and examples["natural"]["value"]["method"] == "natural"
     assert {"404", "409", "413", "422"} <= set(create["responses"])
     assert api.get("/docs").status_code == 200
 
@@ -216,7 +218,8 @@ def test_whole_lifecycle_on_a_custom_dataset(
     job = r.json()
     assert r.headers["location"] == f"/v1/jobs/{job['id']}"
     assert job["status"] == "queued" and job["metadata"] == {"run": "t1"}
-    assert job["spec"]["teacher"]["id"] == ready_teacher and job["spec"]["teacher"]["weights"] is None
+    assert job["spec"]["teacher"]["id"] == ready_teacher and "weights" not in job["spec"]["teacher"]
+    assert "root" not in job["spec"]["dataset"] and "path" not in job["spec"]["dataset"]  # never over HTTP
 
     seen: list[float] = []
 
@@ -275,12 +278,22 @@ def test_whole_lifecycle_on_a_custom_dataset(
 
 
 def test_a_failing_job_says_why(api: TestClient, env: ServiceEnv, ready_teacher: str) -> None:
-    # STL-10 is not in the workers' data root: the job fails with the dataset error, not a traceback
-    r = api.post("/v1/jobs", headers=H(), json=small_job("kd", ready_teacher, dataset={"name": "stl10"}))
-    assert r.status_code == 202
-    final = wait_status(api, "jobs", r.json()["id"], ("succeeded", "failed"), env)
+    # CIFAR-100's files are in the workers' data root (so the API takes the job) but cannot be read: the
+    # job fails on the worker with the dataset error, not a traceback (a dataset that is not there at all
+    # is refused at submission: test_a_job_on_a_dataset_the_workers_lack_is_refused_before_anything_is_queued)
+    folder = Path(env.settings["data_root"]) / "cifar-100-python"
+    folder.mkdir(exist_ok=True)
+    for name in ("train", "test"):
+        (folder / name).write_bytes(b"not a pickle")
+    try:
+        r = api.post("/v1/jobs", headers=H(), json=small_job("kd", ready_teacher, dataset={"name": "cifar100"}))
+        assert r.status_code == 202, r.text
+        final = wait_status(api, "jobs", r.json()["id"], ("succeeded", "failed"), env)
+    finally:
+        shutil.rmtree(folder)
     assert final["status"] == "failed"
-    assert final["error"]["code"] == "invalid_dataset" and "stl10" in final["error"]["message"]
+    error = final["error"]
+    assert error["code"] == "invalid_dataset" and "cifar-100-python/train is not a valid" in error["message"], error
     assert final["artifacts"] == []
 
 
@@ -489,6 +502,26 @@ def test_a_job_the_queue_cannot_take_is_not_created(env: ServiceEnv) -> None:
     r = ok.post("/v1/jobs", headers=H(DAVE, **{"Idempotency-Key": "dave-1"}), json=small_job("natural"))
     assert r.status_code == 202
     ok.post(f"/v1/jobs/{r.json()['id']}/cancel", headers=H(DAVE))
+
+
+def test_a_job_on_a_dataset_the_workers_lack_is_refused_before_anything_is_queued(env: ServiceEnv) -> None:
+    client = env.app(queue="nobody-reads-this")
+    listed_datasets = client.get("/v1/datasets", headers=H(DAVE)).json()["data"]
+    assert next(d for d in listed_datasets if d["id"] == "stl10")["status"] == "missing"
+    store: Store = env.store
+    before = (unfinished(store, "dave"), store.status_counts()["queued"], store.r.llen("nobody-reads-this"))
+    listed = client.get("/v1/jobs", headers=H(DAVE)).json()["data"]
+    for dataset in ({"name": "stl10"}, {"name": "cifar100", "train_subset": 10}):
+        r = client.post("/v1/jobs", headers=H(DAVE), json=small_job("natural", dataset=dataset))
+        assert r.status_code == 409, r.text
+        err = r.json()["error"]
+        assert err["code"] == "dataset_unavailable" and err["field"] == "dataset.name", err
+        assert dataset["name"] in err["message"] and "GET /v1/datasets" in err["message"], err
+    after = (unfinished(store, "dave"), store.status_counts()["queued"], store.r.llen("nobody-reads-this"))
+    assert after == before and client.get("/v1/jobs", headers=H(DAVE)).json()["data"] == listed
+    r = client.post("/v1/jobs", headers=H(DAVE), json=small_job("natural"))  # cifar10 is there: queued
+    assert r.status_code == 202 and store.r.llen("nobody-reads-this") == before[2] + 1, r.text
+    client.post(f"/v1/jobs/{r.json()['id']}/cancel", headers=H(DAVE))
 
 
 def test_ids_and_artifact_names_cannot_leave_the_store(api: TestClient, env: ServiceEnv, succeeded_job: str) -> None:

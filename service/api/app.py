@@ -120,6 +120,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None, que
         description=DESCRIPTION,
         docs_url=None,  # FastAPI's pages load their scripts from a CDN: docs.install serves local ones
         redoc_url=None,
+        generate_unique_id_function=openapi.operation_id,
     )
     app.state.settings = settings
     app.state.keyring = KeyRing(keys)
@@ -142,6 +143,6 @@ def create_app(settings: Settings | None = None, store: Store | None = None, que
 
     app.add_middleware(_Observe)
 
-    for r in (teachers.router, datasets.router, jobs.router, system.router):
+    for r in (teachers.router, datasets.router, jobs.router, teachers.from_job_router, system.router):
         app.include_router(r)
     return app

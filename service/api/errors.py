@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from gacd_core.errors import GACDError, SpecError
 from service.state.store import STORE_ERRORS
@@ -108,6 +109,21 @@ def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {**COMMON, **_responses(*codes)}
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app takes at this request's path. Starlette's own 405 names only
+    the methods of the first route whose path matched, although several routes may share a path; each
+    method is tried against the app's routes as they are (included routers too)."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)
+    ]
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every error into the one JSON shape."""
 
@@ -134,13 +150,17 @@ def install(app: FastAPI) -> None:
         return JSONResponse(body("invalid_request", msg, first["field"], details), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
         code = codes.get(exc.status_code, "http_error")
         message = str(exc.detail) if exc.detail else code
         if exc.status_code == 404 and message == "Not Found":
             message = "no such endpoint"
-        return JSONResponse(body(code, message), status_code=exc.status_code, headers=getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            message = f"{request.method} is not allowed here"
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
+        return JSONResponse(body(code, message), status_code=exc.status_code, headers=headers)
 
     async def _store(_: Request, exc: Exception) -> JSONResponse:
         log.warning("job store unavailable: %s", exc)

@@ -8,10 +8,11 @@ service.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
+from gacd_core.spec import MetadataValue
 from service.state.records import (
     Artifact,
     DatasetBase,
@@ -20,7 +21,17 @@ from service.state.records import (
     JobRecord,
     TeacherBase,
     TeacherRecord,
+    Timestamp,
 )
+
+# The job specification over HTTP: the request body of POST /v1/jobs, built from the core's JobSpec by
+# service.api.contract (the fields HTTP never accepts left out, every closed set an enum of the catalog).
+# A field typed so is documented as a reference to that component (service.api.openapi puts it in).
+JOB_CREATE = WithJsonSchema({"x-component": "JobCreate"})
+# Fields of the core specification that name files on the machine that runs a job. A job submitted over
+# HTTP names its teacher and a custom dataset by id instead, so these are refused there and left out of
+# what the API shows and documents.
+NOT_OVER_HTTP: dict[str, tuple[str, ...]] = {"teacher": ("weights",), "dataset": ("root", "path")}
 
 
 class _Out(BaseModel):
@@ -34,15 +45,18 @@ def _example(example: dict[str, Any]) -> ConfigDict:
 
 # --- teachers ----------------------------------------------------------------------------------------
 class TeacherFromJob(BaseModel):
-    """Register the student of a finished job of yours as a teacher."""
+    """How to register the student of a succeeded job of yours as a teacher (every field optional)."""
 
-    model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"example": {"source_job_id": "job_0123456789abcdef01234567"}}
-    )
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"name": "mobile teacher"}})
+
+    name: str | None = Field(None, max_length=200, description="default: the method, architecture and job")
+    allow_weak: bool = Field(False, description="keep the teacher even when its accuracy check finds it near chance")
+
+
+class LegacyTeacherFromJob(TeacherFromJob):
+    """The JSON body ``POST /v1/teachers`` takes (undocumented, from before ``createTeacherFromJob``)."""
 
     source_job_id: str = Field(..., description="a succeeded job whose student becomes the teacher")
-    name: str | None = Field(None, max_length=200)
-    allow_weak: bool = Field(False, description="keep the teacher even when its accuracy check finds it near chance")
 
 
 class TeacherPublic(TeacherBase):
@@ -183,14 +197,19 @@ class JobPublic(JobBase):
         }
     )
 
-    spec: dict[str, Any]
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    # the job specification as submitted, every default written out (its metadata beside it)
+    spec: Annotated[dict[str, Any], JOB_CREATE]
+    metadata: dict[str, MetadataValue] = Field(default_factory=dict)
 
     @classmethod
     def of(cls, rec: JobRecord) -> JobPublic:
         """What a user sees of a stored job: its specification as submitted, with the metadata beside it."""
         spec = rec.spec.public_dict()
         metadata = spec.pop("metadata", {})
+        for part, names in NOT_OVER_HTTP.items():
+            if isinstance(spec.get(part), dict):
+                for name in names:
+                    spec[part].pop(name, None)
         shared = {name: getattr(rec, name) for name in JobBase.model_fields}
         return cls.model_validate({**shared, "spec": spec, "metadata": metadata})
 
@@ -212,8 +231,8 @@ class JobList(_Out):
 
 
 class EventPublic(_Out):
-    id: str
-    created_at: str | None
+    id: str = Field(pattern=r"^[0-9]+-[0-9]+$", description="the event's id: pass it as `after` to read on from it")
+    created_at: Timestamp | None
     level: str
     type: str
     message: str

@@ -21,7 +21,7 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,6 +111,8 @@ class _Receiver:
             self.upload.filename = Path(opts[b"filename"].decode("utf-8", "replace").replace("\\", "/")).name
             self.partial = self.dest_dir / partial_name(self.instance)
             self._fh = open(self.partial, "wb")  # noqa: SIM115 (closed in on_part_end / cleanup)
+        elif self._part_name in self.upload.fields:  # one value per field, as the documents say
+            raise _Reject(APIError(422, "invalid_request", f"{self._part_name}: given more than once", self._part_name))
         elif len(self.upload.fields) >= MAX_FIELDS:
             raise _Reject(APIError(422, "invalid_request", f"at most {MAX_FIELDS} form fields"))
 
@@ -271,3 +273,17 @@ def sweep_partials(root: Path, is_alive: Callable[[str], bool], grace_seconds: f
         except OSError:
             continue
     return n
+
+
+def file_encoding(example: str, suffixes: Iterable[str]) -> dict[str, Any]:
+    """The OpenAPI ``encoding`` of an upload's ``file`` part: its name's suffix says its format."""
+    names = ", ".join(f"*{suffix}" for suffix in suffixes)
+    return {
+        "contentType": "application/octet-stream",
+        "headers": {
+            "Content-Disposition": {
+                "description": f"the part's filename says the file's format: {names}",
+                "schema": {"type": "string", "example": f'form-data; name="file"; filename="{example}"'},
+            }
+        },
+    }

@@ -100,10 +100,10 @@ class Client:
             )
 
     def teacher_from_job(self, job_id: str, name: str | None = None, allow_weak: bool = False) -> dict[str, Any]:
-        body: dict[str, Any] = {"source_job_id": job_id, "allow_weak": allow_weak}
+        body: dict[str, Any] = {"allow_weak": allow_weak}
         if name:
             body["name"] = name
-        return self._call("POST", "/v1/teachers", json=body)
+        return self._call("POST", f"/v1/jobs/{job_id}/teacher", json=body)
 
     def teacher(self, teacher_id: str) -> dict[str, Any]:
         return self._call("GET", f"/v1/teachers/{teacher_id}")

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 from gacd_core.spec import JobSpec, holds_job_spec
 
@@ -24,6 +24,8 @@ JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelling", "c
 JOB_STATUSES: tuple[str, ...] = get_args(JobStatus)
 TERMINAL: tuple[str, ...] = ("succeeded", "failed", "cancelled")
 UploadStatus = Literal["validating", "ready", "invalid"]
+# A time as now_iso() writes it; the documents say so (``format: date-time``), the value stays the string.
+Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 
 
 def now_iso() -> str:
@@ -58,6 +60,35 @@ class Record(_Shape):
 
 
 # --- jobs --------------------------------------------------------------------------------------------
+class ProgressMetrics(_Shape):
+    """The latest figures of a running job: while training, the step's loss (and its named parts, such as
+    ``ce`` or ``nce``), learning rate and throughput, and the epoch's accuracies; once it succeeded, the
+    protocol's accuracies (``clean_acc``, ``pgd20_acc``, ...). Every value is a number or null."""
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, float | None] = Field(init=False)
+
+    loss: float | None = None
+    lr: float | None = None
+    images_per_second: float | None = None
+    train_acc: float | None = None
+    val_clean_acc: float | None = None
+    val_pgd_acc: float | None = None
+
+
+class JobError(_Shape):
+    """Why a job failed: a stable ``code`` (``invalid_spec``, ``worker_lost``, ``teacher_unfit``, ...), a
+    readable ``message``, where one input is to blame its ``field``, and for ``teacher_unfit`` the
+    teacher check's figures (``check``, as on a teacher's ``checks``)."""
+
+    # extra fields are kept as written (``check``, and what a newer worker adds), absent when not written
+    model_config = ConfigDict(extra="allow")
+
+    code: str
+    message: str
+    field: str | None = None
+
+
 class Progress(_Shape):
     """How far a job has got: epochs, the fraction done, the time left, the stage and the latest metrics."""
 
@@ -69,11 +100,11 @@ class Progress(_Shape):
     fraction: float = 0.0
     eta_seconds: float | None = None
     stage: str | None = None
-    metrics: dict[str, Any] = Field(default_factory=dict)
+    metrics: ProgressMetrics = Field(default_factory=ProgressMetrics)
 
     def staged(self, stage: str, **changes: Any) -> Progress:
-        """This progress at ``stage``, with ``changes`` to its other fields."""
-        return self.model_copy(update={"stage": stage, **changes})
+        """This progress at ``stage``, with ``changes`` to its other fields (validated, as a new one is)."""
+        return self.model_validate({**self.model_dump(), "stage": stage, **changes})
 
 
 class Artifact(_Shape):
@@ -90,11 +121,11 @@ class JobBase(_Shape):
     id: str
     object: Literal["job"] = "job"
     status: JobStatus
-    created_at: str
-    started_at: str | None = None
-    finished_at: str | None = None
+    created_at: Timestamp
+    started_at: Timestamp | None = None
+    finished_at: Timestamp | None = None
     progress: Progress
-    error: dict[str, Any] | None = None
+    error: JobError | None = None
     artifacts: list[Artifact] = Field(default_factory=list)
     attempts: int = 0
 
@@ -170,7 +201,7 @@ class TeacherBase(_Shape):
     error: str | None = None
     error_code: str | None = Field(None, description="stable code of the error: teacher_unfit, invalid_weights, ...")
     source_job_id: str | None = None
-    created_at: str
+    created_at: Timestamp
 
 
 class TeacherRecord(TeacherBase, Record):
@@ -200,7 +231,7 @@ class DatasetBase(_Shape):
     sha256: str | None = None
     bytes: int | None = None
     format: str | None = None
-    created_at: str | None = None
+    created_at: Timestamp | None = None
 
 
 class DatasetRecord(DatasetBase, Record):

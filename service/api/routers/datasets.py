@@ -18,7 +18,7 @@ from gacd_core import catalog
 from service.api.deps import QueueDep, SettingsDep, StoreDep, Tenant, owned
 from service.api.errors import APIError, responses
 from service.api.schemas import DatasetList, DatasetPublic
-from service.api.uploads import receive_file, removed_on_error
+from service.api.uploads import file_encoding, receive_file, removed_on_error
 from service.state.artifacts import ArtifactStore
 from service.state.records import DatasetRecord, new_id, now_iso
 
@@ -34,27 +34,39 @@ _UPLOAD_DOC = {
         "content": {
             "multipart/form-data": {
                 "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": ".npz (x_train, y_train, x_test, y_test as uint8 images and int labels) "
-                            "or .zip of train/<class>/<image> and test/<class>/<image>",
+                    "x-component": "DatasetUpload",
+                    "x-schema": {
+                        "title": "DatasetUpload",
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["file"],
+                        "properties": {
+                            "file": {
+                                "type": "string",
+                                "format": "binary",
+                                "description": ".npz (x_train, y_train, x_test, y_test as uint8 images and int labels) "
+                                "or .zip of train/<class>/<image> and test/<class>/<image>",
+                            },
+                            "name": {"type": "string", "maxLength": 200},
                         },
-                        "name": {"type": "string", "maxLength": 200},
                     },
-                }
+                },
+                "encoding": {"file": file_encoding("data.npz", FORMATS)},
             }
         },
     }
 }
 
 
+def builtin_available(name: str, data_root: Path) -> bool:
+    """Whether the workers' data root holds every file the built-in dataset ``name`` is read from."""
+    d = BUILTIN[name]
+    return all((data_root / d.folder / f).is_file() for f in d.files)
+
+
 def builtin(name: str, data_root: Path) -> dict[str, Any]:
     d = BUILTIN[name]
-    available = all((data_root / d.folder / f).is_file() for f in d.files)
+    available = builtin_available(name, data_root)
     return {
         "id": name,
         "object": "dataset",
@@ -85,7 +97,7 @@ def list_datasets(tenant: Tenant, store: StoreDep, settings: SettingsDep) -> dic
     responses=responses(400, 413, 415, 422),
     openapi_extra=_UPLOAD_DOC,
 )
-async def create_dataset(
+async def upload_dataset(
     request: Request, tenant: Tenant, store: StoreDep, settings: SettingsDep, queue: QueueDep
 ) -> DatasetPublic:
     arts = ArtifactStore(settings.artifact_root)
@@ -99,9 +111,9 @@ async def create_dataset(
         unknown = sorted(set(up.fields) - {"name"})
         if unknown:
             raise APIError(422, "invalid_request", f"unknown field {unknown[0]!r}; valid: file, name", unknown[0])
-        name = up.fields.get("name", "").strip() or Path(up.filename or "dataset").stem
-        if len(name) > 200:
+        if len(up.fields.get("name", "")) > 200:  # as sent, spaces included (the documents' maxLength)
             raise APIError(422, "invalid_request", "name: at most 200 characters", "name")
+        name = up.fields.get("name", "").strip() or Path(up.filename or "dataset").stem
         assert up.path is not None
         final = folder / ("data.npz" if suffix == ".npz" else "upload.zip")
         up.path.rename(final)

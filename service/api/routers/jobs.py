@@ -14,7 +14,7 @@ import math
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
@@ -22,12 +22,14 @@ from starlette.concurrency import run_in_threadpool
 
 from gacd_core.errors import SpecError
 from gacd_core.spec import JobSpec, parse_spec
+from service.api.contract import COMPONENTS, ID_PATTERNS, contract_errors
 from service.api.deps import QueueDep, SettingsDep, StoreDep, Tenant, owned
 from service.api.errors import APIError, not_found, responses, spec_error
+from service.api.routers.datasets import builtin_available
 from service.api.schemas import ArtifactList, EventList, JobList, JobPublic
 from service.state.artifacts import ArtifactStore
 from service.state.queue import Queue
-from service.state.records import JOB_STATUSES, TERMINAL, DatasetRecord, JobRecord, TeacherRecord, now_iso
+from service.state.records import TERMINAL, DatasetRecord, JobRecord, JobStatus, TeacherRecord, now_iso
 from service.state.settings import Settings
 from service.state.store import Store, TransitionRefused
 
@@ -44,10 +46,25 @@ EXAMPLE = {
     "seed": 0,
     "metadata": {"experiment": "mobile-v1"},
 }
+NATURAL_EXAMPLE = {
+    "method": "natural",
+    "student": {"arch": "resnet10_w8"},
+    "dataset": {"name": "cifar10", "train_subset": 1000, "test_subset": 200},
+    "hyperparameters": {"epochs": 2, "batch_size": 64},
+    "evaluation": {"attacks": ["fgsm"], "eps_sweep": [], "teacher": False},
+}
 _CREATE_DOC = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": JobSpec.model_json_schema(), "example": EXAMPLE}},
+        "content": {
+            "application/json": {
+                "schema": {"$ref": COMPONENTS + "JobCreate"},
+                "examples": {
+                    "gacd": {"summary": "distil a teacher of yours into MobileNetV2 with GACD", "value": EXAMPLE},
+                    "natural": {"summary": "train a small network on clean CIFAR-10", "value": NATURAL_EXAMPLE},
+                },
+            }
+        },
     },
     "parameters": [
         {
@@ -202,9 +219,21 @@ def _submit(
     _refuse_paths(body)
     try:
         spec = parse_spec(body)
+        # what the core's lax parsing let through ("5" for 5) and bounds only the contract states
+        broken = contract_errors(body)
+        if broken:
+            raise SpecError(broken)
     except SpecError as exc:
         raise spec_error(exc) from None
     teacher_id, dataset_id = _check_refs(spec, tenant, store)
+    if spec.dataset.name != "custom" and not builtin_available(spec.dataset.name, settings.data_root):
+        raise APIError(
+            409,
+            "dataset_unavailable",
+            f"dataset.name: the workers' data root does not hold {spec.dataset.name} (GET /v1/datasets says "
+            "which built-in datasets are available); nothing was queued",
+            "dataset.name",
+        )
     # a job lost by its worker goes back to the queue it was sent to
     rec = JobRecord.queued(spec, tenant, settings.queue, teacher_id, dataset_id)
     job_id = rec.id
@@ -295,12 +324,12 @@ def _accepted(rec: JobRecord) -> JSONResponse:
 def list_jobs(
     tenant: Tenant,
     store: StoreDep,
-    status: str | None = Query(None, description="only jobs with this status: " + ", ".join(JOB_STATUSES)),
+    status: Annotated[JobStatus | None, Query(description="only jobs with this status")] = None,
     limit: int = Query(20, ge=1, le=100),
-    after: str | None = Query(None, description="the last id of the previous page (next_after)"),
+    after: str | None = Query(
+        None, description="the last id of the previous page (next_after)", pattern=ID_PATTERNS["job"]
+    ),
 ) -> dict[str, Any]:
-    if status is not None and status not in JOB_STATUSES:
-        raise APIError(422, "invalid_request", f"status: one of {', '.join(JOB_STATUSES)}", "status")
     try:
         page = store.list_records(JobRecord, tenant.name, limit, after, status)
     except KeyError:
@@ -332,23 +361,46 @@ def cancel_job(job_id: str, tenant: Tenant, store: StoreDep) -> JobPublic:
     return JobPublic.of(owned(store, tenant.name, job_id, JobRecord))
 
 
+_U64_MAX = 2**64 - 1
+LAST_EVENT_ID = f"{_U64_MAX}-{_U64_MAX}"
+
+
+def _at_most(n: int) -> str:
+    """A regular expression for the decimal numbers 0..n (leading zeros allowed, ASCII digits only)."""
+    digits = str(n)
+    shorter = f"[0-9]{{1,{len(digits) - 1}}}" if len(digits) > 1 else None
+    same = [digits]
+    for i, d in enumerate(digits):
+        if d != "0":
+            rest = len(digits) - i - 1
+            lower = "0" if d == "1" else f"[0-{int(d) - 1}]"
+            same.append(digits[:i] + lower + (f"[0-9]{{{rest}}}" if rest else ""))
+    return "0*(" + "|".join(filter(None, [shorter, *same])) + ")"
+
+
+# A Redis stream id as the events' `after` takes it: two unsigned 64-bit numbers joined by '-'.
+EVENT_ID = f"^{_at_most(_U64_MAX)}-{_at_most(_U64_MAX)}$"
+
+
 @router.get(
     "/{job_id}/events",
     response_model=EventList,
     summary="The job's events; with Accept: text/event-stream, live as server-sent events",
     responses={**responses(404, 422), 200: {"content": {"text/event-stream": {}}, "description": "events"}},
 )
-async def job_events(
+async def list_job_events(
     request: Request,
     job_id: str,
     tenant: Tenant,
     store: StoreDep,
-    after: str | None = Query(None, description="the id of the last event seen", pattern=r"^[0-9]+-[0-9]+$"),
+    after: Annotated[
+        str | None, Query(description="the id of the last event seen (each part at most 2^64 - 1)", pattern=EVENT_ID)
+    ] = None,
     limit: int = Query(100, ge=1, le=1000),
     last_event_id: str | None = Header(None, alias="Last-Event-ID", include_in_schema=False),
 ) -> Any:
     await run_in_threadpool(owned, store, tenant.name, job_id, JobRecord)
-    if after is not None and not _event_id_ok(after):
+    if after is not None and not _event_id_ok(after):  # (the pattern says the same; this does not rely on it)
         raise APIError(422, "invalid_request", "after: an event id, two numbers below 2^64 joined by '-'", "after")
     if "text/event-stream" in request.headers.get("accept", ""):
         start = after or (last_event_id if last_event_id and _event_id_ok(last_event_id) else None)
@@ -361,10 +413,6 @@ async def job_events(
         return {"data": [], "has_more": False}
     data, has_more = await run_in_threadpool(store.events, job_id, after, limit)
     return {"data": data, "has_more": has_more}
-
-
-_U64_MAX = 2**64 - 1
-LAST_EVENT_ID = f"{_U64_MAX}-{_U64_MAX}"
 
 
 def _event_id_ok(value: str) -> bool:
@@ -400,7 +448,7 @@ async def _sse(request: Request, store: Store, job_id: str, after: str | None) -
 
 
 @router.get("/{job_id}/artifacts", response_model=ArtifactList, summary="The job's outputs", responses=responses(404))
-def list_artifacts(job_id: str, tenant: Tenant, store: StoreDep) -> dict[str, Any]:
+def list_job_artifacts(job_id: str, tenant: Tenant, store: StoreDep) -> dict[str, Any]:
     return {"data": owned(store, tenant.name, job_id, JobRecord).artifacts}
 
 
@@ -449,7 +497,7 @@ ARTIFACT_MEDIA_TYPES = {
     },
     response_class=FileResponse,
 )
-def get_artifact(job_id: str, name: str, tenant: Tenant, store: StoreDep, settings: SettingsDep) -> FileResponse:
+def download_artifact(job_id: str, name: str, tenant: Tenant, store: StoreDep, settings: SettingsDep) -> FileResponse:
     rec = owned(store, tenant.name, job_id, JobRecord)
     entry = next((a for a in rec.artifacts if a.name == name), None)
     if entry is None:

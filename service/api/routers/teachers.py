@@ -17,17 +17,19 @@ import json
 import math
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from gacd_core import catalog
 from gacd_core.normalization import PRESETS, resolve
+from service.api.contract import ID_PATTERNS
 from service.api.deps import QueueDep, SettingsDep, StoreDep, Tenant, owned
 from service.api.errors import APIError, responses
-from service.api.schemas import TeacherFromJob, TeacherList, TeacherPublic
-from service.api.uploads import receive_file, removed_on_error
+from service.api.schemas import LegacyTeacherFromJob, TeacherFromJob, TeacherList, TeacherPublic
+from service.api.uploads import file_encoding, receive_file, removed_on_error
 from service.state.artifacts import ArtifactStore, safetensors_metadata
 from service.state.queue import Queue
 from service.state.records import DatasetRecord, JobRecord, TeacherRecord, new_id, now_iso, valid_id
@@ -35,60 +37,76 @@ from service.state.settings import Settings
 from service.state.store import Store
 
 router = APIRouter(prefix="/v1/teachers", tags=["teachers"])
+M = TypeVar("M", bound=BaseModel)
 SUFFIXES = {".safetensors": "safetensors", ".pt": "pt", ".pth": "pt", ".t7": "pt"}  # .t7: ARD's torch.save
 
+# Three numbers, as a JSON list or separated by commas (each finite: at most 15 digits and a 2-digit exponent).
+_NUMBER = r"[-+]?([0-9]{1,15}([.][0-9]{0,15})?|[.][0-9]{1,15})([eE][-+]?[0-9]{1,2})?"
+_RGB_PATTERN = (
+    rf"^\s*(\[\s*{_NUMBER}\s*,\s*{_NUMBER}\s*,\s*{_NUMBER}\s*\]|{_NUMBER}\s*,\s*{_NUMBER}\s*,\s*{_NUMBER})\s*$"
+)
+UPLOAD_SCHEMA = {
+    "title": "TeacherUpload",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["file", "arch", "dataset"],
+    "properties": {
+        "file": {
+            "type": "string",
+            "format": "binary",
+            "description": "the weights: a file named *.safetensors, or a state_dict named *.pt, *.pth or *.t7 "
+            "(read on a worker with torch.load(weights_only=True)); not empty",
+        },
+        "arch": {"type": "string", "enum": list(catalog.MODELS), "example": "resnet18"},
+        "num_classes": {
+            "type": "integer",
+            "minimum": 2,
+            "maximum": 100_000,
+            "example": 10,
+            "description": "default: read from the classifier's shape in the file",
+        },
+        "normalization": {
+            "type": "string",
+            "enum": list(PRESETS),
+            "description": "the input normalisation the teacher was trained with; default: the file's (gacd "
+            "metadata, mu/sigma buffers), else none (mean 0, std 1), as the public robust-training code (TRADES, "
+            "RobustBench, ARD, RSLAD, MART) trains. Not with mean and std",
+        },
+        "allow_weak": {
+            "type": "boolean",
+            "description": "keep the teacher even when its accuracy check finds it near chance",
+        },
+        "dataset": {
+            "anyOf": [
+                {"type": "string", "enum": [n for n, d in catalog.DATASETS.items() if d.builtin]},
+                {"type": "string", "pattern": ID_PATTERNS["ds"]},
+            ],
+            "description": "a built-in dataset's name or the id of one of your datasets",
+            "example": "cifar10",
+        },
+        "mean": {
+            "type": "string",
+            "pattern": _RGB_PATTERN,
+            "description": "three finite numbers, as [r, g, b] or r,g,b (with std; instead of normalization)",
+            "example": "[0.4914, 0.4822, 0.4465]",
+        },
+        "std": {
+            "type": "string",
+            "pattern": _RGB_PATTERN,
+            "description": "three finite numbers above 0, as [r, g, b] or r,g,b (with mean)",
+            "example": "[0.2471, 0.2435, 0.2616]",
+        },
+        "name": {"type": "string", "maxLength": 200},
+    },
+}
 _UPLOAD_DOC = {
     "requestBody": {
         "required": True,
         "content": {
             "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file", "arch", "dataset"],
-                    "properties": {
-                        "file": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": ".safetensors, or a .pt/.pth/.t7 state_dict",
-                        },
-                        "arch": {"type": "string", "enum": list(catalog.MODELS), "example": "resnet18"},
-                        "num_classes": {
-                            "type": "integer",
-                            "minimum": 2,
-                            "example": 10,
-                            "description": "default: read from the classifier's shape in the file",
-                        },
-                        "normalization": {
-                            "type": "string",
-                            "enum": list(PRESETS),
-                            "description": "the input normalisation the teacher was trained with; default: the "
-                            "file's (gacd metadata, mu/sigma buffers), else none (mean 0, std 1), as the public "
-                            "robust-training code (TRADES, RobustBench, ARD, RSLAD, MART) trains",
-                        },
-                        "allow_weak": {
-                            "type": "boolean",
-                            "description": "keep the teacher even when its accuracy check finds it near chance",
-                        },
-                        "dataset": {
-                            "type": "string",
-                            "description": "built-in name or custom dataset id",
-                            "example": "cifar10",
-                        },
-                        "mean": {
-                            "type": "string",
-                            "description": "JSON list of 3 floats (with std; instead of normalization)",
-                            "example": "[0.4914, 0.4822, 0.4465]",
-                        },
-                        "std": {
-                            "type": "string",
-                            "description": "JSON list of 3 floats (with mean)",
-                            "example": "[0.2471, 0.2435, 0.2616]",
-                        },
-                        "name": {"type": "string", "maxLength": 200},
-                    },
-                },
-            },
-            "application/json": {"schema": TeacherFromJob.model_json_schema()},
+                "schema": {"x-component": "TeacherUpload", "x-schema": UPLOAD_SCHEMA},
+                "encoding": {"file": file_encoding("teacher.safetensors", SUFFIXES)},
+            }
         },
     }
 }
@@ -163,9 +181,9 @@ def _check_fields(fields: dict[str, str], tenant: str, store: Store) -> dict[str
             f"dataset: unknown dataset {dataset!r}; valid: {valid} or one of your dataset ids",
             "dataset",
         )
-    name = fields.get("name", "").strip()
-    if len(name) > 200:
+    if len(fields.get("name", "")) > 200:  # as sent, spaces included (the documents' maxLength)
         raise APIError(422, "invalid_request", "name: at most 200 characters", "name")
+    name = fields.get("name", "").strip()
     return {
         "arch": arch,
         "num_classes": num_classes,
@@ -182,16 +200,20 @@ def _check_fields(fields: dict[str, str], tenant: str, store: Store) -> dict[str
     "",
     status_code=201,
     response_model=TeacherPublic,
-    summary="Upload a teacher, or register a finished job's student as one",
+    summary="Upload a teacher (multipart: the weights file and its fields)",
+    description='The documented form is multipart. A JSON body `{"source_job_id": ...}` is still taken here '
+    "as it was before `POST /v1/teachers/from-job`, which is the operation for it.",
     responses=responses(400, 404, 409, 413, 415, 422),
     openapi_extra=_UPLOAD_DOC,
 )
-async def create_teacher(
+async def upload_teacher(
     request: Request, tenant: Tenant, store: StoreDep, settings: SettingsDep, queue: QueueDep
 ) -> TeacherPublic:
     ctype = request.headers.get("content-type", "")
-    if ctype.startswith("application/json"):
-        return await _from_job(request, tenant.name, store, settings, queue)
+    if ctype.startswith("application/json"):  # (the one route of both, before from-job had its own)
+        legacy = await _json(request, settings.max_json_bytes, LegacyTeacherFromJob, strict=False)
+        options = TeacherFromJob(name=legacy.name, allow_weak=legacy.allow_weak)
+        return await _from_job(legacy.source_job_id, options, tenant.name, store, settings, queue)
     arts = ArtifactStore(settings.artifact_root)
     tid = new_id("tch")
     folder = arts.teacher_dir(tenant.name, tid)
@@ -235,17 +257,22 @@ def _register(store: Store, queue: Queue, rec: TeacherRecord) -> None:
     queue.validate_teacher(rec.id)
 
 
-async def _from_job(request: Request, tenant: str, store: Store, settings: Settings, queue: Queue) -> TeacherPublic:
+async def _json(request: Request, limit: int, model: type[M], strict: bool) -> M:
+    """The request's JSON body as ``model`` (413 over ``limit`` bytes, 422 when it does not validate)."""
     raw = await request.body()
-    if len(raw) > settings.max_json_bytes:
-        raise APIError(413, "too_large", f"the JSON body is over {settings.max_json_bytes} bytes")
+    if len(raw) > limit:
+        raise APIError(413, "too_large", f"the JSON body is over {limit} bytes")
+    fields = ", ".join(model.model_fields)
     try:
-        body = TeacherFromJob.model_validate_json(raw)
+        return model.model_validate_json(raw or b"{}", strict=strict)
     except ValueError as exc:
-        raise APIError(
-            422, "invalid_request", f"expected {{'source_job_id': ...}}: {str(exc).splitlines()[0]}"
-        ) from None
-    job = await run_in_threadpool(owned, store, tenant, body.source_job_id, JobRecord)
+        raise APIError(422, "invalid_request", f"expected {{{fields}}}: {str(exc).splitlines()[0]}") from None
+
+
+async def _from_job(
+    job_id: str, body: TeacherFromJob, tenant: str, store: Store, settings: Settings, queue: Queue
+) -> TeacherPublic:
+    job = await run_in_threadpool(owned, store, tenant, job_id, JobRecord)
     if job.status != "succeeded":
         raise APIError(
             409, "conflict", f"job {job.id} is {job.status}; only a succeeded job's student can be a teacher"
@@ -285,12 +312,43 @@ async def _from_job(request: Request, tenant: str, store: Store, settings: Setti
     return TeacherPublic.of(rec)
 
 
+# Under the job, not under /v1/teachers: there a path of one more segment is a teacher's id.
+from_job_router = APIRouter(prefix="/v1/jobs", tags=["teachers"])
+
+
+@from_job_router.post(
+    "/{job_id}/teacher",
+    status_code=201,
+    response_model=TeacherPublic,
+    summary="Register a succeeded job's student as a teacher",
+    responses=responses(400, 404, 409, 413, 415, 422),
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "content": {
+                "application/json": {
+                    "schema": {"x-component": "TeacherFromJob", "x-schema": TeacherFromJob.model_json_schema()}
+                }
+            },
+        }
+    },
+)
+async def create_teacher_from_job(
+    job_id: str, request: Request, tenant: Tenant, store: StoreDep, settings: SettingsDep, queue: QueueDep
+) -> TeacherPublic:
+    ctype = request.headers.get("content-type")
+    if ctype is not None and not ctype.startswith("application/json"):
+        raise APIError(415, "unsupported_media_type", "send the body (if any) as application/json")
+    options = await _json(request, settings.max_json_bytes, TeacherFromJob, strict=True)  # as the schema
+    return await _from_job(job_id, options, tenant.name, store, settings, queue)
+
+
 @router.get("", response_model=TeacherList, summary="List your teachers, newest first", responses=responses(404, 422))
 def list_teachers(
     tenant: Tenant,
     store: StoreDep,
     limit: int = Query(20, ge=1, le=100),
-    after: str | None = Query(None, description="the last id of the previous page"),
+    after: str | None = Query(None, description="the last id of the previous page", pattern=ID_PATTERNS["tch"]),
 ) -> dict[str, Any]:
     try:
         page = store.list_records(TeacherRecord, tenant.name, limit, after)
