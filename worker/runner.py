@@ -108,6 +108,8 @@ class JobRunner:
     Args:
         stopping: set when the worker is shutting down: the job pauses at its next step and is re-queued.
         requeue: ``requeue(job_id, queue)`` sends the job to the queue again (needed with ``stopping``).
+        draining: True when the worker was drained (``gacd drain``): it starts no job, sending each
+            message it still receives back to the queue.
     """
 
     def __init__(
@@ -118,11 +120,13 @@ class JobRunner:
         *,
         stopping: threading.Event | None = None,
         requeue: Callable[[str, str | None], None] | None = None,
+        draining: Callable[[], bool] | None = None,
     ) -> None:
         self.store, self.settings, self.worker = store, settings, worker_name
         self.arts = ArtifactStore(settings.artifact_root)
         self.stopping = stopping or threading.Event()
         self.requeue = requeue
+        self.draining = draining or (lambda: False)
         self._hand_back: str | None = None  # set to the job's queue when a paused job is to be re-sent
 
     # --- the lifecycle ------------------------------------------------------------------------------
@@ -140,6 +144,11 @@ class JobRunner:
             return
         if self.stopping.is_set() and self.requeue is not None:
             log.info("job %s: this worker is stopping; the job goes back to the queue", job_id)
+            self.requeue(job_id, rec.queue)
+            return
+        if self.requeue is not None and patiently(f"job {job_id}", self.draining):
+            log.info("job %s: this worker is drained; the job goes back to the queue", job_id)
+            time.sleep(1.0)  # until Celery's cancel_consumer, read between jobs, stops the messages
             self.requeue(job_id, rec.queue)
             return
         token = patiently(f"job {job_id}", self.store.acquire_lease, job_id, self.settings.lease_seconds)
