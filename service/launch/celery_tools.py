@@ -49,20 +49,14 @@ def _celery(args: argparse.Namespace) -> int:
 
 
 def _drain(args: argparse.Namespace) -> int:
-    from celery import Celery
-
-    from service.state.queue import celery_config
+    from service.state.queue import Queue
     from service.state.settings import Settings
     from service.state.store import Store, connect
 
     url = broker_env(args.var).get("GACD_REDIS_URL")
     settings = Settings(redis_url=url) if url else Settings()
-    store = Store(connect(settings.redis_url))
-    store.set_draining(args.node, not args.undo)
-    control = Celery("gacd-drain")
-    control.conf.update(celery_config(settings))
-    command = control.control.add_consumer if args.undo else control.control.cancel_consumer
-    replies: list[Any] = command(settings.queue, destination=[args.node], reply=True, timeout=args.timeout) or []
+    Store(connect(settings.redis_url)).set_draining(args.node, not args.undo)  # first: it holds at once
+    replies = Queue(settings).set_consuming(args.node, args.undo, args.timeout)
     verb = "takes jobs again" if args.undo else "is drained: it starts no new job"
     print(f"{args.node} {verb} (queue {settings.queue})")
     if not replies:
