@@ -12,7 +12,8 @@ node and the queues its consumer takes messages from now (so a ``cancel_consumer
 Draining: ``gacd drain NODE`` marks the worker drained in the job store and sends Celery's
 ``cancel_consumer`` for the job queue. A solo worker reads Celery's control messages only between
 jobs, so a job message may reach it before that one; a drained worker therefore checks the mark
-before it starts any job and sends the job back to the queue instead.
+before it starts any job and sends the job back to the queue instead. A worker clears its mark when
+it starts: a drain lasts until the worker stops, like Celery's ``cancel_consumer``.
 
 On SIGTERM (``docker compose stop``, a redeploy) Celery's warm shutdown lets the running task finish;
 ``STOPPING`` tells the job to finish now: it checkpoints at the next training step, releases its lease
@@ -91,7 +92,11 @@ def _heartbeat_loop(store: Store, info: dict[str, Any]) -> None:
 def _start_heartbeat(sender: Any = None, **_: Any) -> None:
     _node.update(consumer=sender, name=getattr(sender, "hostname", None))
     info = {"device": settings.worker_device, "pid": os.getpid(), "host": socket.gethostname(), "node": _node["name"]}
-    threading.Thread(target=_heartbeat_loop, args=(worker_store(), info), name="gacd-heartbeat", daemon=True).start()
+    store = worker_store()
+    if _node["name"]:  # a drain lasts until the worker stops, as Celery's cancel_consumer does
+        with contextlib.suppress(Exception):
+            store.set_draining(_node["name"], False)
+    threading.Thread(target=_heartbeat_loop, args=(store, info), name="gacd-heartbeat", daemon=True).start()
     # Import the science (torch and all) now, not when the first job arrives: a job handed over by a
     # stopping worker then resumes here within seconds.
     import gacd_core.jobs  # noqa: F401
