@@ -91,6 +91,17 @@ class TrainingStopped(GACDError):
         self.step = step
 
 
+class EvaluationStopped(TrainingStopped):
+    """Raised by the evaluation when its stop callback asks it to stop (checked between attacks, between
+    batches and before every forward pass of an attack). A :class:`TrainingStopped`, so that whoever
+    handles a stopped job handles both alike."""
+
+    def __init__(self, where: str) -> None:
+        GACDError.__init__(self, f"evaluation stopped during {where}")
+        self.epoch = -1
+        self.step = -1
+
+
 class TeacherUnfitError(GACDError):
     """A teacher at or near chance on the job's dataset (see :mod:`gacd_core.teacher_check`).
 

@@ -27,12 +27,83 @@ from torch import nn
 from gacd_core import catalog
 from gacd_core.attacks import AutoAttack, protocol_attack
 from gacd_core.data import ImageSet, stratified_subset
+from gacd_core.errors import EvaluationStopped
 from gacd_core.models import ImageClassifier
 from gacd_core.spec import EvaluationSpec
 
 log = logging.getLogger("gacd.evaluation")
 EVAL_SEED = 1234
 REFERENCE = catalog.REFERENCE_ATTACK  # PGD-20: see catalog.Accuracy.reference
+
+
+@dataclass
+class EvalProgress:
+    """What the evaluation's progress callback receives, after every attack on every batch.
+
+    ``fraction`` is the share of this model's evaluation done, counted in forward-backward passes: an
+    attack of ``s`` steps costs ``s + 1`` per image, the clean pass 1; AutoAttack, when asked, counts as
+    400 per image (its four attacks of 100 iterations each) and moves as its own log reports each
+    attack's batches. ``eta_seconds`` extrapolates the time taken so far over what is left.
+    """
+
+    attack: str  # the attack running now: clean, fgsm, pgd20, cw, pgd20@2/255 (the sweep), autoattack/<its attack>
+    fraction: float
+    eta_seconds: float | None
+    seconds: float  # since this model's evaluation started
+    model: str = "model"  # set by the caller: student or teacher
+
+
+class _Work:
+    """Progress through one model's evaluation in cost units, with a stop check at every report."""
+
+    def __init__(
+        self,
+        total: float,
+        on_progress: Callable[[EvalProgress], None] | None,
+        should_stop: Callable[[], bool] | None,
+    ) -> None:
+        self.total, self.done = max(total, 1e-9), 0.0
+        self.on_progress, self.should_stop = on_progress, should_stop
+        self.t0 = time.perf_counter()
+        self.attack = "clean"
+
+    def check(self) -> None:
+        """Raise :class:`EvaluationStopped` when the stop callback says so."""
+        if self.should_stop is not None and self.should_stop():
+            raise EvaluationStopped(self.attack)
+
+    def at(self, attack: str, done: float | None = None) -> None:
+        """Now running ``attack``, with ``done`` units behind (default: as before); reports, then checks."""
+        self.attack = attack
+        if done is not None:
+            self.done = min(done, self.total)
+        if self.on_progress is not None:
+            seconds = time.perf_counter() - self.t0
+            fraction = self.done / self.total
+            eta = seconds * (1 - fraction) / fraction if fraction > 0 else None
+            self.on_progress(EvalProgress(attack, round(fraction, 5), eta, seconds))
+        self.check()
+
+
+class _Checked(nn.Module):
+    """``model`` with a stop check before each forward pass: an attack of many steps, or AutoAttack's
+    own loops, stop within one pass once asked."""
+
+    def __init__(self, model: nn.Module, work: _Work) -> None:
+        super().__init__()
+        self.model, self.work = model, work
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.work.check()
+        return self.model(x)
+
+
+def _attack_cost(attack: Any) -> float:
+    """Forward-backward passes per image of a protocol attack."""
+    return float(attack.cfg.steps + 1)
+
+
+AUTOATTACK_COST = 400.0  # per image: four attacks of 100 iterations (an estimate for progress only)
 
 
 @dataclass
@@ -130,14 +201,19 @@ def evaluate_model(
     *,
     keep_adv: bool = False,
     seed: int = EVAL_SEED,
-    on_progress: Callable[[str, float], None] | None = None,
+    on_progress: Callable[[EvalProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
     channels_last: bool = False,
 ) -> Evaluation:
     """Run the protocol on ``model`` over ``data``.
 
     Args:
         keep_adv: keep the model's PGD-20 examples (for structure metrics on adversarial inputs).
-        on_progress: called with (stage, fraction done) as batches complete.
+        on_progress: called before every attack on every batch (and as AutoAttack moves) with the
+            attack about to run, the fraction done and an ETA.
+        should_stop: polled at every progress report and before every forward pass of an attack (keep
+            it cheap); when it returns True the evaluation raises
+            :class:`~gacd_core.errors.EvaluationStopped`.
         channels_last: run the model and the batches in channels-last memory format (fp32 all the same;
             a speed choice only, the model is returned to its format after).
     """
@@ -159,6 +235,10 @@ def evaluate_model(
     logits_all = torch.empty(n, c)
     feats_all = torch.empty(n, model.num_features)
     adv_all = torch.empty(n, *data.images.shape[1:]) if keep_adv and ref in attacks else None
+    per_image = 1 + sum(map(_attack_cost, attacks.values())) + sum(map(_attack_cost, sweep_attacks.values()))
+    aa_n = min(n, ev.autoattack_subset or n) if ev.autoattack else 0
+    work = _Work(n * per_image + aa_n * AUTOATTACK_COST, on_progress, should_stop)
+    checked = _Checked(model, work)
     precision = contextlib.ExitStack()
     precision.enter_context(strict_fp32())  # attacks, AutoAttack included, in true fp32
     try:
@@ -166,36 +246,44 @@ def evaluate_model(
             torch.manual_seed(seed)
             for s, x, y in _batches(data, ev.batch_size, device, channels_last):
                 e = s + len(y)
+                work.at("clean", s * per_image)
                 with torch.no_grad():
                     feats, logits = model.forward_all(x)
                 logits_all[s:e], feats_all[s:e] = logits.float().cpu(), feats.float().cpu()
                 correct["clean"][s:e] = (logits.argmax(1) == y).cpu()
+                done = s * per_image + len(y)
                 for name, attack in attacks.items():
-                    x_adv = attack(model, x, y)
+                    work.at(name, done)
+                    x_adv = attack(checked, x, y)
                     correct[name][s:e] = (_predict(model, x_adv) == y).cpu()
                     if name == ref and adv_all is not None:
                         adv_all[s:e] = x_adv.cpu()
+                    done += len(y) * _attack_cost(attack)
                 for eps, attack in sweep_attacks.items():
-                    sweep_correct[eps][s:e] = (_predict(model, attack(model, x, y)) == y).cpu()
-                if on_progress is not None:
-                    on_progress("attacks", e / n)
+                    work.at(f"{ref}@{eps * 255:.3g}/255", done)
+                    sweep_correct[eps][s:e] = (_predict(model, attack(checked, x, y)) == y).cpu()
+                    done += len(y) * _attack_cost(attack)
+            work.at(work.attack, n * per_image)
         metrics: dict[str, Any] = {"clean_acc": _mean(correct["clean"])}
         for name, row in catalog.EVAL_ATTACKS.items():
             metrics[row.key] = _mean(correct[name]) if name in correct else None
         metrics["autoattack_acc"] = None
         metrics["autoattack_breakdown"] = None
         if ev.autoattack:
-            aa_n = min(n, ev.autoattack_subset or n)
             aa_idx = stratified_subset(data.labels, aa_n)
             aa_data = data.select(aa_idx)
             x = aa_data.images.to(device).float().div_(255)
             y = aa_data.labels.to(device)
             log.info("AutoAttack (standard) on %d images", aa_n)
-            result = AutoAttack(ev.eps, c, seed=seed, batch_size=min(ev.batch_size, 500)).run(model, x, y)
+            base = n * per_image
+
+            def aa_progress(attack: str, fraction: float) -> None:
+                work.at(f"autoattack/{attack}", base + fraction * aa_n * AUTOATTACK_COST)
+
+            runner = AutoAttack(ev.eps, c, seed=seed, batch_size=min(ev.batch_size, 500))
+            result = runner.run(checked, x, y, on_progress=aa_progress)
             metrics["autoattack_acc"] = result.robust_acc
             metrics["autoattack_breakdown"] = result.breakdown
-            if on_progress is not None:
-                on_progress("autoattack", 1.0)
         labels = data.labels.cpu()
         metrics["per_class"] = {
             "clean": _per_class(correct["clean"], labels, c),

@@ -13,7 +13,7 @@ import json
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +49,13 @@ class Callbacks:
     Attributes:
         progress: training progress, every few steps and after each epoch.
         stage: (stage name, fraction done) outside training: ``loading``, ``evaluating student``, ...
-        should_stop: polled during training and evaluation; True stops the job with
-            :class:`~gacd_core.errors.TrainingStopped`.
+        evaluation: progress of the evaluation (:class:`~gacd_core.evaluation.EvalProgress`: which model,
+            which attack, the fraction of the evaluation done and an ETA), before every attack on every
+            batch.
+        should_stop: polled during training and evaluation (between attacks, between batches and before
+            every forward pass of an attack); True stops the job with
+            :class:`~gacd_core.errors.TrainingStopped` (:class:`~gacd_core.errors.EvaluationStopped`
+            during the evaluation).
         before_write: called right before each file the job writes (checkpoint, student, reports). A
             caller that may have lost the job to another process (the service's workers, whose leases
             expire) checks here and raises, so that a stale process writes nothing.
@@ -64,6 +69,7 @@ class Callbacks:
     should_stop: Callable[[], bool] | None = None
     before_write: Callable[[], None] | None = None
     should_pause: Callable[[], bool] | None = None
+    evaluation: Callable[[E.EvalProgress], None] | None = None
 
     def writing(self) -> None:
         if self.before_write is not None:
@@ -76,6 +82,31 @@ class Callbacks:
             raise TrainingStopped(-1, -1)
         if self.stage is not None:
             self.stage(name, fraction)
+
+    def evaluating(self, p: E.EvalProgress) -> None:
+        """Evaluation progress: a pause request stops here too (the evaluation is redone on resuming)."""
+        if self.should_pause is not None and self.should_pause():
+            raise TrainingPaused(-1, -1)
+        if self.evaluation is not None:
+            self.evaluation(p)
+
+
+class _Passes:
+    """Progress over the models a job evaluates (the student, then the teacher): the fraction and ETA
+    of all of them, each pass's ETA extrapolated to the passes still to come."""
+
+    def __init__(self, cb: Callbacks, count: int) -> None:
+        self.cb, self.count = cb, count
+
+    def pass_(self, index: int, model: str) -> Callable[[E.EvalProgress], None]:
+        def report(p: E.EvalProgress) -> None:
+            eta = p.eta_seconds
+            if eta is not None:
+                eta += (self.count - 1 - index) * (p.seconds + eta)  # the later passes, as long as this one
+            fraction = round((index + p.fraction) / self.count, 5)
+            self.cb.evaluating(replace(p, model=model, fraction=fraction, eta_seconds=eta))
+
+        return report
 
 
 def resolve_device(name: str) -> torch.device:
@@ -379,6 +410,7 @@ def evaluate_and_report(
         )
     if same_labels is None:
         same_labels = teacher is not None and teacher.num_classes == student.num_classes
+    passes = _Passes(cb, 2 if teacher is not None and same_labels and ev.teacher else 1)
     cb.at("evaluating student", 0.0)
     s_eval = E.evaluate_model(
         student,
@@ -386,7 +418,8 @@ def evaluate_and_report(
         ev,
         device,
         keep_adv=teacher is not None,
-        on_progress=lambda _s, f: cb.at("evaluating student", f),
+        on_progress=passes.pass_(0, "student"),
+        should_stop=cb.should_stop,
         channels_last=channels_last,
     )
     log.info("student: %s", E.summary_line(s_eval.metrics))
@@ -399,7 +432,8 @@ def evaluate_and_report(
                 test,
                 ev,
                 device,
-                on_progress=lambda _s, f: cb.at("evaluating teacher", f),
+                on_progress=passes.pass_(1, "teacher"),
+                should_stop=cb.should_stop,
                 channels_last=channels_last,
             )
             log.info("teacher: %s", E.summary_line(t_eval.metrics))

@@ -197,8 +197,8 @@ class Trainer:
             first, and after every epoch, so that a long step or a short epoch still shows progress.
         should_stop: checked at the first step of every epoch and then every ``check_every`` steps or
             ``check_seconds``, whichever comes first (a cancel lands within about a step plus
-            ``check_seconds``); when it returns True, training raises :class:`TrainingStopped` (the
-            last epoch's checkpoint remains).
+            ``check_seconds``), and before every batch of the per-epoch validation; when it returns
+            True, training raises :class:`TrainingStopped` (the last epoch's checkpoint remains).
         before_write: called right before each checkpoint is written; it may raise to prevent the write.
         should_pause: checked before every step; when it returns True, the trainer writes a checkpoint at
             that step boundary and raises :class:`TrainingPaused` (resuming continues from that step).
@@ -550,6 +550,8 @@ class Trainer:
         model = self.method.student
         correct = 0
         for x, y, _ in batches:
+            if self.should_stop is not None and self.should_stop():  # a long validation split: cancel here too
+                raise TrainingStopped(self.epoch + 1, self.steps_per_epoch)
             if attack is not None:
                 with torch.enable_grad():
                     x = attack(model, x, y)

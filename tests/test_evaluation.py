@@ -5,8 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from gacd_core.attacks import AutoAttack
 from gacd_core.data import ImageSet
+from gacd_core.errors import EvaluationStopped, TrainingStopped
 from gacd_core.evaluation import (
+    EvalProgress,
     class_correlation,
     compression,
     evaluate_model,
@@ -158,3 +161,56 @@ def test_evaluation_on_the_validation_split_never_touches_the_test_split(tmp_pat
     with pytest.raises(SpecError) as err:
         parse_spec(doc)
     assert err.value.field == "evaluation.split"
+
+
+def test_evaluation_reports_each_attack_with_a_fraction_and_an_eta_and_stops_when_asked():
+    torch.manual_seed(0)
+    model = create_model("tiny_resnet")
+    ev = EvaluationSpec(attacks=["fgsm", "pgd20"], eps_sweep=[0.0, 2 / 255, 8 / 255], batch_size=5)
+    seen: list[EvalProgress] = []
+    evaluate_model(model, _set(10), ev, torch.device("cpu"), on_progress=seen.append)
+    # per batch: clean, the protocol attacks, then the sweep's extra radius (8/255 is pgd20's own)
+    per_batch = ["clean", "fgsm", "pgd20", "pgd20@2/255"]
+    assert [p.attack for p in seen] == per_batch * 2 + ["pgd20@2/255"]  # and the end
+    fractions = [p.fraction for p in seen]
+    assert fractions[0] == 0.0 and fractions == sorted(fractions) and fractions[-1] == 1.0
+    # in forward-backward passes per image: clean 1, fgsm 2, pgd20 21, the sweep's pgd20 21 (45 in all)
+    assert seen[1].fraction == pytest.approx(5 / (10 * 45), abs=1e-5)  # fgsm of batch 1: the clean pass done
+    assert seen[3].fraction == pytest.approx((5 + 5 * 2 + 5 * 21) / (10 * 45), abs=1e-5)
+    assert seen[4].fraction == pytest.approx(0.5, abs=1e-5)  # batch 2 starts half way
+    assert all(p.eta_seconds is not None and p.eta_seconds >= 0 for p in seen[1:])
+    assert seen[-1].eta_seconds == 0.0
+
+    # A stop request in the middle of an attack: raised before the attack's next forward pass.
+    seen2: list[EvalProgress] = []
+    model.train()
+    with pytest.raises(EvaluationStopped) as err:
+        evaluate_model(
+            model, _set(10), ev, torch.device("cpu"), on_progress=seen2.append,
+            should_stop=lambda: any(p.attack == "pgd20" for p in seen2),
+        )  # fmt: skip
+    assert isinstance(err.value, TrainingStopped) and "pgd20" in str(err.value)
+    assert [p.attack for p in seen2] == ["clean", "fgsm", "pgd20"]  # the first batch, nothing after
+    assert model.training  # the model's mode is restored
+
+
+def test_autoattack_reports_its_batches_and_stops_between_them():
+    torch.manual_seed(0)
+    model = create_model("tiny_resnet")
+    images = _set(12)
+    x = images.images.float() / 255
+    with torch.no_grad():
+        y = model.eval()(x).argmax(1)  # every point starts correct, so the attacks have work to do
+    model.train()
+    reports: list[tuple[str, float]] = []
+
+    def stop_after_a_batch(attack: str, fraction: float) -> None:
+        reports.append((attack, fraction))
+        if fraction > 0:
+            raise EvaluationStopped(attack)
+
+    with pytest.raises(EvaluationStopped):
+        AutoAttack(8 / 255, 10, seed=0, batch_size=6).run(model, x, y, on_progress=stop_after_a_batch)
+    # the start of APGD-CE, then its first batch of two: half of the first of four attacks
+    assert reports == [("apgd-ce", 0.0), ("apgd-ce", 0.125)]
+    assert model.training  # the mode is restored after the stop

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import torch
 from _fakes import RunsCode, make_cifar10, make_npz
-from _workers import ServiceEnv
+from _workers import ServiceEnv, wait_until
 from fastapi.testclient import TestClient
 
 from gacd_core.models import create_model, save_weights
@@ -758,7 +758,16 @@ def test_gacd_serve_starts_everything_and_stops_cleanly(tmp_path: Path) -> None:
         assert url and key, proc.stderr.read() if proc.stderr else ""
         import httpx
 
-        assert httpx.get(url + "/readyz").json()["checks"]["workers"] == 2
+        # the job worker; the validation worker takes no jobs, so readyz does not count it
+        assert httpx.get(url + "/readyz").json()["checks"]["workers"] == 1
+        assert (tmp_path / "var" / "gacd.env").read_text().count("GACD_REDIS_URL=redis://127.0.0.1:") == 1
+
+        def pinged() -> bool:  # Celery's own CLI reaches both workers, with no broker URL given to it
+            out = subprocess.run([sys.executable, "-m", "gacd_core.cli", "celery", "inspect", "ping", "--timeout",
+                                  "2"], cwd=tmp_path, capture_output=True, text=True, timeout=60)  # fmt: skip
+            return out.returncode == 0 and "jobs@" in out.stdout and "validate@" in out.stdout
+
+        wait_until(pinged, "gacd celery inspect ping to reach both workers", timeout=60)
         listed = httpx.get(url + "/v1/datasets", headers=H(key)).json()["data"]
         assert next(d for d in listed if d["id"] == "cifar10")["status"] == "available"
         info = json.loads((tmp_path / "var" / "serve.json").read_text())

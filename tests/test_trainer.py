@@ -165,3 +165,19 @@ def test_trainer_applies_schedule_to_optimizer():
     t.fit()
     assert t.optimizer.param_groups[0]["lr"] == pytest.approx(0.05 * 0.01)
     assert [r["lr"] for r in t.history] == pytest.approx([0.05 * 0.1, 0.05 * 0.01])
+
+
+def test_a_stop_during_the_epochs_validation_lands_between_its_batches():
+    """The per-epoch validation (clean and PGD-10 over the held-out split) can be long: a cancel is
+    checked before each of its batches too, before the epoch's checkpoint."""
+    calls = []
+
+    def stop() -> bool:  # checked at each of the epoch's 3 steps, then in the validation
+        calls.append(1)
+        return len(calls) > 3
+
+    t = _trainer("natural", None, epochs=2, val=_data(600), should_stop=stop, check_every=1)
+    with pytest.raises(TrainingStopped) as err:
+        t.fit()
+    assert len(calls) == 4 and (err.value.epoch, err.value.step) == (1, t.steps_per_epoch)
+    assert t.epoch == 0 and t.history == []  # the epoch was not recorded

@@ -6,7 +6,14 @@ Start one worker per GPU, each running one job at a time::
 
 ``--pool solo`` runs the job in the worker process itself, so CUDA is initialised only where the job
 runs, and a worker holds exactly one job. The worker publishes a heartbeat to the job store (what
-``/readyz`` and ``/metrics`` count) from a thread, also while a job runs.
+``/readyz`` and ``/metrics`` count) from a thread, also while a job runs; it names the worker's Celery
+node and the queues its consumer takes messages from now (so a ``cancel_consumer`` shows there).
+
+Draining: ``gacd drain NODE`` marks the worker drained in the job store and sends Celery's
+``cancel_consumer`` for the job queue. A solo worker reads Celery's control messages only between
+jobs, so a job message may reach it before that one; a drained worker therefore checks the mark
+before it starts any job and sends the job back to the queue instead. A worker clears its mark when
+it starts: a drain lasts until the worker stops, like Celery's ``cancel_consumer``.
 
 On SIGTERM (``docker compose stop``, a redeploy) Celery's warm shutdown lets the running task finish;
 ``STOPPING`` tells the job to finish now: it checkpoints at the next training step, releases its lease
@@ -38,6 +45,7 @@ app.conf.update(celery_config(settings))
 
 _stop = threading.Event()
 STOPPING = threading.Event()  # set on SIGTERM/SIGINT: the running job pauses, no new job starts
+_node: dict[str, Any] = {}  # the Celery consumer and its node name, once the worker is ready
 # Unique per start: a restarted container keeps its host name and pid, and a job's events should tell
 # the two runs apart.
 WORKER_NAME = os.environ.get("GACD_WORKER_NAME") or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -52,12 +60,28 @@ def requeue(job_id: str, queue: str | None) -> None:
     app.send_task(RUN_JOB, args=[job_id], queue=queue or settings.queue)
 
 
+def consumed_queues() -> list[str] | None:
+    """The queues this worker's Celery consumer takes messages from now (None before it is ready)."""
+    consumer = _node.get("consumer")
+    task_consumer = getattr(consumer, "task_consumer", None)
+    if task_consumer is None:
+        return None
+    return sorted(q.name for q in list(task_consumer.queues))
+
+
+def draining(store: Store) -> bool:
+    """Whether ``gacd drain`` marked this worker: it starts no job (the job goes back to the queue)."""
+    node = _node.get("name")
+    return node is not None and store.is_draining(node)
+
+
 def _heartbeat_loop(store: Store, info: dict[str, Any]) -> None:
     from worker.reaper import reap
 
     while not _stop.is_set():
         try:
-            store.worker_heartbeat(WORKER_NAME, info)
+            queues = consumed_queues()
+            store.worker_heartbeat(WORKER_NAME, info if queues is None else {**info, "queues": queues})
             reap(store, requeue, settings.max_attempts)
         except Exception as exc:  # Redis away: keep trying, the worker itself goes on
             log.warning("heartbeat failed: %s", exc)
@@ -65,9 +89,14 @@ def _heartbeat_loop(store: Store, info: dict[str, Any]) -> None:
 
 
 @worker_ready.connect
-def _start_heartbeat(**_: Any) -> None:
-    info = {"device": settings.worker_device, "pid": os.getpid(), "host": socket.gethostname()}
-    threading.Thread(target=_heartbeat_loop, args=(worker_store(), info), name="gacd-heartbeat", daemon=True).start()
+def _start_heartbeat(sender: Any = None, **_: Any) -> None:
+    _node.update(consumer=sender, name=getattr(sender, "hostname", None))
+    info = {"device": settings.worker_device, "pid": os.getpid(), "host": socket.gethostname(), "node": _node["name"]}
+    store = worker_store()
+    if _node["name"]:  # a drain lasts until the worker stops, as Celery's cancel_consumer does
+        with contextlib.suppress(Exception):
+            store.set_draining(_node["name"], False)
+    threading.Thread(target=_heartbeat_loop, args=(store, info), name="gacd-heartbeat", daemon=True).start()
     # Import the science (torch and all) now, not when the first job arrives: a job handed over by a
     # stopping worker then resumes here within seconds.
     import gacd_core.jobs  # noqa: F401

@@ -108,6 +108,8 @@ class JobRunner:
     Args:
         stopping: set when the worker is shutting down: the job pauses at its next step and is re-queued.
         requeue: ``requeue(job_id, queue)`` sends the job to the queue again (needed with ``stopping``).
+        draining: True when the worker was drained (``gacd drain``): it starts no job, sending each
+            message it still receives back to the queue.
     """
 
     def __init__(
@@ -118,11 +120,13 @@ class JobRunner:
         *,
         stopping: threading.Event | None = None,
         requeue: Callable[[str, str | None], None] | None = None,
+        draining: Callable[[], bool] | None = None,
     ) -> None:
         self.store, self.settings, self.worker = store, settings, worker_name
         self.arts = ArtifactStore(settings.artifact_root)
         self.stopping = stopping or threading.Event()
         self.requeue = requeue
+        self.draining = draining or (lambda: False)
         self._hand_back: str | None = None  # set to the job's queue when a paused job is to be re-sent
 
     # --- the lifecycle ------------------------------------------------------------------------------
@@ -140,6 +144,11 @@ class JobRunner:
             return
         if self.stopping.is_set() and self.requeue is not None:
             log.info("job %s: this worker is stopping; the job goes back to the queue", job_id)
+            self.requeue(job_id, rec.queue)
+            return
+        if self.requeue is not None and patiently(f"job {job_id}", self.draining):
+            log.info("job %s: this worker is drained; the job goes back to the queue", job_id)
+            time.sleep(1.0)  # until Celery's cancel_consumer, read between jobs, stops the messages
             self.requeue(job_id, rec.queue)
             return
         token = patiently(f"job {job_id}", self.store.acquire_lease, job_id, self.settings.lease_seconds)
@@ -218,6 +227,7 @@ class JobRunner:
                 callbacks=Callbacks(
                     progress=reporter.progress,
                     stage=reporter.stage,
+                    evaluation=reporter.evaluation,
                     should_stop=reporter.should_stop,
                     before_write=reporter.before_write,
                     should_pause=self.stopping.is_set if self.requeue is not None else None,
@@ -289,7 +299,9 @@ class JobRunner:
             if (path := out_dir / name).is_file()
         ]
         metrics = {k: report["metrics"].get(k) for k in catalog.ACCURACY_KEYS}
-        progress = reporter.last.staged("done", fraction=1.0, eta_seconds=0.0, metrics=metrics)
+        progress = reporter.last.staged(
+            "done", fraction=1.0, eta_seconds=0.0, metrics=metrics, model=None, attack=None, step=None
+        )
         self._finish(
             job_id,
             token,
@@ -452,6 +464,8 @@ class _Reporter:
         self.last = Progress(
             epoch=p.epoch if p.phase == "epoch" else p.epoch - 1,
             epochs=p.epochs,
+            step=p.step if p.phase == "step" else 0,
+            steps_per_epoch=p.steps_per_epoch,
             fraction=round(p.fraction, 5),
             eta_seconds=_finite(p.eta_seconds),
             stage="training",
@@ -469,14 +483,31 @@ class _Reporter:
             self._event("epoch", text, {"epoch": p.epoch, **metrics})
 
     def stage(self, name: str, fraction: float) -> None:
-        changed = self.last.stage != name
-        self.last = self.last.staged(name)
+        # The core names the evaluation's stages "evaluating student" and "evaluating teacher"; the
+        # progress record says stage "evaluating" and the model apart, as evaluation() does.
+        stage, _, model = name.partition(" ") if name.startswith("evaluating ") else (name, "", "")
+        changed = (self.last.stage, self.last.model) != (stage, model or None)
+        if changed:  # what the training or the previous stage left does not describe this one
+            self.last = self.last.staged(stage, model=model or None, attack=None, step=None, eta_seconds=None)
         now = time.monotonic()
-        if changed or now - self._written >= PROGRESS_EVERY:
+        if stage == "evaluating":  # its first evaluation() report, right after, writes the progress
+            self._written = 0.0
+        elif changed or now - self._written >= PROGRESS_EVERY:
             self._written = now
             self._best_effort(self.last)
         if changed:
             self._event("stage", name, {"stage": name})
+
+    def evaluation(self, p: Any) -> None:
+        """Evaluation progress (gacd_core.evaluation.EvalProgress): the model, the attack running, the
+        fraction of the evaluation done and its ETA; written at most every PROGRESS_EVERY seconds."""
+        self.last = self.last.staged(
+            "evaluating", model=p.model, attack=p.attack, fraction=p.fraction, eta_seconds=_finite(p.eta_seconds)
+        )
+        now = time.monotonic()
+        if now - self._written >= PROGRESS_EVERY:
+            self._written = now
+            self._best_effort(self.last)
 
     def before_write(self) -> None:
         """Fence for files: a worker whose lease went to another writes no checkpoint and no output.

@@ -7,14 +7,18 @@ acknowledge a failed task's message, and the job or upload would then wait for a
 from __future__ import annotations
 
 from service.state.queue import RUN_JOB, VALIDATE_DATASET, VALIDATE_TEACHER
-from worker.app import STOPPING, WORKER_NAME, app, requeue, settings, worker_store
+from worker.app import STOPPING, WORKER_NAME, app, draining, requeue, settings, worker_store
 
 
 @app.task(name=RUN_JOB)
 def run_job(job_id: str) -> None:
     from worker.runner import JobRunner
 
-    JobRunner(worker_store(), settings, WORKER_NAME, stopping=STOPPING, requeue=requeue).run(job_id)
+    store = worker_store()
+    runner = JobRunner(
+        store, settings, WORKER_NAME, stopping=STOPPING, requeue=requeue, draining=lambda: draining(store)
+    )
+    runner.run(job_id)
 
 
 @app.task(name=VALIDATE_TEACHER)

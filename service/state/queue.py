@@ -64,3 +64,10 @@ class Queue:
 
     def validate_dataset(self, dataset_id: str) -> None:
         self.celery.send_task(VALIDATE_DATASET, args=[dataset_id], queue=validate_queue(self.settings))
+
+    def set_consuming(self, node: str, consume: bool, timeout: float = 2.0) -> list[Any]:
+        """Celery's ``add_consumer`` (``consume``) or ``cancel_consumer`` for the job queue, sent to the
+        worker named ``node``; returns the replies that came within ``timeout`` seconds."""
+        control = self.celery.control
+        command = control.add_consumer if consume else control.cancel_consumer
+        return list(command(self.settings.queue, destination=[node], reply=True, timeout=timeout) or [])

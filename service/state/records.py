@@ -95,11 +95,17 @@ class Progress(_Shape):
     # The one shape of a job's progress: written when the job is queued, by its worker while it runs
     # (worker/runner.py) and by the reaper when its worker is lost.
 
-    epoch: int = 0
+    epoch: int = Field(0, description="epochs completed")
     epochs: int = 0
-    fraction: float = 0.0
-    eta_seconds: float | None = None
-    stage: str | None = None
+    step: int | None = Field(None, description="training: steps done in the epoch under way")
+    steps_per_epoch: int | None = None
+    fraction: float = Field(0.0, description="training: of all training steps; evaluating: of the evaluation")
+    eta_seconds: float | None = Field(None, description="seconds left in the current stage (training or evaluating)")
+    stage: str | None = Field(
+        None, description="queued, starting, loading data, training, evaluating, ..., done (requeued when handed on)"
+    )
+    model: str | None = Field(None, description="evaluating: the model under evaluation (student or teacher)")
+    attack: str | None = Field(None, description="evaluating: the attack running now (clean, pgd20, autoattack/...)")
     metrics: ProgressMetrics = Field(default_factory=ProgressMetrics)
 
     def staged(self, stage: str, **changes: Any) -> Progress:

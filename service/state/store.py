@@ -20,7 +20,8 @@ Layout (every key starts with ``gacd:``):
   job-creation and status scripts (the per-tenant limit on concurrent jobs counts it).
 - ``rate:{tenant}``: a sorted set of the tenant's job submissions of the last minute, scored by the time
   Redis gave them (the per-tenant limit on job creations counts it).
-- ``workers``: worker name -> JSON heartbeat.
+- ``workers``: worker name -> JSON heartbeat (with its Celery node name and the queues it consumes).
+- ``draining``: the set of Celery node names drained by ``gacd drain``: such a worker starts no job.
 - ``api:{instance}``: an API process's heartbeat (a key with a TTL); uploads it is receiving carry its
   instance id in their ``.partial`` file names, so that a partial of a dead API process can be told
   from one still being written by a live one.
@@ -524,6 +525,27 @@ class Store:
             if info.get("last_seen", 0) >= cutoff:
                 out[name] = info
         return out
+
+    def set_draining(self, node: str, draining: bool = True) -> None:
+        """Mark the worker whose Celery node name is ``node`` as drained (it starts no job), or not."""
+        if draining:
+            self.r.sadd(f"{self.p}draining", node)
+        else:
+            self.r.srem(f"{self.p}draining", node)
+
+    def is_draining(self, node: str) -> bool:
+        return bool(self.r.sismember(f"{self.p}draining", node))
+
+    def job_consumers(self, queue: str, stale_seconds: float) -> dict[str, dict[str, Any]]:
+        """The live workers that take jobs from ``queue``: those that consume it (as their heartbeat
+        says; a heartbeat without ``queues`` comes from an older worker, counted as before) and that
+        are not drained."""
+        draining = self.r.smembers(f"{self.p}draining")
+        return {
+            name: info
+            for name, info in self.workers(stale_seconds).items()
+            if queue in info.get("queues", [queue]) and info.get("node") not in draining
+        }
 
     def api_heartbeat(self, instance: str, ttl_seconds: float) -> None:
         self.r.set(f"{self.p}api:{instance}", now_iso(), px=int(ttl_seconds * 1000))

@@ -48,6 +48,7 @@ class _StoreCollector(Collector):
             counts = self.store.status_counts()
             depth = self.store.queue_depth(self.settings.queue)
             workers = len(self.store.workers(self.settings.worker_stale_seconds))
+            consumers = len(self.store.job_consumers(self.settings.queue, self.settings.worker_stale_seconds))
         except StoreError:
             up.add_metric([], 0)
             yield up
@@ -60,6 +61,9 @@ class _StoreCollector(Collector):
         yield jobs
         yield GaugeMetricFamily("gacd_queue_depth", "jobs waiting in the queue", value=depth)
         yield GaugeMetricFamily("gacd_workers", "workers with a recent heartbeat", value=workers)
+        yield GaugeMetricFamily(
+            "gacd_job_workers", "workers with a recent heartbeat that take jobs from the job queue", value=consumers
+        )
 
 
 @router.get("/healthz", response_model=Health, summary="Liveness: the API process answers")
@@ -70,7 +74,7 @@ def healthz() -> dict[str, Any]:
 @router.get(
     "/readyz",
     response_model=Health,
-    summary="Readiness: Redis answers and a worker reported in recently",
+    summary="Readiness: Redis answers and a worker that takes jobs reported in recently",
     responses={503: {"model": Health, "description": "not ready; checks say why"}},
 )
 def readyz(request: Request) -> Any:
@@ -80,8 +84,9 @@ def readyz(request: Request) -> Any:
     try:
         store.ping()
         checks["redis"] = "ok"
-        workers = store.workers(settings.worker_stale_seconds)
-        checks["workers"] = len(workers)
+        # Only workers that take jobs: one that stopped consuming the job queue (Celery's
+        # cancel_consumer) or was drained (gacd drain) no longer makes the service ready.
+        checks["workers"] = len(store.job_consumers(settings.queue, settings.worker_stale_seconds))
     except StoreError as exc:
         checks["redis"] = f"unavailable: {type(exc).__name__}"
         checks["workers"] = None
