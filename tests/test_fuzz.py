@@ -339,6 +339,17 @@ def api_schema(fuzz_app: dict[str, Any]) -> Any:
                 real = [{**r, param.name: v} for r in real for v in ids[param.name]]
         return strategy if real == [{}] else st.one_of(strategy, st.sampled_from(real))
 
+    valid_jobs = [job_body()] + [b["body"] for b in fuzz_app["bodies"]["POST /v1/jobs"]]
+
+    @schema.hook
+    def before_generate_body(context: Any, strategy: st.SearchStrategy) -> st.SearchStrategy:
+        # A job body the schema allows is rarely one the server takes (a teacher must be one of yours and
+        # ready, the subsets must fit the dataset): some bodies are valid ones, so that the stateful
+        # phase creates jobs and follows their links whatever the generated data happen to be.
+        if context.operation.label != "POST /v1/jobs":
+            return strategy
+        return st.one_of(strategy, st.sampled_from(valid_jobs))
+
     return schema
 
 

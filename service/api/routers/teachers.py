@@ -113,7 +113,7 @@ _UPLOAD_DOC = {
 
 
 def _rgb(value: str | None, field: str) -> list[float] | None:
-    if value is None or not value.strip():
+    if value is None:
         return None
     text = value.strip()
     try:
@@ -134,10 +134,10 @@ FORM_FIELDS = ("arch", "num_classes", "dataset", "normalization", "mean", "std",
 
 
 def _bool(value: str | None, field: str) -> bool:
-    text = (value or "").strip().lower()
-    if text in ("", "false", "0", "no"):
+    # a form's boolean is spelled as JSON spells it, as the OpenAPI document says (absent: false)
+    if value is None or value == "false":
         return False
-    if text in ("true", "1", "yes"):
+    if value == "true":
         return True
     raise APIError(422, "invalid_request", f"{field}: true or false", field)
 
@@ -151,18 +151,27 @@ def _check_fields(fields: dict[str, str], tenant: str, store: Store) -> dict[str
     for req in ("arch", "dataset"):
         if not fields.get(req, "").strip():
             raise APIError(422, "invalid_request", f"{req}: required", req)
-    arch = fields["arch"].strip()
+    arch = fields["arch"]
     if arch not in catalog.MODELS:
         raise APIError(422, "unknown_name", f"arch: unknown model {arch!r}; valid: {', '.join(catalog.MODELS)}", "arch")
+    # A field that is sent is held to the schema as sent: an empty or padded value is not "absent".
     num_classes = None
-    if fields.get("num_classes", "").strip():
-        try:
-            num_classes = int(fields["num_classes"])
-        except ValueError:
-            raise APIError(422, "invalid_request", "num_classes: an integer", "num_classes") from None
+    if "num_classes" in fields:
+        text = fields["num_classes"]
+        if not (text.isascii() and text.lstrip("-").isdigit()):
+            raise APIError(422, "invalid_request", "num_classes: an integer", "num_classes")
+        num_classes = int(text)
         if not 2 <= num_classes <= 100_000:
             raise APIError(422, "invalid_request", "num_classes: between 2 and 100000", "num_classes")
-    normalization = fields.get("normalization", "").strip() or None
+    normalization = fields.get("normalization")
+    if normalization is not None and normalization not in PRESETS:
+        valid = ", ".join(PRESETS)
+        raise APIError(
+            422,
+            "invalid_request",
+            f"normalization: unknown normalization {normalization!r}; valid: {valid}",
+            "normalization",
+        )
     mean, std = _rgb(fields.get("mean"), "mean"), _rgb(fields.get("std"), "std")
     if (mean is None) != (std is None):
         field = "std" if std is None else "mean"
@@ -171,7 +180,7 @@ def _check_fields(fields: dict[str, str], tenant: str, store: Store) -> dict[str
         resolve(normalization, mean, std)
     except ValueError as exc:
         raise APIError(422, "invalid_request", f"normalization: {exc}", "normalization") from None
-    dataset = fields["dataset"].strip()
+    dataset = fields["dataset"]
     builtins = [n for n, d in catalog.DATASETS.items() if d.builtin]
     if dataset not in builtins and not (valid_id(dataset, "ds") and store.get(DatasetRecord, dataset, tenant)):
         valid = ", ".join(builtins)
