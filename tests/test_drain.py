@@ -122,6 +122,7 @@ def test_a_worker_drained_while_busy_takes_no_job_after_the_drain(
     wait_until(lambda: status(api, waiting)["status"] == "running", "the waiting job to start", timeout=60)
     events = api.get(f"/v1/jobs/{waiting}/events", headers=H()).json()["data"]
     assert [e["data"]["worker"] for e in events if e["type"] == "started"] == [WORKER]
-    assert ready(api) == (200, 1)
+    # readiness follows the worker's next heartbeat, which carries the queues it consumes again
+    wait_until(lambda: ready(api) == (200, 1), "readyz to count the undrained worker", timeout=30)
     api.post(f"/v1/jobs/{waiting}/cancel", headers=H())
     wait_until(lambda: status(api, waiting)["status"] == "cancelled", "the second job to end", timeout=30)

@@ -263,7 +263,8 @@ def _form_valid_as_sent(response: Any, case: Any) -> bool:
         try:
             sent[name].append([text, json.loads(text)])
         except ValueError:
-            sent[name].append([text])
+            # the service reads a form's boolean in any case ("True", as generated Python clients send)
+            sent[name].append([text] + ([text.lower() == "true"] if text.lower() in ("true", "false") else []))
     if any(len(values) > 1 for values in sent.values()):
         return False  # (the service refuses a repeated field)
     schema = case.operation.get_body_for_media_type(case.media_type).optimized_schema

@@ -134,10 +134,12 @@ FORM_FIELDS = ("arch", "num_classes", "dataset", "normalization", "mean", "std",
 
 
 def _bool(value: str | None, field: str) -> bool:
-    # a form's boolean is spelled as JSON spells it, as the OpenAPI document says (absent: false)
-    if value is None or value == "false":
+    # a form's boolean is spelled as JSON spells it, in any case (generated clients send Python's
+    # "True"); absent is false, and nothing else is read as a boolean
+    text = None if value is None else value.lower()
+    if text is None or text == "false":
         return False
-    if value == "true":
+    if text == "true":
         return True
     raise APIError(422, "invalid_request", f"{field}: true or false", field)
 
