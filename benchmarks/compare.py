@@ -267,7 +267,9 @@ def train_one(name: str, doc: dict[str, Any], folder: str, threads: int) -> str:
     report = run_job(parse_spec(doc), out, resume=True)
     wall = time.perf_counter() - t0
     (out / "checkpoint.pt").unlink(missing_ok=True)
-    (out / "report.html").unlink(missing_ok=True)  # report.json holds everything; keep the store small
+    # report.json holds everything and the weights are in student.safetensors: keep the store small
+    for extra in ("report.html", "student.onnx"):
+        (out / extra).unlink(missing_ok=True)
     run = {
         "name": name,
         "wall_seconds_this_invocation": wall,
