@@ -133,15 +133,41 @@ BASELINES = [
     Row("crd", "crd"),
     Row("gacd (defaults)", "gacd"),
 ]
+# The screening's reference point, written out in full: GACD's defaults when the screening began. Each
+# variant changes one thing from it. Pinned, so that the variants' run folders (keyed by the resolved
+# specification) stay theirs when the screening moves the defaults in gacd_core/spec.py.
+GACD_SCREEN_BASE: dict[str, Any] = {
+    "feat_dim": 128,
+    "nce_temperature": 0.07,
+    "negatives": "memory",
+    "memory_momentum": 0.5,
+    "other_class_negatives": True,
+    "critic_normalization": "crd",
+    "reweight": "soft",
+    "beta": 1.0,
+    "attack": "guided",
+    "attack_ce_weight": 0.0,
+    "lambda_nce": 0.1,
+    "lambda_kd": 1.0,
+    "lambda_ce": 1.0,
+    "kd_temperature": 1.0,
+}
+
+
+def _variant(name: str, **change: Any) -> Row:
+    return Row(name, "gacd", {**GACD_SCREEN_BASE, **change})
+
+
 VARIANTS = [
-    Row("gacd, in-batch negatives", "gacd", {"negatives": "in_batch"}),
-    Row("gacd, memory momentum 0.9", "gacd", {"memory_momentum": 0.9}),
-    Row("gacd, attack=ce", "gacd", {"attack": "ce"}),
-    Row("gacd, attack guided + 1 x CE", "gacd", {"attack_ce_weight": 1.0}),
-    Row("gacd, lambda_nce=0.5", "gacd", {"lambda_nce": 0.5}),
-    Row("gacd, lambda_nce=0.02", "gacd", {"lambda_nce": 0.02}),
-    Row("gacd, reweight=none", "gacd", {"reweight": "none"}),
-    Row("gacd, reweight=hard", "gacd", {"reweight": "hard"}),
+    _variant("gacd (screening base)"),
+    _variant("gacd, in-batch negatives", negatives="in_batch"),
+    _variant("gacd, memory momentum 0.9", memory_momentum=0.9),
+    _variant("gacd, attack=ce", attack="ce"),
+    _variant("gacd, attack guided + 1 x CE", attack_ce_weight=1.0),
+    _variant("gacd, lambda_nce=0.5", lambda_nce=0.5),
+    _variant("gacd, lambda_nce=0.02", lambda_nce=0.02),
+    _variant("gacd, reweight=none", reweight="none"),
+    _variant("gacd, reweight=hard", reweight="hard"),
 ]
 ROWS = {r.name: r for r in BASELINES + VARIANTS}
 # Across tasks (--task cross): no class-by-class term can apply, so KD, ARD and RSLAD have no row.
@@ -245,7 +271,13 @@ def _slug(name: str) -> str:
 
 
 def run_folder(store: Path, name: str, doc: dict[str, Any]) -> Path:
-    return store / f"{_slug(name)}-{run_key(doc)}"
+    """The run's folder: an existing one with its key (whatever row named it: two rows can resolve to
+    the same specification, e.g. the defaults and the variant they were chosen from), else a new one."""
+    key = run_key(doc)
+    for existing in sorted(store.glob(f"*-{key}")):
+        if existing.is_dir():
+            return existing
+    return store / f"{_slug(name)}-{key}"
 
 
 def finished(folder: Path) -> bool:
@@ -340,9 +372,18 @@ def main() -> None:
     ap.add_argument("--variants", action="store_true", help="also the GACD variants, not only the baselines")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--train", action="store_true", help="train the runs that are missing (else: table only)")
-    ap.add_argument("--jobs", type=int, default=1, help="runs at once")
-    ap.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 1)), help="threads per run")
+    ap.add_argument("--jobs", type=int, help="runs at once (default: one per core on a CPU, 1 on a GPU)")
+    ap.add_argument("--threads", type=int, help="threads per run (default: the cores shared among the jobs)")
     args = ap.parse_args()
+    cores = os.cpu_count() or 1
+    if args.jobs is None:
+        # On 2 CPU cores, two one-thread runs at once train 1.17x the images per second of one two-thread
+        # run (benchmarks/jobs_vs_threads.py; benchmarks/RESULTS.md). A GPU takes one run at a time.
+        import torch
+
+        args.jobs = 1 if torch.cuda.is_available() else cores
+    if args.threads is None:
+        args.threads = max(1, cores // args.jobs)
 
     task = args.task
     scale = SCALES[args.scale].for_task(task)
@@ -372,6 +413,8 @@ def main() -> None:
             doc = student_spec(scale, args.data_root, row, seed, teacher_file, args.split, task)
             plan.append((row.name, seed, doc, run_folder(store, row.name, doc)))
     missing = [p for p in plan if not finished(p[3])]
+    seen: set[Path] = set()
+    missing = [p for p in missing if not (p[3] in seen or seen.add(p[3]))]  # a folder trains once
     if missing and args.train:
         print(f"{len(missing)} of {len(plan)} runs to train, {args.jobs} at a time, {args.threads} threads each")
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:

@@ -73,3 +73,33 @@ def test_cross_task_teacher_and_students_see_disjoint_classes(tmp_path):
         assert reports[name]["spec"]["hyperparameters"]["method_params"]["cross_task"] is True
     table = json.loads((store / "table_val.json").read_text())
     assert [r["name"] for r in table["rows"]] == ["gacd (features only)", "crd (features only)", "at (no teacher)"]
+
+
+def _compare_module():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import compare as cmp
+
+    return cmp
+
+
+def test_screening_variants_pin_every_gacd_parameter_so_new_defaults_keep_their_folders():
+    from gacd_core.spec import GACDParams
+
+    cmp = _compare_module()
+    free = {"n_negatives", "cross_task"}  # set by the scale and the task, not by the screening
+    assert set(GACDParams.model_fields) - {"method"} - free == set(cmp.GACD_SCREEN_BASE)
+    base = cmp.ROWS["gacd (screening base)"].params
+    for row in cmp.VARIANTS[1:]:
+        changed = {k for k in row.params if row.params[k] != base[k]}
+        assert len(changed) == 1, (row.name, changed)  # one change from the base per variant
+
+
+def test_a_run_is_found_by_its_key_whatever_row_named_it(tmp_path, monkeypatch):
+    cmp = _compare_module()
+    doc = {"method": "at", "student": {"arch": "tiny_resnet"}, "dataset": {"name": "cifar10"}, "seed": 0}
+    new = cmp.run_folder(tmp_path, "first name", doc)
+    assert new.name.startswith("first_name-") and not new.exists()
+    new.mkdir()
+    assert cmp.run_folder(tmp_path, "another row", doc) == new  # same specification, same folder
+    doc["seed"] = 1
+    assert cmp.run_folder(tmp_path, "another row", doc).name.startswith("another_row-")
