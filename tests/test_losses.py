@@ -120,3 +120,20 @@ def test_hard_weights_all_wrong_and_cross_task():
     assert torch.equal(reliability_weights(T_W, wrong, "hard"), torch.zeros(3))
     with pytest.raises(ValueError, match="teacher's labels"):
         reliability_weights(T_W, Y_W, "hard", cross_task=True)
+
+
+@pytest.mark.parametrize("bank, n_neg", [(200, 50), (2000, 10)])  # the whole bank scored; negatives gathered
+def test_negative_scores_both_paths_match_the_definition_and_survive_a_bank_update(bank, n_neg):
+    torch.manual_seed(0)
+    params = GACDParams(feat_dim=8, n_negatives=n_neg, other_class_negatives=True)
+    obj = ContrastiveObjective(4, 4, torch.arange(bank) % 10, params)
+    y, idx = torch.tensor([0, 3, 7]), torch.tensor([0, 13, 57])
+    neg_idx = obj.sample_negatives(y, idx)
+    s = torch.nn.functional.normalize(torch.randn(3, 8), dim=1).requires_grad_()
+    expected = torch.stack([obj.memory[neg_idx[i]] @ s[i] for i in range(3)])
+    (expected_grad,) = torch.autograd.grad(expected.sum(), s)
+    got = obj.negative_scores(s, neg_idx)
+    obj.update_memory(torch.nn.functional.normalize(torch.randn(3, 8), dim=1), idx)  # as a training step does
+    got.sum().backward()
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert torch.allclose(s.grad, expected_grad, atol=1e-6)
