@@ -348,7 +348,8 @@ def markdown(summary: list[dict[str, Any]], teacher: dict[str, Any] | None, head
     if teacher is not None:
         t = teacher["report"]["metrics"]
         lines.append(
-            f"| teacher ({teacher['report']['student']['arch']}, at) | 1 | {_cell([t.get('clean_acc')])} | "
+            f"| teacher ({teacher['report']['student']['arch']}, at; {teacher['report']['protocol']['split']} "
+            f"images) | 1 | {_cell([t.get('clean_acc')])} | "
             f"{_cell([t.get('fgsm_acc')])} | {_cell([t.get('pgd20_acc')])} | {_cell([t.get('cw_acc')])} | "
             f"{_cell([t.get('autoattack_acc')])} | {teacher['run'].get('training_seconds') or 0:.0f} |"
         )
@@ -443,10 +444,16 @@ def main() -> None:
     classes = ""
     if task == "cross":
         classes = f" Teacher on CIFAR-10 classes {TEACHER_CLASSES}, students on classes {STUDENT_CLASSES}."
+    command = f"python benchmarks/compare.py --scale {args.scale} --task {task} --split {args.split}"
+    command += " --seeds " + " ".join(map(str, args.seeds))
+    if args.variants and not args.only:
+        command += " --variants"
+    if args.only:
+        command += " --only " + " ".join(f'"{n}"' for n in args.only)
     header = (
         f"Scale `{args.scale}`: {json.dumps(asdict(scale))}.{classes} Evaluated on {what}; mean ± standard "
-        f"deviation over seeds. CIFAR-10 (JPEG rebuild). Command: `python benchmarks/compare.py --scale "
-        f"{args.scale} --task {task} --split {args.split}`."
+        f"deviation over seeds. CIFAR-10 (JPEG rebuild). Command (add `--train` to train what is missing): "
+        f"`{command}`."
     )
     text = markdown(summary, teacher, header)
     suffix = f"{args.split}"
