@@ -91,7 +91,7 @@ def test_screening_variants_pin_every_gacd_parameter_so_new_defaults_keep_their_
     base = cmp.ROWS["gacd (screening base)"].params
     for row in cmp.VARIANTS[1:]:
         changed = {k for k in row.params if row.params[k] != base[k]}
-        assert len(changed) == 1, (row.name, changed)  # one change from the base per variant
+        assert 1 <= len(changed) <= 2, (row.name, changed)  # stage 1: one or both of its two choices
 
 
 def test_a_run_is_found_by_its_key_whatever_row_named_it(tmp_path, monkeypatch):
