@@ -33,10 +33,19 @@ def sha256_file(path: str | Path) -> str:
 
 
 def git_commit() -> str | None:
-    """``$GACD_GIT_COMMIT``, else the commit of the checkout the package runs from, else None."""
+    """``$GACD_GIT_COMMIT``, else the commit of the checkout the package runs from, else None.
+
+    The checkout's commit is read once, when this module is first imported: a long-lived process runs
+    the code it loaded then, whatever the checkout's HEAD has moved to since (a benchmark's runs
+    outlive several commits).
+    """
     env = os.environ.get("GACD_GIT_COMMIT")
     if env:
         return env
+    return _COMMIT_AT_IMPORT
+
+
+def _read_git_commit() -> str | None:
     here = Path(gacd_core.__file__).resolve().parent.parent
     try:
         out = subprocess.run(
@@ -55,6 +64,9 @@ def git_commit() -> str | None:
         check=False,
     ).stdout.strip()
     return commit + ("-dirty" if dirty else "")
+
+
+_COMMIT_AT_IMPORT = _read_git_commit()
 
 
 def device_name(device: torch.device) -> str:

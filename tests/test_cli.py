@@ -252,3 +252,20 @@ def test_readme_example_on_real_cifar10(cifar10_root, tmp_path):
     assert ev["metrics"]["autoattack_acc"] is not None
     for name in ("student.safetensors", "report.json", "report.html"):
         assert (tmp_path / "gacd" / name).is_file()
+
+
+def test_the_report_names_the_commit_of_the_code_loaded_not_of_the_checkout_now(monkeypatch):
+    # A long benchmark process outlives commits; its reports must name the code it runs. git is read
+    # once, at import: a later HEAD (here: git refusing to answer) changes nothing.
+    from gacd_core import report
+
+    monkeypatch.delenv("GACD_GIT_COMMIT", raising=False)
+    loaded = report.git_commit()
+
+    def no_git(*a, **k):
+        raise AssertionError("git_commit() ran git again after import")
+
+    monkeypatch.setattr(report.subprocess, "run", no_git)
+    assert report.git_commit() == loaded
+    monkeypatch.setenv("GACD_GIT_COMMIT", "built-from-abc")  # an image's build argument still wins
+    assert report.git_commit() == "built-from-abc"
