@@ -89,9 +89,14 @@ def test_screening_variants_pin_every_gacd_parameter_so_new_defaults_keep_their_
     free = {"n_negatives", "cross_task"}  # set by the scale and the task, not by the screening
     assert set(GACDParams.model_fields) - {"method"} - free == set(cmp.GACD_SCREEN_BASE)
     base = cmp.ROWS["gacd (screening base)"].params
-    for row in cmp.VARIANTS[1:]:
+    stage2 = cmp.ROWS["gacd, in-batch, attack guided + 1 x CE"].params
+    for row in cmp.VARIANTS[1:4]:
         changed = {k for k in row.params if row.params[k] != base[k]}
         assert 1 <= len(changed) <= 2, (row.name, changed)  # stage 1: one or both of its two choices
+    for row in cmp.VARIANTS[4:]:
+        changed = {k for k in row.params if row.params[k] != stage2[k]}
+        # stage 2: one thing from stage 1's best (the CE attack also zeroes the guided attack's CE weight)
+        assert changed in ({"attack", "attack_ce_weight"},) or len(changed) == 1, (row.name, changed)
 
 
 def test_a_run_is_found_by_its_key_whatever_row_named_it(tmp_path, monkeypatch):
