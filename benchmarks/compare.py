@@ -422,8 +422,10 @@ def main() -> None:
             doc = student_spec(scale, args.data_root, row, seed, teacher_file, args.split, task)
             plan.append((row.name, seed, doc, run_folder(store, row.name, doc)))
     missing = [p for p in plan if not finished(p[3])]
-    seen: set[Path] = set()
-    missing = [p for p in missing if not (p[3] in seen or seen.add(p[3]))]  # a folder trains once
+    by_folder: dict[Path, tuple[str, int, dict[str, Any], Path]] = {}
+    for p in missing:
+        by_folder.setdefault(p[3], p)  # two rows resolving to one folder: it trains once
+    missing = list(by_folder.values())
     if missing and args.train:
         print(f"{len(missing)} of {len(plan)} runs to train, {args.jobs} at a time, {args.threads} threads each")
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:

@@ -99,7 +99,7 @@ def test_screening_variants_pin_every_gacd_parameter_so_new_defaults_keep_their_
         assert changed in ({"attack", "attack_ce_weight"},) or len(changed) == 1, (row.name, changed)
 
 
-def test_a_run_is_found_by_its_key_whatever_row_named_it(tmp_path, monkeypatch):
+def test_a_run_is_found_by_its_key_whatever_row_named_it(tmp_path):
     cmp = _compare_module()
     doc = {"method": "at", "student": {"arch": "tiny_resnet"}, "dataset": {"name": "cifar10"}, "seed": 0}
     new = cmp.run_folder(tmp_path, "first name", doc)

@@ -126,8 +126,7 @@ class ContrastiveObjective(nn.Module):
         """Estimate CRD's partition constant on the first batch: Z = M * mean exp(score / tau)."""
         if self.mode != "memory" or not math.isnan(self._host_log_z()):
             return
-        neg = self.memory[self.sample_negatives(y, idx)]  # (B, N, d)
-        scores = torch.einsum("bnd,bd->bn", neg, t_emb.float()) / self.tau
+        scores = self.negative_scores(t_emb, self.sample_negatives(y, idx)) / self.tau
         log_mean = torch.logsumexp(scores.flatten(), 0) - math.log(scores.numel())
         self.log_z.fill_(math.log(self.train_size) + float(log_mean))
         self._log_z = None
