@@ -242,8 +242,13 @@ def _evaluation(scale: Scale, split: str) -> dict[str, Any]:
 def student_spec(
     scale: Scale, data_root: str, row: Row, seed: int, teacher_file: str, split: str, task: str = "same"
 ) -> dict[str, Any]:
+    from gacd_core.spec import METHOD_PARAMS
+
     params = dict(row.params)
-    if row.method in CONTRASTIVE and params.get("negatives", "memory") == "memory":
+    # The scale's N only where a memory bank is used (given, or the method's default), so that a row
+    # that resolves to in-batch negatives keeps N's default and the key of the variant it equals.
+    fields = METHOD_PARAMS[row.method].model_fields
+    if row.method in CONTRASTIVE and params.get("negatives", fields["negatives"].default) == "memory":
         params.setdefault("n_negatives", scale.n_negatives)
     doc: dict[str, Any] = {
         "method": row.method,
@@ -331,6 +336,15 @@ def _cell(values: list[float | None]) -> str:
     return f"{mean:.1f}" if len(vals) < 2 else f"{mean:.1f} ± {100 * statistics.stdev(vals):.1f}"
 
 
+def _precision(report: dict[str, Any]) -> str:
+    """The training's arithmetic (``precision: auto`` picks it per machine); evaluation is always fp32."""
+    return ((report.get("training") or {}).get("fast_path") or {}).get("precision") or "fp32"
+
+
+def _precisions(values: list[str]) -> str:
+    return "/".join(dict.fromkeys(values)) or "–"
+
+
 def summarise(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mean and standard deviation over seeds, per row."""
     rows: list[dict[str, Any]] = []
@@ -346,26 +360,33 @@ def summarise(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
             vals = [x.get(key) for x in m]
             row[key] = [v for v in vals if v is not None]
         row["seconds"] = [g["run"].get("training_seconds") or 0.0 for g in group]
+        row["precision"] = [_precision(g["report"]) for g in group]
         rows.append(row)
     return rows
 
 
 def markdown(summary: list[dict[str, Any]], teacher: dict[str, Any] | None, header: str) -> str:
-    lines = [header, "", "| run | seeds | clean % | FGSM % | PGD-20 % | CW∞ % | AutoAttack % | training s per run |"]
-    lines.append("|---|---|---|---|---|---|---|---|")
+    lines = [
+        header,
+        "",
+        "| run | seeds | clean % | FGSM % | PGD-20 % | CW∞ % | AutoAttack % | training s per run | training in |",
+    ]
+    lines.append("|---|---|---|---|---|---|---|---|---|")
     if teacher is not None:
         t = teacher["report"]["metrics"]
         lines.append(
             f"| teacher ({teacher['report']['student']['arch']}, at; {teacher['report']['protocol']['split']} "
             f"images) | 1 | {_cell([t.get('clean_acc')])} | "
             f"{_cell([t.get('fgsm_acc')])} | {_cell([t.get('pgd20_acc')])} | {_cell([t.get('cw_acc')])} | "
-            f"{_cell([t.get('autoattack_acc')])} | {teacher['run'].get('training_seconds') or 0:.0f} |"
+            f"{_cell([t.get('autoattack_acc')])} | {teacher['run'].get('training_seconds') or 0:.0f} | "
+            f"{_precision(teacher['report'])} |"
         )
     for r in summary:
         secs = statistics.fmean(r["seconds"]) if r["seconds"] else 0.0
         lines.append(
             f"| {r['name']} | {len(r['seeds'])} | {_cell(r['clean_acc'])} | {_cell(r['fgsm_acc'])} | "
-            f"{_cell(r['pgd20_acc'])} | {_cell(r['cw_acc'])} | {_cell(r['autoattack_acc'])} | {secs:.0f} |"
+            f"{_cell(r['pgd20_acc'])} | {_cell(r['cw_acc'])} | {_cell(r['autoattack_acc'])} | {secs:.0f} | "
+            f"{_precisions(r['precision'])} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -462,8 +483,9 @@ def main() -> None:
         command += " --only " + " ".join(f'"{n}"' for n in args.only)
     header = (
         f"Scale `{args.scale}`: {json.dumps(asdict(scale))}.{classes} Evaluated on {what}; mean ± standard "
-        f"deviation over seeds. CIFAR-10 (JPEG rebuild). Command (add `--train` to train what is missing): "
-        f"`{command}`."
+        f"deviation over seeds. CIFAR-10 (JPEG rebuild). 'Training in': the arithmetic `precision: auto` "
+        f"chose on the machine that trained the run (attacks and evaluation are always fp32). Command (add "
+        f"`--train` to train what is missing): `{command}`."
     )
     text = markdown(summary, teacher, header)
     suffix = f"{args.split}"

@@ -108,3 +108,18 @@ def test_a_run_is_found_by_its_key_whatever_row_named_it(tmp_path):
     assert cmp.run_folder(tmp_path, "another row", doc) == new  # same specification, same folder
     doc["seed"] = 1
     assert cmp.run_folder(tmp_path, "another row", doc).name.startswith("another_row-")
+
+
+def test_the_gacd_defaults_row_is_the_screening_variant_that_chose_the_defaults(tmp_path):
+    """gacd_core/spec.py's GACD defaults are the validation screening's choice (docs/method.md, section 6):
+    the "gacd (defaults)" row resolves to that variant's specification, so it reuses its run folder."""
+    cmp = _compare_module()
+    teacher = tmp_path / "teacher.safetensors"
+    teacher.write_bytes(b"weights")
+    scale = cmp.SCALES["cpu"]
+
+    def key(name: str) -> str:
+        return cmp.run_key(cmp.student_spec(scale, "data", cmp.ROWS[name], 0, str(teacher), "val"))
+
+    assert key("gacd (defaults)") == key("gacd, in-batch, attack guided + 1 x CE")
+    assert key("gacd (defaults)") != key("gacd (screening base)")

@@ -58,11 +58,13 @@ def test_defaults_resolve_to_gacd_with_its_parameters() -> None:
     assert spec.teacher is not None and spec.teacher.weights == "teacher.safetensors"
     assert isinstance(spec.params, GACDParams)
     assert spec.params == GACDParams()
-    # The documented GACD defaults (docs/method.md, settled by benchmarks/cpu_ablation.py), not CRD's.
+    # The documented GACD defaults (docs/method.md, section 6: chosen on validation images by
+    # benchmarks/compare.py --split val), not CRD's.
     assert (spec.params.lambda_nce, spec.params.lambda_kd, spec.params.lambda_ce) == (0.1, 1.0, 1.0)
     assert spec.params.nce_temperature == 0.07
     assert spec.params.feat_dim == 128
-    assert spec.params.n_negatives == 16384
+    assert (spec.params.negatives, spec.params.attack, spec.params.attack_ce_weight) == ("in_batch", "guided", 1.0)
+    assert spec.params.n_negatives == 16384  # used when negatives: memory
     assert spec.params.memory_momentum == 0.5
     assert spec.params.reweight == "soft"
     assert spec.hyperparameters.attack.eps == pytest.approx(8 / 255)
@@ -82,6 +84,13 @@ def test_method_params_take_the_methods_defaults(method: str) -> None:
     dumped = spec.public_dict()["hyperparameters"]["method_params"]
     assert "method" not in dumped
     assert dumped == params_cls().model_dump(mode="json")
+
+
+def test_the_ce_attack_takes_no_mixing_weight_unless_one_is_given() -> None:
+    params = parse_spec({**_minimal("gacd"), "hyperparameters": {"method_params": {"attack": "ce"}}}).params
+    assert (params.attack, params.attack_ce_weight) == ("ce", 0.0)
+    with pytest.raises(SpecError, match="attack_ce_weight"):
+        parse_spec({**_minimal("gacd"), "hyperparameters": {"method_params": {"attack": "ce", "attack_ce_weight": 1}}})
 
 
 def test_crd_and_gacd_defaults_differ_where_documented() -> None:
