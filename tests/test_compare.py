@@ -123,3 +123,20 @@ def test_the_gacd_defaults_row_is_the_screening_variant_that_chose_the_defaults(
 
     assert key("gacd (defaults)") == key("gacd, in-batch, attack guided + 1 x CE")
     assert key("gacd (defaults)") != key("gacd (screening base)")
+
+
+def test_the_target_check_compares_gacd_with_the_better_of_ard_and_rslad():
+    cmp = _compare_module()
+
+    def row(name, clean, aa):
+        return {"name": name, "clean_acc": clean, "autoattack_acc": aa}
+
+    base = [row("ard", [0.42, 0.44], [0.18, 0.20]), row("rslad", [0.40, 0.40], [0.20, 0.22])]
+    met = cmp.target_check([*base, row("gacd (defaults)", [0.41, 0.41], [0.22, 0.22])])
+    assert met["best_baseline"] == "rslad" and met["met"]  # +1.0 AA over rslad's 21.0, clean +1.0
+    assert abs(met["aa_gain"] - 0.01) < 1e-9 and "**met**" in met["text"]
+    short = cmp.target_check([*base, row("gacd (defaults)", [0.41, 0.41], [0.215, 0.22])])
+    assert not short["met"] and "not met" in short["text"]  # +0.75 AA only
+    costly = cmp.target_check([*base, row("gacd (defaults)", [0.385, 0.385], [0.25, 0.25])])
+    assert not costly["met"]  # AA well up, but 1.5 points of clean accuracy lost against rslad
+    assert cmp.target_check([*base, row("gacd (defaults)", [0.41], [])]) is None  # validation: no AutoAttack
