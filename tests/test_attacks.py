@@ -80,7 +80,10 @@ def test_kl_and_guided_attacks_respect_ball_and_restore(mixed_model):
     teacher_logits = torch.randn(6, 10)
     x_kl = KLAttack(EPS, 3, 2 / 255)(mixed_model, x, teacher_logits)
     head = ContrastiveObjective(
-        32, 32, torch.arange(50) % 10, GACDParams(feat_dim=8, n_negatives=16, critic_normalization="none")
+        32,
+        32,
+        torch.arange(50) % 10,
+        GACDParams(feat_dim=8, negatives="memory", n_negatives=16, critic_normalization="none"),
     )
     head.train()
     anchor = head.teacher_embed(torch.randn(6, 32))
@@ -101,7 +104,10 @@ def test_guided_attack_pushes_student_off_the_teacher_anchor():
     torch.manual_seed(2)
     student = create_model("tiny_resnet").eval()
     head = ContrastiveObjective(
-        32, 32, torch.arange(50) % 10, GACDParams(feat_dim=8, n_negatives=16, critic_normalization="none")
+        32,
+        32,
+        torch.arange(50) % 10,
+        GACDParams(feat_dim=8, negatives="memory", n_negatives=16, critic_normalization="none"),
     )
     x = torch.rand(16, 3, 32, 32)
     with torch.no_grad():

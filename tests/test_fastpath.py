@@ -64,7 +64,8 @@ def _method(method: str = "gacd", n: int = 64, arch: str = "resnet10_w8"):
     teacher = None
     if method not in ("natural", "at"):
         doc["teacher"] = {"weights": "unused"}
-        doc["hyperparameters"]["method_params"] = {"n_negatives": 16} if method == "gacd" else {}
+        # GACD with its memory bank: the most state a probe could disturb (bank rows, partition constant)
+        doc["hyperparameters"]["method_params"] = {"n_negatives": 16, "negatives": "memory"} if method == "gacd" else {}
         teacher = create_model("tiny_resnet")
     spec = parse_spec(doc)
     labels = torch.arange(n) % 10

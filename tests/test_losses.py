@@ -125,7 +125,7 @@ def test_hard_weights_all_wrong_and_cross_task():
 @pytest.mark.parametrize("bank, n_neg", [(200, 50), (2000, 10)])  # the whole bank scored; negatives gathered
 def test_negative_scores_both_paths_match_the_definition_and_survive_a_bank_update(bank, n_neg):
     torch.manual_seed(0)
-    params = GACDParams(feat_dim=8, n_negatives=n_neg, other_class_negatives=True)
+    params = GACDParams(feat_dim=8, negatives="memory", n_negatives=n_neg, other_class_negatives=True)
     obj = ContrastiveObjective(4, 4, torch.arange(bank) % 10, params)
     y, idx = torch.tensor([0, 3, 7]), torch.tensor([0, 13, 57])
     neg_idx = obj.sample_negatives(y, idx)

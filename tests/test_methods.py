@@ -115,7 +115,7 @@ def test_gacd_mixed_attack_is_guided_at_zero_and_follows_ce_when_ce_dominates():
 
 # ---- memory bank ----------------------------------------------------------------------------------
 def _objective(labels: torch.Tensor, **kw) -> ContrastiveObjective:
-    return ContrastiveObjective(8, 8, labels, GACDParams(feat_dim=4, **kw))
+    return ContrastiveObjective(8, 8, labels, GACDParams(feat_dim=4, negatives="memory", **kw))
 
 
 def test_other_class_negatives_never_share_the_anchor_class_and_cover_the_pool():
@@ -188,7 +188,9 @@ def test_literal_critic_scales_with_n_and_crd_normalisation_does_not():
     neg = {}
     for norm in ("none", "crd"):
         for n in (1024, 16384):
-            obj = ContrastiveObjective(8, 8, labels, GACDParams(n_negatives=n, critic_normalization=norm))
+            obj = ContrastiveObjective(
+                8, 8, labels, GACDParams(negatives="memory", n_negatives=n, critic_normalization=norm)
+            )
             _, parts = obj.loss(t, s, y, idx)
             neg[norm, n] = float(parts["nce_neg"])
     assert neg["none", 16384] > 10_000 and neg["none", 16384] / neg["none", 1024] > 5

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_trainer import _state, _trainer
+from test_trainer import RESUMED, RESUMED_IDS, _state, _trainer
 
 from gacd_core.errors import TrainingPaused
 from gacd_core.trainer import CHECKPOINT_NAME, MID_EPOCH_FORMAT
@@ -26,26 +26,26 @@ def _pause_at(epoch: int, step: int):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["at", "gacd", "rslad"])
-def test_pausing_mid_epoch_twice_and_resuming_gives_identical_weights(tmp_path, method):
-    straight = _trainer(method, None, epochs=3)
+@pytest.mark.parametrize("method, params", RESUMED, ids=RESUMED_IDS)
+def test_pausing_mid_epoch_twice_and_resuming_gives_identical_weights(tmp_path, method, params):
+    straight = _trainer(method, None, epochs=3, params=params)
     straight.fit()
 
     # pause before step 2 of epoch 1 (one step done); resume in a new trainer and pause again at its 4th
     # check (steps 2 and 3 of epoch 1, step 1 of epoch 2: before step 2 of epoch 2); resume to the end
-    first = _trainer(method, tmp_path, epochs=3, should_pause=_pause_at(1, 2))
+    first = _trainer(method, tmp_path, epochs=3, params=params, should_pause=_pause_at(1, 2))
     with pytest.raises(TrainingPaused) as paused:
         first.fit()
     assert (paused.value.epoch, paused.value.step) == (1, 1)
     state = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
     assert state["format"] == MID_EPOCH_FORMAT and state["epoch"] == 0 and state["mid_epoch"]["step"] == 1
 
-    second = _trainer(method, tmp_path, epochs=3, init_seed=555, should_pause=_pause_at(2, 1))
+    second = _trainer(method, tmp_path, epochs=3, init_seed=555, params=params, should_pause=_pause_at(2, 1))
     with pytest.raises(TrainingPaused) as paused:
         second.fit(resume_from=tmp_path / CHECKPOINT_NAME)
     assert (paused.value.epoch, paused.value.step) == (2, 1)
 
-    third = _trainer(method, tmp_path, epochs=3, init_seed=777)
+    third = _trainer(method, tmp_path, epochs=3, init_seed=777, params=params)
     result = third.fit(resume_from=tmp_path / CHECKPOINT_NAME)
     assert result.epochs == 3 and len(result.history) == 3
 

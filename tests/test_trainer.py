@@ -25,7 +25,15 @@ def _data(n: int = 96) -> ImageSet:
     return ImageSet(images, torch.arange(n) % 10)
 
 
-def _trainer(method: str, ckpt: Path | None, epochs: int = 2, init_seed: int = 0, **kw) -> Trainer:
+# Resumption is tested for GACD's defaults (in-batch negatives) and for its memory bank, whose rows and
+# partition constant are state of their own.
+RESUMED = [("at", None), ("gacd", None), ("gacd", {"negatives": "memory"}), ("rslad", None)]
+RESUMED_IDS = ["at", "gacd", "gacd-memory-bank", "rslad"]
+
+
+def _trainer(
+    method: str, ckpt: Path | None, epochs: int = 2, init_seed: int = 0, params: dict | None = None, **kw
+) -> Trainer:
     torch.manual_seed(init_seed)
     doc = {
         "method": method,
@@ -40,6 +48,7 @@ def _trainer(method: str, ckpt: Path | None, epochs: int = 2, init_seed: int = 0
     if method not in ("natural", "at"):
         doc["teacher"] = {"weights": "unused"}
         doc["hyperparameters"]["method_params"] = {"n_negatives": 32} if method in ("crd", "gacd") else {}
+    doc["hyperparameters"]["method_params"].update(params or {})
     spec = parse_spec(doc)
     data = _data()
     teacher = create_model("tiny_wrn") if method not in ("natural", "at") else None
@@ -60,19 +69,19 @@ def _state(t: Trainer) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["at", "gacd", "rslad"])
-def test_resume_gives_identical_weights(tmp_path, method):
-    straight = _trainer(method, None)
+@pytest.mark.parametrize("method, params", RESUMED, ids=RESUMED_IDS)
+def test_resume_gives_identical_weights(tmp_path, method, params):
+    straight = _trainer(method, None, params=params)
     straight.fit()
 
-    stop_at_epoch_2 = _trainer(method, tmp_path, should_stop=lambda: bool(stopper.history))
+    stop_at_epoch_2 = _trainer(method, tmp_path, params=params, should_stop=lambda: bool(stopper.history))
     stopper = stop_at_epoch_2
     with pytest.raises(TrainingStopped) as stopped:
         stop_at_epoch_2.fit()
     assert stopped.value.epoch == 2 and stopped.value.step == 1
     assert (tmp_path / CHECKPOINT_NAME).is_file()
 
-    resumed = _trainer(method, tmp_path, init_seed=555)  # other initial weights: the checkpoint must win
+    resumed = _trainer(method, tmp_path, init_seed=555, params=params)  # other initial weights: the checkpoint wins
     result = resumed.fit(resume_from=tmp_path / CHECKPOINT_NAME)
     assert result.resumed_from_epoch == 1 and result.epochs == 2 and len(result.history) == 2
     a, b = _state(straight), _state(resumed)

@@ -88,8 +88,10 @@ class ContrastiveObjective(nn.Module):
             self.register_buffer("memory", F.normalize(memory, dim=1))
         else:
             self.register_buffer("memory", torch.empty(0, d))
-        # log Z of the critic; NaN until estimated on the first batch ("crd"), 0 for "none".
-        self.register_buffer("log_z", torch.tensor(float("nan") if self.normalization == "crd" else 0.0))
+        # log Z of the critic; NaN until estimated on the first batch ("crd" with the bank), 0 where it
+        # plays no part ("none"; in-batch mode, whose softmax needs no Z), so no state holds a NaN for ever.
+        unset = self.normalization == "crd" and self.mode == "memory"
+        self.register_buffer("log_z", torch.tensor(float("nan") if unset else 0.0))
         self._log_z: float | None = None  # host copy of log_z, so that steps need no device sync
 
     def _load_from_state_dict(self, *args, **kwargs) -> None:
