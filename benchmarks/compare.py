@@ -125,13 +125,14 @@ class Row:
     params: dict[str, Any] = field(default_factory=dict)
 
 
+GACD_DEFAULTS = "gacd (defaults)"  # the row the target check compares with ard and rslad
 BASELINES = [
     Row("kd", "kd"),
     Row("at (no teacher)", "at"),
     Row("ard", "ard"),
     Row("rslad", "rslad"),
     Row("crd", "crd"),
-    Row("gacd (defaults)", "gacd"),
+    Row(GACD_DEFAULTS, "gacd"),
 ]
 # The screening's reference point, written out in full: GACD's defaults when the screening began. Each
 # variant changes one thing from it. Pinned, so that the variants' run folders (keyed by the resolved
@@ -400,7 +401,7 @@ def target_check(summary: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Whether GACD's defaults reach the target against ARD and RSLAD (None until all three have
     AutoAttack figures: the test split only)."""
     rows = {r["name"]: r for r in summary}
-    need = ("gacd (defaults)", "ard", "rslad")
+    need = (GACD_DEFAULTS, "ard", "rslad")
     if not all(n in rows and rows[n]["autoattack_acc"] for n in need):
         return None
 
@@ -408,8 +409,8 @@ def target_check(summary: list[dict[str, Any]]) -> dict[str, Any] | None:
         return statistics.fmean(rows[name][key])
 
     best = max(("ard", "rslad"), key=lambda n: mean(n, "autoattack_acc"))
-    aa_gain = mean("gacd (defaults)", "autoattack_acc") - mean(best, "autoattack_acc")
-    clean_loss = mean(best, "clean_acc") - mean("gacd (defaults)", "clean_acc")
+    aa_gain = mean(GACD_DEFAULTS, "autoattack_acc") - mean(best, "autoattack_acc")
+    clean_loss = mean(best, "clean_acc") - mean(GACD_DEFAULTS, "clean_acc")
     met = aa_gain >= TARGET_AA_GAIN - 1e-9 and clean_loss <= TARGET_CLEAN_LOSS + 1e-9
     seeds = {n: len(rows[n]["autoattack_acc"]) for n in need}
     text = (
