@@ -19,8 +19,9 @@ training split (never the test split): the screening that chooses GACD's default
 
 ``--task cross`` is the paper's other claim, transfer across tasks: a robust ``at`` teacher on
 CIFAR-10 classes 0-4, students on classes 5-9 (GACD and CRD from the teacher's features only, ``at``
-from scratch), with the same images per class as the main comparison (half its training and
-validation images), in its own store (``benchmarks/compare/<scale>-cross``).
+from scratch, and, as a control, GACD from a teacher of the same classes trained without attacks), with
+the same images per class as the main comparison (half its training and validation images), in its own
+store (``benchmarks/compare/<scale>-cross``).
 """
 
 from __future__ import annotations
@@ -123,6 +124,7 @@ class Row:
     name: str
     method: str
     params: dict[str, Any] = field(default_factory=dict)
+    teacher: str = "at"  # how the teacher was trained: "at" (robust), or "natural" (a control)
 
 
 GACD_DEFAULTS = "gacd (defaults)"  # the row the target check compares with ard and rslad
@@ -185,6 +187,9 @@ CROSS_ROWS = [
     Row("gacd (features only)", "gacd", {"lambda_kd": 0.0, "cross_task": True}),
     Row("crd (features only)", "crd", {"cross_task": True}),
     Row("at (no teacher)", "at"),
+    # The control: the same student from a teacher trained without attacks. What the robust teacher adds
+    # is the difference between these two GACD rows; what any teacher adds, the difference to `at`.
+    Row("gacd (features only, natural teacher)", "gacd", {"lambda_kd": 0.0, "cross_task": True}, "natural"),
 ]
 CROSS = {r.name: r for r in CROSS_ROWS}
 CONTRASTIVE = ("crd", "gacd")
@@ -215,11 +220,11 @@ def _hyper(scale: Scale, epochs: int, params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def teacher_spec(scale: Scale, data_root: str, split: str, task: str = "same") -> dict[str, Any]:
+def teacher_spec(scale: Scale, data_root: str, split: str, task: str = "same", method: str = "at") -> dict[str, Any]:
     """The robust teacher: ``at`` on the same training images as the students (across tasks: the
-    other half of the classes)."""
+    other half of the classes). ``method="natural"``: the same teacher trained without attacks."""
     return {
-        "method": "at",
+        "method": method,
         "student": {"arch": scale.teacher_arch},
         "dataset": _dataset(scale, data_root, TEACHER_CLASSES if task == "cross" else None),
         "hyperparameters": _hyper(scale, scale.teacher_epochs, {}),
@@ -366,17 +371,18 @@ def summarise(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def markdown(summary: list[dict[str, Any]], teacher: dict[str, Any] | None, header: str) -> str:
+def markdown(summary: list[dict[str, Any]], teachers: list[dict[str, Any]], header: str) -> str:
     lines = [
         header,
         "",
         "| run | seeds | clean % | FGSM % | PGD-20 % | CW∞ % | AutoAttack % | training s per run | training in |",
     ]
     lines.append("|---|---|---|---|---|---|---|---|---|")
-    if teacher is not None:
+    for teacher in teachers:
         t = teacher["report"]["metrics"]
         lines.append(
-            f"| teacher ({teacher['report']['student']['arch']}, at; {teacher['report']['protocol']['split']} "
+            f"| teacher ({teacher['report']['student']['arch']}, {teacher['report']['spec']['method']}; "
+            f"{teacher['report']['protocol']['split']} "
             f"images) | 1 | {_cell([t.get('clean_acc')])} | "
             f"{_cell([t.get('fgsm_acc')])} | {_cell([t.get('pgd20_acc')])} | {_cell([t.get('cw_acc')])} | "
             f"{_cell([t.get('autoattack_acc')])} | {teacher['run'].get('training_seconds') or 0:.0f} | "
@@ -456,20 +462,24 @@ def main() -> None:
             ap.error(f"--only: unknown rows {sorted(unknown)}; valid: {list(known)}")
         rows = [known[n] for n in args.only]
 
-    # The teacher first: every student's specification names its file (by hash).
-    t_doc = teacher_spec(scale, args.data_root, "test", task)
-    t_folder = run_folder(store, "teacher", t_doc)
-    if not finished(t_folder):
-        if not args.train:
-            print(f"teacher missing ({t_folder.name}); run with --train", file=sys.stderr)
-            sys.exit(1)
-        print(f"training teacher -> {t_folder}", flush=True)
-        train_one("teacher", t_doc, str(t_folder), args.threads * args.jobs)
-    teacher_file = str(t_folder / "student.safetensors")
+    # The teachers first (the robust one; a natural one where a control row asks for it): every
+    # student's specification names its teacher's file (by hash).
+    t_folders: dict[str, Path] = {}
+    for method in dict.fromkeys(["at"] + [r.teacher for r in rows]):
+        name = "teacher" if method == "at" else f"teacher ({method})"
+        t_doc = teacher_spec(scale, args.data_root, "test", task, method)
+        t_folder = t_folders[method] = run_folder(store, name, t_doc)
+        if not finished(t_folder):
+            if not args.train:
+                print(f"{name} missing ({t_folder.name}); run with --train", file=sys.stderr)
+                sys.exit(1)
+            print(f"training {name} -> {t_folder}", flush=True)
+            train_one(name, t_doc, str(t_folder), args.threads * args.jobs)
 
     plan = []
     for seed in args.seeds:
         for row in rows:
+            teacher_file = str(t_folders[row.teacher] / "student.safetensors")
             doc = student_spec(scale, args.data_root, row, seed, teacher_file, args.split, task)
             plan.append((row.name, seed, doc, run_folder(store, row.name, doc)))
     missing = [p for p in plan if not finished(p[3])]
@@ -499,7 +509,7 @@ def main() -> None:
         }
 
     entries = [entry(n, s, f) for n, s, _, f in plan if finished(f)]
-    teacher = entry("teacher", 0, t_folder)
+    teachers = [entry(f"teacher ({m})" if m != "at" else "teacher", 0, f) for m, f in t_folders.items()]
     summary = summarise(entries)
     what = "validation images held out of training" if args.split == "val" else "test images"
     classes = ""
@@ -517,14 +527,26 @@ def main() -> None:
         f"chose on the machine that trained the run (attacks and evaluation are always fp32). Command (add "
         f"`--train` to train what is missing): `{command}`."
     )
-    text = markdown(summary, teacher, header)
+    text = markdown(summary, teachers, header)
     check = target_check(summary) if task == "same" else None
     if check is not None:
         text += "\n" + check["text"] + "\n"
     suffix = f"{args.split}"
     (store / f"table_{suffix}.md").write_text(text)
     (store / f"table_{suffix}.json").write_text(
-        json.dumps({"scale": asdict(scale), "split": args.split, "rows": summary, "target": check}, indent=2) + "\n"
+        json.dumps(
+            {
+                "scale": asdict(scale),
+                "split": args.split,
+                "teachers": [
+                    {"name": t["name"], "folder": t["folder"], "metrics": t["report"]["metrics"]} for t in teachers
+                ],
+                "rows": summary,
+                "target": check,
+            },
+            indent=2,
+        )
+        + "\n"
     )
     print(text)
 

@@ -63,16 +63,26 @@ def test_cross_task_teacher_and_students_see_disjoint_classes(tmp_path):
         for f in store.iterdir()
         if f.is_dir()
     }
-    assert set(reports) == {"teacher", "gacd (features only)", "crd (features only)", "at (no teacher)"}
-    assert reports["teacher"]["spec"]["dataset"]["classes"] == [0, 1, 2, 3, 4]
-    for name in ("gacd (features only)", "crd (features only)", "at (no teacher)"):
+    control = "gacd (features only, natural teacher)"
+    students = ["gacd (features only)", "crd (features only)", "at (no teacher)", control]
+    assert set(reports) == {"teacher", "teacher (natural)", *students}
+    for name in ("teacher", "teacher (natural)"):
+        assert reports[name]["spec"]["dataset"]["classes"] == [0, 1, 2, 3, 4]
+    assert (reports["teacher"]["method"], reports["teacher (natural)"]["method"]) == ("at", "natural")
+    for name in students:
         assert reports[name]["spec"]["dataset"]["classes"] == [5, 6, 7, 8, 9]
-    for name in ("gacd (features only)", "crd (features only)"):
+    # the control row differs from GACD's row by its teacher alone
+    robust, natural = reports["gacd (features only)"]["spec"], reports[control]["spec"]
+    assert robust["teacher"]["weights"] != natural["teacher"]["weights"]
+    assert {k: v for k, v in robust.items() if k != "teacher"} == {k: v for k, v in natural.items() if k != "teacher"}
+    for name in ("gacd (features only)", "crd (features only)", control):
         # declared cross-task: the teacher's accuracy on the students' labels is not measured, and why is said
         assert reports[name]["teacher"]["check"]["verdict"] == "exempt"
         assert reports[name]["spec"]["hyperparameters"]["method_params"]["cross_task"] is True
     table = json.loads((store / "table_val.json").read_text())
-    assert [r["name"] for r in table["rows"]] == ["gacd (features only)", "crd (features only)", "at (no teacher)"]
+    assert [r["name"] for r in table["rows"]] == students
+    assert [t["name"] for t in table["teachers"]] == ["teacher", "teacher (natural)"]
+    assert "| teacher (tiny_wrn, natural; test images) |" in (store / "table_val.md").read_text()
 
 
 def _compare_module():
