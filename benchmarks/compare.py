@@ -9,7 +9,10 @@ hash of its specification (paths replaced by what they point to: the teacher by 
 root left out), so a finished run is never redone, an interrupted one continues from its last epoch's
 checkpoint, and a run whose specification changed is a new run. A run folder keeps ``spec.json``,
 ``report.json``, ``student.safetensors`` and ``run.json`` (wall time, threads, machine); checkpoints
-are deleted once a run has finished. The teacher is a run of the same store.
+are deleted once a run has finished. The teacher is a run of the same store. The test-split table also
+holds a control, GACD from a teacher of the same size and data trained without attacks (a second
+teacher of the store): it separates what the robust teacher's robustness gives from what any teacher's
+features give.
 
 Scales are presets (``SCALES``): ``cpu`` is the largest experiment a 2-core machine finishes in a few
 sessions; ``full`` is the same comparison at the published scale, for a GPU. Runs go to separate
@@ -180,7 +183,10 @@ VARIANTS = [
     _variant("gacd, in-batch + CE, lambda_nce=0.02", **STAGE2_BASE, lambda_nce=0.02),
     _variant("gacd, in-batch + CE, reweight=hard", **STAGE2_BASE, reweight="hard"),
 ]
-ROWS = {r.name: r for r in BASELINES + VARIANTS}
+# The control, on the test split only (it chooses nothing): GACD's defaults from a teacher trained without
+# attacks. What the robust teacher's robustness adds is the difference to the "gacd (defaults)" row.
+CONTROLS = [Row("gacd (defaults, natural teacher)", "gacd", teacher="natural")]
+ROWS = {r.name: r for r in BASELINES + CONTROLS + VARIANTS}
 # Across tasks (--task cross): no class-by-class term can apply, so KD, ARD and RSLAD have no row.
 TEACHER_CLASSES, STUDENT_CLASSES = [0, 1, 2, 3, 4], [5, 6, 7, 8, 9]
 CROSS_ROWS = [
@@ -455,7 +461,9 @@ def main() -> None:
     scale = SCALES[args.scale].for_task(task)
     store = args.store or ROOT / "benchmarks" / "compare" / (args.scale + ("-cross" if task == "cross" else ""))
     known = CROSS if task == "cross" else ROWS
-    rows = CROSS_ROWS if task == "cross" else BASELINES + (VARIANTS if args.variants else [])
+    rows = CROSS_ROWS if task == "cross" else BASELINES + (CONTROLS if args.split == "test" else [])
+    if task == "same" and args.variants:
+        rows += VARIANTS
     if args.only:
         unknown = set(args.only) - set(known)
         if unknown:

@@ -150,3 +150,20 @@ def test_the_target_check_compares_gacd_with_the_better_of_ard_and_rslad():
     costly = cmp.target_check([*base, row("gacd (defaults)", [0.385, 0.385], [0.25, 0.25])])
     assert not costly["met"]  # AA well up, but 1.5 points of clean accuracy lost against rslad
     assert cmp.target_check([*base, row("gacd (defaults)", [0.41], [])]) is None  # validation: no AutoAttack
+
+
+def test_the_natural_teacher_control_differs_from_gacd_defaults_by_its_teacher_alone(tmp_path):
+    cmp = _compare_module()
+    scale = cmp.SCALES["cpu"]
+    robust, natural = tmp_path / "robust.safetensors", tmp_path / "natural.safetensors"
+    robust.write_bytes(b"robust weights")
+    natural.write_bytes(b"natural weights")
+    control = cmp.ROWS["gacd (defaults, natural teacher)"]
+    assert control.teacher == "natural" and cmp.ROWS["gacd (defaults)"].teacher == "at"
+    a = cmp.student_spec(scale, "data", cmp.ROWS["gacd (defaults)"], 0, str(robust), "test")
+    b = cmp.student_spec(scale, "data", control, 0, str(natural), "test")
+    assert {k: v for k, v in a.items() if k != "teacher"} == {k: v for k, v in b.items() if k != "teacher"}
+    assert cmp.run_key(a) != cmp.run_key(b)
+    # the two teachers: one specification but for the training method
+    ta, tn = (cmp.teacher_spec(scale, "data", "test", "same", m) for m in ("at", "natural"))
+    assert ta.pop("method") == "at" and tn.pop("method") == "natural" and ta == tn
