@@ -240,6 +240,10 @@ def teacher_spec(scale: Scale, data_root: str, split: str, task: str = "same", m
     }
 
 
+def _teacher_name(method: str) -> str:
+    return "teacher" if method == "at" else f"teacher ({method})"
+
+
 def _evaluation(scale: Scale, split: str) -> dict[str, Any]:
     return {
         "split": split,
@@ -474,7 +478,7 @@ def main() -> None:
     # student's specification names its teacher's file (by hash).
     t_folders: dict[str, Path] = {}
     for method in dict.fromkeys(["at"] + [r.teacher for r in rows]):
-        name = "teacher" if method == "at" else f"teacher ({method})"
+        name = _teacher_name(method)
         t_doc = teacher_spec(scale, args.data_root, "test", task, method)
         t_folder = t_folders[method] = run_folder(store, name, t_doc)
         if not finished(t_folder):
@@ -517,7 +521,7 @@ def main() -> None:
         }
 
     entries = [entry(n, s, f) for n, s, _, f in plan if finished(f)]
-    teachers = [entry(f"teacher ({m})" if m != "at" else "teacher", 0, f) for m, f in t_folders.items()]
+    teachers = [entry(_teacher_name(m), 0, f) for m, f in t_folders.items()]
     summary = summarise(entries)
     what = "validation images held out of training" if args.split == "val" else "test images"
     classes = ""
