@@ -183,9 +183,14 @@ VARIANTS = [
     _variant("gacd, in-batch + CE, lambda_nce=0.02", **STAGE2_BASE, lambda_nce=0.02),
     _variant("gacd, in-batch + CE, reweight=hard", **STAGE2_BASE, reweight="hard"),
 ]
-# The control, on the test split only (it chooses nothing): GACD's defaults from a teacher trained without
+# The controls, on the test split only (they choose nothing): GACD's defaults from a teacher trained without
 # attacks. What the robust teacher's robustness adds is the difference to the "gacd (defaults)" row.
-CONTROLS = [Row("gacd (defaults, natural teacher)", "gacd", teacher="natural")]
+# The same pair without the KD term (lambda_kd = 0): only the features pass from teacher to student.
+CONTROLS = [
+    Row("gacd (defaults, natural teacher)", "gacd", teacher="natural"),
+    Row("gacd (features only)", "gacd", {"lambda_kd": 0.0}),
+    Row("gacd (features only, natural teacher)", "gacd", {"lambda_kd": 0.0}, "natural"),
+]
 ROWS = {r.name: r for r in BASELINES + CONTROLS + VARIANTS}
 # Across tasks (--task cross): no class-by-class term can apply, so KD, ARD and RSLAD have no row.
 TEACHER_CLASSES, STUDENT_CLASSES = [0, 1, 2, 3, 4], [5, 6, 7, 8, 9]
