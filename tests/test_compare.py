@@ -152,18 +152,22 @@ def test_the_target_check_compares_gacd_with_the_better_of_ard_and_rslad():
     assert cmp.target_check([*base, row("gacd (defaults)", [0.41], [])]) is None  # validation: no AutoAttack
 
 
-def test_the_natural_teacher_control_differs_from_gacd_defaults_by_its_teacher_alone(tmp_path):
+def test_each_natural_teacher_control_differs_from_its_gacd_row_by_the_teacher_alone(tmp_path):
     cmp = _compare_module()
     scale = cmp.SCALES["cpu"]
     robust, natural = tmp_path / "robust.safetensors", tmp_path / "natural.safetensors"
     robust.write_bytes(b"robust weights")
     natural.write_bytes(b"natural weights")
-    control = cmp.ROWS["gacd (defaults, natural teacher)"]
-    assert control.teacher == "natural" and cmp.ROWS["gacd (defaults)"].teacher == "at"
-    a = cmp.student_spec(scale, "data", cmp.ROWS["gacd (defaults)"], 0, str(robust), "test")
-    b = cmp.student_spec(scale, "data", control, 0, str(natural), "test")
-    assert {k: v for k, v in a.items() if k != "teacher"} == {k: v for k, v in b.items() if k != "teacher"}
-    assert cmp.run_key(a) != cmp.run_key(b)
+    for same, control in [
+        ("gacd (defaults)", "gacd (defaults, natural teacher)"),
+        ("gacd (features only)", "gacd (features only, natural teacher)"),
+    ]:
+        assert (cmp.ROWS[same].teacher, cmp.ROWS[control].teacher) == ("at", "natural")
+        a = cmp.student_spec(scale, "data", cmp.ROWS[same], 0, str(robust), "test")
+        b = cmp.student_spec(scale, "data", cmp.ROWS[control], 0, str(natural), "test")
+        assert {k: v for k, v in a.items() if k != "teacher"} == {k: v for k, v in b.items() if k != "teacher"}
+        assert cmp.run_key(a) != cmp.run_key(b)
+    assert cmp.ROWS["gacd (features only)"].params == {"lambda_kd": 0.0}  # the defaults less the KD term
     # the two teachers: one specification but for the training method
     ta, tn = (cmp.teacher_spec(scale, "data", "test", "same", m) for m in ("at", "natural"))
     assert ta.pop("method") == "at" and tn.pop("method") == "natural" and ta == tn
