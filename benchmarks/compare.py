@@ -183,24 +183,32 @@ VARIANTS = [
     _variant("gacd, in-batch + CE, lambda_nce=0.02", **STAGE2_BASE, lambda_nce=0.02),
     _variant("gacd, in-batch + CE, reweight=hard", **STAGE2_BASE, reweight="hard"),
 ]
-# The controls, on the test split only (they choose nothing): GACD's defaults from a teacher trained without
-# attacks. What the robust teacher's robustness adds is the difference to the "gacd (defaults)" row.
-# The same pair without the KD term (lambda_kd = 0): only the features pass from teacher to student.
+
+
+def _from_natural_teacher(row: Row) -> Row:
+    """A control: the same student from a teacher of the same size and data trained without attacks.
+    What the robust teacher's robustness adds is the difference between the two rows."""
+    return replace(row, name=row.name.removesuffix(")") + ", natural teacher)", teacher="natural")
+
+
+# The controls, on the test split only (they choose nothing): GACD's defaults, and GACD without the KD
+# term (lambda_kd = 0: only the features pass from teacher to student), each from the natural teacher.
+GACD_FEATURES_ONLY = Row("gacd (features only)", "gacd", {"lambda_kd": 0.0})
 CONTROLS = [
-    Row("gacd (defaults, natural teacher)", "gacd", teacher="natural"),
-    Row("gacd (features only)", "gacd", {"lambda_kd": 0.0}),
-    Row("gacd (features only, natural teacher)", "gacd", {"lambda_kd": 0.0}, "natural"),
+    _from_natural_teacher(Row(GACD_DEFAULTS, "gacd")),
+    GACD_FEATURES_ONLY,
+    _from_natural_teacher(GACD_FEATURES_ONLY),
 ]
 ROWS = {r.name: r for r in BASELINES + CONTROLS + VARIANTS}
 # Across tasks (--task cross): no class-by-class term can apply, so KD, ARD and RSLAD have no row.
 TEACHER_CLASSES, STUDENT_CLASSES = [0, 1, 2, 3, 4], [5, 6, 7, 8, 9]
+_CROSS_GACD = Row("gacd (features only)", "gacd", {"lambda_kd": 0.0, "cross_task": True})
 CROSS_ROWS = [
-    Row("gacd (features only)", "gacd", {"lambda_kd": 0.0, "cross_task": True}),
+    _CROSS_GACD,
     Row("crd (features only)", "crd", {"cross_task": True}),
     Row("at (no teacher)", "at"),
-    # The control: the same student from a teacher trained without attacks. What the robust teacher adds
-    # is the difference between these two GACD rows; what any teacher adds, the difference to `at`.
-    Row("gacd (features only, natural teacher)", "gacd", {"lambda_kd": 0.0, "cross_task": True}, "natural"),
+    # What the robust teacher adds is the difference between the two GACD rows; any teacher, to `at`.
+    _from_natural_teacher(_CROSS_GACD),
 ]
 CROSS = {r.name: r for r in CROSS_ROWS}
 CONTRASTIVE = ("crd", "gacd")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_trainer import RESUMED, RESUMED_IDS, _state, _trainer
+from test_trainer import RESUMED, _state, _trainer
 
 from gacd_core.errors import TrainingPaused
 from gacd_core.trainer import CHECKPOINT_NAME, MID_EPOCH_FORMAT
@@ -26,7 +26,7 @@ def _pause_at(epoch: int, step: int):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method, params", RESUMED, ids=RESUMED_IDS)
+@pytest.mark.parametrize("method, params", RESUMED)
 def test_pausing_mid_epoch_twice_and_resuming_gives_identical_weights(tmp_path, method, params):
     straight = _trainer(method, None, epochs=3, params=params)
     straight.fit()

@@ -27,8 +27,12 @@ def _data(n: int = 96) -> ImageSet:
 
 # Resumption is tested for GACD's defaults (in-batch negatives) and for its memory bank, whose rows and
 # partition constant are state of their own.
-RESUMED = [("at", None), ("gacd", None), ("gacd", {"negatives": "memory"}), ("rslad", None)]
-RESUMED_IDS = ["at", "gacd", "gacd-memory-bank", "rslad"]
+RESUMED = [
+    pytest.param("at", None, id="at"),
+    pytest.param("gacd", None, id="gacd"),
+    pytest.param("gacd", {"negatives": "memory"}, id="gacd-memory-bank"),
+    pytest.param("rslad", None, id="rslad"),
+]
 
 
 def _trainer(
@@ -69,7 +73,7 @@ def _state(t: Trainer) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method, params", RESUMED, ids=RESUMED_IDS)
+@pytest.mark.parametrize("method, params", RESUMED)
 def test_resume_gives_identical_weights(tmp_path, method, params):
     straight = _trainer(method, None, params=params)
     straight.fit()
