@@ -43,7 +43,8 @@ class ServiceEnv:
             **QUICK,
             **settings,
         }
-        self.store = Store(connect(self.server.url))
+        self.redis = connect(self.server.url)  # for tests that read or write keys beneath the store
+        self.store = Store(self.redis)
         self.workers: list[subprocess.Popen[bytes]] = []
 
     @classmethod

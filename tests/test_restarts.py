@@ -25,7 +25,6 @@ from _workers import wait_until as _wait
 
 from service.launch.commands import api_command
 from service.launch.embedded import RedisServer, free_port
-from service.state.store import Store
 
 pytestmark = [pytest.mark.api, pytest.mark.worker, pytest.mark.e2e]
 KEY = "restart-test-key-" + "r" * 20
@@ -119,14 +118,15 @@ def _start_api(settings: dict[str, Any], port: int, log: Path) -> subprocess.Pop
     return proc
 
 
-def _redis_state(store: Store) -> dict[str, Any]:
-    """Every key of the store but the API processes' heartbeats, with its value."""
+def _redis_state(raw: Any) -> dict[str, Any]:
+    """Every key of the store but the API processes' heartbeats, with its value (read from the Redis
+    client ``raw``, not through the store)."""
     out = {}
-    for key in store.r.scan_iter("gacd:*"):
+    for key in raw.scan_iter("gacd:*"):
         if key.startswith("gacd:api:"):
             continue
-        kind = store.r.type(key)
-        out[key] = store.r.hgetall(key) if kind == "hash" else store.r.dump(key)
+        kind = raw.type(key)
+        out[key] = raw.hgetall(key) if kind == "hash" else raw.dump(key)
     return out
 
 
@@ -134,7 +134,7 @@ def test_api_killed_mid_upload_leaves_nothing_and_changes_nothing(
     start_service: Callable[..., ServiceEnv], tmp_path: Path
 ) -> None:
     env = start_service("upload", api_keys=f"{KEY}=t", queue="nobody-reads-this")
-    settings, store = env.settings, env.store
+    settings = env.settings
     art = settings["artifact_root"]
     port, log = free_port(), tmp_path / "api.log"
     url = f"http://127.0.0.1:{port}"
@@ -147,7 +147,7 @@ def test_api_killed_mid_upload_leaves_nothing_and_changes_nothing(
         assert done.status_code == 201, done.text
         assert httpx.get(url + "/v1/jobs", headers={"Authorization": f"Bearer {WRONG_KEY}"}).status_code == 401
         before_files = sorted(p.relative_to(art) for p in art.rglob("*"))
-        before_store = _redis_state(store)
+        before_store = _redis_state(env.redis)
 
         # an upload of 8 MiB of which the API receives 1 MiB before it is killed
         boundary = "gacdboundary0123"
@@ -175,7 +175,7 @@ def test_api_killed_mid_upload_leaves_nothing_and_changes_nothing(
         _wait(lambda: not partial.exists(), "the partial upload to be removed", timeout=60, log=log)
         assert not partial.parent.exists()  # its folder held nothing else
         assert sorted(p.relative_to(art) for p in art.rglob("*")) == before_files
-        assert _redis_state(store) == before_store  # nothing else changed
+        assert _redis_state(env.redis) == before_store  # nothing else changed
         again = httpx.post(url + "/v1/teachers", headers=H, data=form, files=files, timeout=30)
         assert again.status_code == 201, again.text
     finally:

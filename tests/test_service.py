@@ -436,8 +436,8 @@ def test_tenant_isolation_matrix_over_every_endpoint(
 
 
 def unfinished(store: Store, tenant: str) -> int:
-    """The size of the tenant's set of unfinished jobs, which the limit on active jobs counts (read raw)."""
-    return int(store.r.scard(store.k_unfinished(tenant)))
+    """The size of the tenant's set of unfinished jobs, which the limit on active jobs counts."""
+    return store.quotas.unfinished(tenant)
 
 
 def test_per_tenant_limits_answer_429_with_retry_after(env: ServiceEnv) -> None:
@@ -505,11 +505,16 @@ def test_a_job_the_queue_cannot_take_is_not_created(env: ServiceEnv) -> None:
 
 
 def test_a_job_on_a_dataset_the_workers_lack_is_refused_before_anything_is_queued(env: ServiceEnv) -> None:
-    client = env.app(queue="nobody-reads-this")
+    idle = "nobody-reads-this"
+    client = env.app(queue=idle)
     listed_datasets = client.get("/v1/datasets", headers=H(DAVE)).json()["data"]
     assert next(d for d in listed_datasets if d["id"] == "stl10")["status"] == "missing"
     store: Store = env.store
-    before = (unfinished(store, "dave"), store.status_counts()["queued"], store.r.llen("nobody-reads-this"))
+
+    def seen() -> tuple[int, int, int]:  # unfinished jobs, queued jobs, messages in the queue
+        return unfinished(store, "dave"), store.health.status_counts()["queued"], store.fleet.queue_depth(idle)
+
+    before = seen()
     listed = client.get("/v1/jobs", headers=H(DAVE)).json()["data"]
     for dataset in ({"name": "stl10"}, {"name": "cifar100", "train_subset": 10}):
         r = client.post("/v1/jobs", headers=H(DAVE), json=small_job("natural", dataset=dataset))
@@ -517,10 +522,10 @@ def test_a_job_on_a_dataset_the_workers_lack_is_refused_before_anything_is_queue
         err = r.json()["error"]
         assert err["code"] == "dataset_unavailable" and err["field"] == "dataset.name", err
         assert dataset["name"] in err["message"] and "GET /v1/datasets" in err["message"], err
-    after = (unfinished(store, "dave"), store.status_counts()["queued"], store.r.llen("nobody-reads-this"))
+    after = seen()
     assert after == before and client.get("/v1/jobs", headers=H(DAVE)).json()["data"] == listed
     r = client.post("/v1/jobs", headers=H(DAVE), json=small_job("natural"))  # cifar10 is there: queued
-    assert r.status_code == 202 and store.r.llen("nobody-reads-this") == before[2] + 1, r.text
+    assert r.status_code == 202 and store.fleet.queue_depth(idle) == before[2] + 1, r.text
     client.post(f"/v1/jobs/{r.json()['id']}/cancel", headers=H(DAVE))
 
 

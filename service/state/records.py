@@ -254,3 +254,37 @@ class DatasetRecord(DatasetBase, Record):
 
 
 RECORD_TYPES: dict[str, type[Record]] = {t.prefix: t for t in (JobRecord, TeacherRecord, DatasetRecord)}
+
+
+# --- beside the records: events, idempotency claims, heartbeats --------------------------------------
+class JobEvent(_Shape):
+    """One event of a job's stream, as the store reads it back (the API shows it as it is)."""
+
+    id: str = Field(description="the stream id, which orders the events")
+    created_at: Timestamp | None = None
+    level: str = "info"
+    type: str = ""
+    message: str = ""
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class IdempotencyClaim(_Shape):
+    """What an ``Idempotency-Key`` was first used for: the body's digest and the job it created."""
+
+    body: str
+    job_id: str
+
+
+class WorkerBeat(_Shape):
+    """A worker's heartbeat. Fields a newer worker adds are kept; ``queues`` is None in the heartbeat of
+    a worker older than the field (it consumed the job queue)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    # in the order the worker writes them, so that a heartbeat is stored as it always was
+    device: str | None = None
+    pid: int | None = None
+    host: str | None = None
+    node: str | None = Field(None, description="the Celery node name (what gacd drain takes)")
+    queues: list[str] | None = None
+    last_seen: float = Field(0.0, description="time.time() of the beat, set by the store")

@@ -411,8 +411,8 @@ async def list_job_events(
         )
     if after == LAST_EVENT_ID:  # nothing can follow it (and Redis refuses a range that starts after it)
         return {"data": [], "has_more": False}
-    data, has_more = await run_in_threadpool(store.events, job_id, after, limit)
-    return {"data": data, "has_more": has_more}
+    data, has_more = await run_in_threadpool(store.events.read, job_id, after, limit)
+    return {"data": [ev.model_dump() for ev in data], "has_more": has_more}
 
 
 def _event_id_ok(value: str) -> bool:
@@ -427,18 +427,18 @@ async def _sse(request: Request, store: Store, job_id: str, after: str | None) -
     while True:
         if await request.is_disconnected():
             return
-        events = await run_in_threadpool(store.wait_events, job_id, last, 2000)
+        events = await run_in_threadpool(store.events.wait, job_id, last, 2000)
         for ev in events:
-            last = ev["id"]
-            yield f"id: {ev['id']}\nevent: {ev['type']}\ndata: {json.dumps(ev)}\n\n".encode()
+            last = ev.id
+            yield f"id: {ev.id}\nevent: {ev.type}\ndata: {json.dumps(ev.model_dump())}\n\n".encode()
         if events:
             idle = 0.0
             continue
         status = await run_in_threadpool(store.get_status, job_id)
         if status is None or status in TERMINAL:
             # one more read so that nothing written with the final status is missed
-            for ev in await run_in_threadpool(store.wait_events, job_id, last, 1):
-                yield f"id: {ev['id']}\nevent: {ev['type']}\ndata: {json.dumps(ev)}\n\n".encode()
+            for ev in await run_in_threadpool(store.events.wait, job_id, last, 1):
+                yield f"id: {ev.id}\nevent: {ev.type}\ndata: {json.dumps(ev.model_dump())}\n\n".encode()
             yield b"event: end\ndata: {}\n\n"
             return
         idle += 2.0
