@@ -133,25 +133,28 @@ def seed_everything(seed: int) -> None:
 def load_teacher(ts: TeacherSpec, input_size: int = 32) -> ImageClassifier:
     """Load the teacher a job names; every failure is a :class:`TeacherLoadError` naming the field.
 
-    A file without gacd metadata is not normalised unless it carries ``mu``/``sigma`` buffers or the
-    specification names a normalisation; ``teacher.normalization()`` says which and where it came from.
+    The normalisation is :func:`gacd_core.normalization.resolve_input`'s, from the file and the
+    specification's ``normalization``/``mean``/``std``: a file without gacd metadata is not normalised
+    unless it carries ``mu``/``sigma`` buffers or the specification names a normalisation;
+    ``teacher.normalization()`` says which and where it came from.
     """
     if ts.weights is None:
         raise SpecError([("teacher.weights", "a teacher id must be resolved to a weights file before the job runs")])
-    norm = ts.resolved_normalization()
     try:
         return load_model_file(
             ts.weights,
             arch=ts.arch,
             num_classes=ts.num_classes,
-            mean=norm[0] if norm else None,
-            std=norm[1] if norm else None,
+            normalization=ts.normalization,
+            mean=ts.mean,
+            std=ts.std,
             input_size=input_size,
         )
     except UnknownNameError as exc:
         raise TeacherLoadError(exc.message, field="teacher.arch") from None
     except WeightsError as exc:
-        field = {"arch": "teacher.arch", "num_classes": "teacher.num_classes"}.get(exc.field or "", "teacher.weights")
+        named = ("arch", "num_classes", "normalization", "mean", "std")
+        field = f"teacher.{exc.field}" if exc.field in named else "teacher.weights"
         raise TeacherLoadError(exc.message, field=field) from None
 
 

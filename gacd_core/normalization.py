@@ -10,12 +10,20 @@ robust-training code does: TRADES, RobustBench, ARD, RSLAD and MART feed the net
 A normalisation always travels with its *source*: ``file`` (our metadata, or buffers in the
 state_dict), ``user`` (a flag, a specification field, an upload form field) or ``default`` (none of
 them: identity). Reports and teacher records show both.
+
+:func:`resolve_input` is the one place that decides a weights file's normalisation from everything
+that can state it, and :func:`resolve` the one place that states the rules of a user's request: mean
+and std together or neither, and a preset or values, not both unless they are equal. The CLI and the
+job specification, the upload route and the workers all reach them (the route and the specification
+through :func:`resolve`, every load of a weights file through :func:`resolve_input`).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 RGB = tuple[float, float, float]
@@ -66,27 +74,164 @@ def same(a: tuple[Sequence[float], Sequence[float]], b: tuple[Sequence[float], S
     return _close(a[0], b[0]) and _close(a[1], b[1])
 
 
+class NormalizationError(ValueError):
+    """A normalisation that was asked for wrongly, or that a weights file contradicts.
+
+    Attributes:
+        field: the request's field to fix (``mean``, ``std`` or ``normalization``), or None when the
+            request contradicts the file (leave the normalisation out to use the file's).
+    """
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def located(self) -> str:
+        """``field: message``, as the job specification and the upload route report it."""
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+
+Pair = tuple[Sequence[float], Sequence[float]]
+
+
 def resolve(name: str | None, mean: Sequence[float] | None, std: Sequence[float] | None) -> tuple[RGB, RGB] | None:
     """The (mean, std) a user asked for with a preset ``name`` and/or explicit values, or None.
 
+    The rules of a request, stated here only: a known preset; mean and std together, or neither; a
+    preset or values, not both unless they are equal (to 1e-4).
+
     Raises:
-        ValueError: an unknown preset, only one of mean and std, or a preset contradicted by values.
+        NormalizationError: (a ValueError) whose ``field`` names the value to fix.
     """
-    if (mean is None) != (std is None):
-        raise ValueError("give both mean and std, or neither")
     if name is not None and name not in PRESETS:
-        raise ValueError(f"unknown normalisation {name!r}; valid: {', '.join(PRESETS)}")
+        raise NormalizationError(f"unknown normalisation {name!r}; valid: {', '.join(PRESETS)}", "normalization")
+    if (mean is None) != (std is None):
+        raise NormalizationError("give both mean and std, or neither", "std" if std is None else "mean")
     if name is not None:
         preset = PRESETS[name]
         if mean is not None and std is not None and not same((mean, std), preset):
-            raise ValueError(
+            raise NormalizationError(
                 f"normalisation {name!r} is mean {list(preset[0])}, std {list(preset[1])}; "
-                f"mean {list(mean)} and std {list(std)} contradict it"
+                f"mean {list(mean)} and std {list(std)} contradict it",
+                "normalization",
             )
         return preset
     if mean is not None and std is not None:
         return (tuple(float(v) for v in mean), tuple(float(v) for v in std))  # type: ignore[return-value]
     return None
+
+
+@dataclass(frozen=True)
+class InputNorm:
+    """A resolved input normalisation and where it came from.
+
+    Attributes:
+        source: ``file``, ``user`` or ``default`` (see :data:`SOURCES`).
+        origin: for a file of ours, the source its writer recorded (a student's ``dataset``, say).
+    """
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    source: Source
+    origin: str | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """What reports and teacher records show (:func:`describe`, with ``origin`` when known)."""
+        out = describe(self.mean, self.std, self.source)
+        if self.origin:
+            out["origin"] = self.origin
+        return out
+
+
+def resolve_input(
+    name: str | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    *,
+    metadata: Pair | None = None,
+    origin: str | None = None,
+    buffers: Pair | None = None,
+    default: Pair = IDENTITY,
+    file: str = "the file",
+) -> InputNorm:
+    """A weights file's input normalisation, from everything that can state it.
+
+    What the file states wins: our ``metadata`` (with the ``origin`` its writer recorded), then the
+    ``mu``/``sigma`` ``buffers`` of its state_dict; what a user asks for (a preset ``name`` and/or
+    ``mean``/``std``, held to :func:`resolve`'s rules) must agree with it, to 1e-5. Without either,
+    the user's request; without that, the architecture's ``default`` (identity: no normalisation).
+
+    Args:
+        file: the file's name, for messages.
+
+    Raises:
+        NormalizationError: a request that breaks :func:`resolve`'s rules (``field`` set), or one
+            that the file contradicts (``field`` None).
+    """
+    asked = _asked(name, mean, std)
+    if metadata is not None:
+        for key, given, saved in (("mean", asked[0], metadata[0]), ("std", asked[1], metadata[1])):
+            if given is not None and len(given) != len(saved):
+                raise NormalizationError(f"{key} needs {len(saved)} values (RGB), got {len(given)}")
+            if given is not None and not _agree(given, saved):
+                raise NormalizationError(f"the file's model normalises with {key} {list(saved)}, not {list(given)}")
+    if buffers is not None:
+        # our metadata, else a complete request, is what the buffers must agree with
+        said = metadata if metadata is not None else _complete(asked)
+        if said is not None and not (_agree(said[0], buffers[0]) and _agree(said[1], buffers[1])):
+            raise NormalizationError(
+                f"{file} normalises with its own mu {list(buffers[0])} and sigma {list(buffers[1])}, "
+                f"not mean {list(said[0])} and std {list(said[1])}: leave the normalisation out to use the file's"
+            )
+    user = resolve(name, mean, std)
+    if buffers is not None or metadata is not None:
+        stated = buffers if buffers is not None else metadata
+        assert stated is not None
+        return InputNorm(_floats(stated[0]), _floats(stated[1]), "file", origin if metadata is not None else None)
+    if user is not None:
+        return InputNorm(_floats(user[0]), _floats(user[1]), "user")
+    return InputNorm(_floats(default[0]), _floats(default[1]), "default")
+
+
+def parse_rgb(text: str) -> RGB:
+    """Three numbers written as a JSON list ``[r, g, b]`` or as ``r,g,b`` (flags, form fields).
+
+    Raises:
+        ValueError: anything else.
+    """
+    stripped = text.strip()
+    try:
+        parsed = json.loads(stripped) if stripped.startswith("[") else [float(v) for v in stripped.split(",")]
+    except ValueError:  # json.JSONDecodeError is one
+        raise ValueError("three numbers, as [r, g, b] or r,g,b") from None
+    if not isinstance(parsed, list) or len(parsed) != 3 or not all(isinstance(v, int | float) for v in parsed):
+        raise ValueError("three numbers, as [r, g, b] or r,g,b")
+    return (float(parsed[0]), float(parsed[1]), float(parsed[2]))
+
+
+def _asked(
+    name: str | None, mean: Sequence[float] | None, std: Sequence[float] | None
+) -> tuple[Sequence[float] | None, Sequence[float] | None]:
+    """What a request says of each of mean and std: its values, else its preset's, else nothing."""
+    if name is not None and name not in PRESETS:
+        resolve(name, mean, std)  # raises: an unknown preset
+    preset = PRESETS[name] if name is not None else (None, None)
+    return (mean if mean is not None else preset[0], std if std is not None else preset[1])
+
+
+def _complete(asked: tuple[Sequence[float] | None, Sequence[float] | None]) -> Pair | None:
+    mean, std = asked
+    return (mean, std) if mean is not None and std is not None else None
+
+
+def _agree(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Equal to float32 precision: what a file stores against what a user typed."""
+    return len(a) == len(b) and all(math.isclose(x, y, rel_tol=1e-5, abs_tol=1e-7) for x, y in zip(a, b, strict=True))
+
+
+def _floats(values: Sequence[float]) -> tuple[float, ...]:
+    return tuple(float(v) for v in values)
 
 
 def describe(mean: Sequence[float], std: Sequence[float], source: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from pydantic.fields import FieldInfo
 
 from gacd_core import catalog
 from gacd_core.errors import SpecError
-from gacd_core.normalization import NormalizationName
+from gacd_core.normalization import NormalizationError, NormalizationName
 from gacd_core.normalization import resolve as resolve_normalization
 
 EPS_8 = 8 / 255
@@ -90,12 +90,10 @@ class TeacherSpec(_Strict):
     def _source(self) -> TeacherSpec:
         if self.weights is None and self.id is None:
             raise ValueError("weights: give the teacher's weights (a file path) or its id")
-        if (self.mean is None) != (self.std is None):
-            raise ValueError(f"{'std' if self.std is None else 'mean'}: give both mean and std, or neither")
-        try:
+        try:  # the rules of a requested normalisation are stated once, in gacd_core.normalization
             resolve_normalization(self.normalization, self.mean, self.std)
-        except ValueError as exc:
-            raise ValueError(f"normalization: {exc}") from None
+        except NormalizationError as exc:
+            raise ValueError(exc.located()) from None
         return self
 
     def resolved_normalization(self) -> tuple[RGB, RGB] | None:

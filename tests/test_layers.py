@@ -32,7 +32,13 @@ LAYERS = {
     "gacd_core": "core",
 }
 # The part of gacd_core that imports without torch: the job specification and what it needs.
-LIGHT_CORE = ("gacd_core.spec", "gacd_core.catalog", "gacd_core.errors", "gacd_core.normalization")
+LIGHT_CORE = (
+    "gacd_core.spec",
+    "gacd_core.catalog",
+    "gacd_core.errors",
+    "gacd_core.normalization",
+    "gacd_core.artifacts",
+)
 
 # The arrows: which layers each layer may import ("core-light" is LIGHT_CORE, "core" all of gacd_core).
 ALLOWED = {

@@ -3,11 +3,11 @@
 A teacher is ready when its weights load strictly into the declared architecture (every key and shape),
 every value is finite, a forward pass gives finite logits of the right shape, and its clean accuracy on
 the test split of the dataset it was uploaded for is clearly above chance (:mod:`gacd_core.teacher_check`;
-the figures are kept on the record per dataset). A ``.pt``/``.pth``/``.t7`` file is read with
-``torch.load(weights_only=True)``: a pickle that would build anything but tensors is refused and never
-runs. Its normalisation is the upload's, else the file's, else none. A valid teacher is rewritten as
-``weights.safetensors`` with its architecture, classes and normalisation (and where that came from) in
-the metadata, which is the only form jobs read.
+the figures are kept on the record per dataset). A state_dict (``.pt``, ``.pth``, ``.bin``, ``.t7``) is
+read with ``torch.load(weights_only=True)``: a pickle that would build anything but tensors is refused
+and never runs. Its normalisation is the file's, which the upload's must agree with, else the upload's,
+else none. A valid teacher is rewritten as ``weights.safetensors`` with its architecture, classes and
+normalisation (and where that came from) in the metadata, which is the only form jobs read.
 
 A dataset is ready when :mod:`gacd_core.data.custom` reads it: an ``.npz`` (``allow_pickle=False``) or
 a zip of an ImageFolder tree. Zips are unpacked here member by member, refusing absolute paths, ``..``,
@@ -25,6 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from gacd_core import catalog
+from gacd_core.artifacts import TEACHER_FILES
 from gacd_core.errors import DatasetError, GACDError
 from service.state.artifacts import ArtifactStore
 from service.state.records import DatasetRecord, TeacherRecord
@@ -65,14 +66,14 @@ def _input_size(dataset: str, store: Store, tenant: str) -> int:
 def validate_teacher(store: Store, settings: Settings, teacher_id: str) -> None:
     """Load an uploaded teacher, check it on its dataset, and mark it ``ready`` or ``invalid``.
 
-    The normalisation is the upload's (``normalization`` preset or ``mean``/``std``), else the file's
-    (gacd metadata, ``mu``/``sigma`` buffers), else none: never a dataset's statistics by assumption.
+    The normalisation is :func:`gacd_core.normalization.resolve_input`'s: the file's (gacd metadata,
+    ``mu``/``sigma`` buffers), which the upload's (``normalization`` preset or ``mean``/``std``) must
+    agree with, else the upload's, else none: never a dataset's statistics by assumption.
     The teacher's clean (and, where cheap, PGD-20) accuracy on the dataset's test split is stored per
     dataset under ``checks``; a teacher near chance is ``invalid`` with ``error_code`` ``teacher_unfit``
     unless the upload said ``allow_weak``.
     """
     from gacd_core.models import load_model_file, save_weights
-    from gacd_core.normalization import resolve
 
     rec = store.get(TeacherRecord, teacher_id)
     if rec is None or rec.status != "validating":
@@ -80,13 +81,13 @@ def validate_teacher(store: Store, settings: Settings, teacher_id: str) -> None:
     arts = ArtifactStore(settings.artifact_root)
     path = arts.absolute(rec.file)
     try:
-        norm = resolve(rec.normalization_requested, rec.mean, rec.std)
         model = load_model_file(
             path,
             arch=rec.arch,
             num_classes=rec.num_classes or None,
-            mean=norm[0] if norm else None,
-            std=norm[1] if norm else None,
+            normalization=rec.normalization_requested,
+            mean=rec.mean,
+            std=rec.std,
             input_size=_input_size(rec.dataset, store, rec.tenant),
         )
         check, warning = _check(model, rec, store, settings)
@@ -104,7 +105,7 @@ def validate_teacher(store: Store, settings: Settings, teacher_id: str) -> None:
             patiently(f"teacher {teacher_id}", store.update, teacher_id, fields)
             log.info("teacher %s is unfit: %s", teacher_id, check["message"])
             return
-        final = path.with_name("weights.safetensors")
+        final = path.with_name(TEACHER_FILES["safetensors"])
         tmp = path.with_name("weights.validated.safetensors")
         info = {"dataset": rec.dataset, "teacher_id": teacher_id, "source": rec.sha256}
         save_weights(model, tmp, info)

@@ -2,10 +2,11 @@
 
 Our format is a ``.safetensors`` file whose metadata names the architecture, the number of classes
 and the input normalisation, so :func:`load_weights` rebuilds the model from the file alone. Weights
-from elsewhere (a ``.safetensors`` without our metadata, or a ``.pt``/``.pth``/``.t7`` holding a
-state_dict) load through :func:`load_model_file` given the architecture; the number of classes is read
-from the classifier's shape, and the normalisation is none (identity) unless the file carries
-RobustBench-style ``mu``/``sigma`` buffers or the caller gives one (see :mod:`gacd_core.normalization`).
+from elsewhere (a ``.safetensors`` without our metadata, or a state_dict in any of
+:data:`gacd_core.artifacts.STATE_DICT_SUFFIXES`) load through :func:`load_model_file` given the
+architecture; the number of classes is read from the classifier's shape, and the normalisation is
+decided by :func:`gacd_core.normalization.resolve_input`: the file's (our metadata, RobustBench-style
+``mu``/``sigma`` buffers), else the caller's, else none (identity).
 Pickled files are read with ``torch.load(weights_only=True)``, which refuses any pickle that would
 build objects other than tensors and plain containers.
 """
@@ -23,13 +24,13 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 
+from gacd_core.artifacts import weights_format, weights_suffixes_text
 from gacd_core.errors import GACDError, UnknownNameError, WeightsError
 from gacd_core.models.base import ImageClassifier
 from gacd_core.models.registry import create_model
+from gacd_core.normalization import NormalizationError, resolve_input
 
 FORMAT = "gacd-model/1"
-SAFETENSORS_SUFFIXES = (".safetensors",)
-PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".t7")  # .t7: ARD's torch.save({'net': ...}) files
 # Containers that training scripts commonly wrap a state_dict in.
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "student")
 # Prefixes added by DataParallel, torch.compile or wrappers.
@@ -138,54 +139,50 @@ def load_model_file(
     *,
     arch: str | None = None,
     num_classes: int | None = None,
+    normalization: str | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     map_location: str | torch.device = "cpu",
     check_forward: bool = True,
     input_size: int = 32,
 ) -> ImageClassifier:
-    """Load weights from a .safetensors or .pt/.pth/.t7 file into a registered architecture.
+    """Load weights from a .safetensors file or a state_dict file into a registered architecture.
 
     Values given here must agree with the file's metadata when it has ours. A file without it needs
-    ``arch``; ``num_classes`` defaults to the classifier's output size in the file; ``mean`` and
-    ``std`` default to the file's ``mu``/``sigma`` buffers when it has them, else to no normalisation.
-    The model's ``normalization_source`` says which (``file``, ``user``, ``default``). The loaded model
-    is checked: every key and shape matches the architecture, every value is finite and, with
-    ``check_forward``, a forward pass gives finite logits of the right shape.
+    ``arch``; ``num_classes`` defaults to the classifier's output size in the file. The normalisation
+    is :func:`~gacd_core.normalization.resolve_input`'s: the file's (our metadata, ``mu``/``sigma``
+    buffers), which a preset ``normalization`` or ``mean``/``std`` given here must agree with, else
+    those, else none; the model's ``normalization_source`` says which (``file``, ``user``,
+    ``default``). The loaded model is checked: every key and shape matches the architecture, every
+    value is finite and, with ``check_forward``, a forward pass gives finite logits of the right shape.
 
     Raises:
         WeightsError: with a message that says what is wrong (mismatched keys and shapes listed); its
-            ``field`` is ``arch`` or ``num_classes`` when the fix is to give that value.
+            ``field`` is ``arch`` or ``num_classes`` when the fix is to give that value, and
+            ``normalization``, ``mean`` or ``std`` when those were asked for wrongly.
     """
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"no such file: {path}")
-    suffix = path.suffix.lower()
-    source = "user" if mean is not None or std is not None else "default"
+    kind = weights_format(path.name)
+    stated: tuple[list[float], list[float]] | None = None
     origin: str | None = None
-    if suffix in SAFETENSORS_SUFFIXES:
+    if kind == "safetensors":
         meta = read_metadata(path)
         if meta.get("format") == FORMAT:
-            arch, num_classes, mean, std = _merge_metadata(meta, arch, num_classes, mean, std)
-            source, origin = "file", meta.get("normalization_source")
+            arch, num_classes, stated = _merge_metadata(meta, arch, num_classes)
+            origin = meta.get("normalization_source")
         state = _read_safetensors(path)
-    elif suffix in PICKLE_SUFFIXES:
+    elif kind == "state_dict":
         state = _read_torch_state(path)
     else:
-        raise WeightsError(
-            f"unsupported weights file {path.name!r}: use .safetensors, or .pt/.pth/.t7 holding a state_dict"
-        )
+        raise WeightsError(f"unsupported weights file {path.name!r}: use {weights_suffixes_text()}")
     state = _strip_prefixes(state)
-    file_norm = _pop_norm_buffers(state, path.name)
-    if file_norm is not None:
-        given = (list(mean), list(std)) if mean is not None and std is not None else None
-        if given is not None and not (_allclose(given[0], file_norm[0]) and _allclose(given[1], file_norm[1])):
-            raise WeightsError(
-                f"{path.name} normalises with its own mu {file_norm[0]} and sigma {file_norm[1]}, "
-                f"not mean {given[0]} and std {given[1]}: leave the normalisation out to use the file's"
-            )
-        mean, std = file_norm
-        source = "file"
+    buffers = _pop_norm_buffers(state, path.name)
+    try:
+        norm = resolve_input(normalization, mean, std, metadata=stated, origin=origin, buffers=buffers, file=path.name)
+    except NormalizationError as exc:
+        raise WeightsError(exc.message, field=exc.field) from None
     if arch is None:
         raise WeightsError(
             f"{path.name} has no gacd metadata, so it does not say its architecture: give arch", field="arch"
@@ -193,13 +190,13 @@ def load_model_file(
     if num_classes is None:
         num_classes = _classifier_size(state, path.name)
     try:
-        model = create_model(arch, num_classes=num_classes, mean=mean, std=std)
+        model = create_model(arch, num_classes=num_classes, mean=norm.mean, std=norm.std)
     except UnknownNameError:
         raise
     except (ValueError, TypeError) as exc:
         raise WeightsError(f"cannot build {arch!r}: {exc}") from None
-    model.normalization_source = source
-    model.normalization_origin = origin
+    model.normalization_source = norm.source
+    model.normalization_origin = norm.origin
     load_state(model, state, source=path.name)
     if check_forward:
         check_model(model, input_size=input_size)
@@ -254,12 +251,10 @@ def check_model(model: ImageClassifier, input_size: int = 32) -> None:
 
 # --------------------------------------------------------------------------------------------------
 def _merge_metadata(
-    meta: dict[str, str],
-    arch: str | None,
-    num_classes: int | None,
-    mean: Sequence[float] | None,
-    std: Sequence[float] | None,
-) -> tuple[str, int, list[float], list[float]]:
+    meta: dict[str, str], arch: str | None, num_classes: int | None
+) -> tuple[str, int, tuple[list[float], list[float]]]:
+    """The architecture, classes and (mean, std) our metadata states; ``arch`` and ``num_classes``
+    given must agree (the normalisation is held to it by :func:`resolve_input`)."""
     try:
         f_arch = meta["arch"]
         f_classes = int(meta["num_classes"])
@@ -271,20 +266,12 @@ def _merge_metadata(
         raise WeightsError(f"the file holds a {f_arch!r}, not a {arch!r}")
     if num_classes is not None and num_classes != f_classes:
         raise WeightsError(f"the file's model has {f_classes} classes, not {num_classes}")
-    for name, given, saved in (("mean", mean, f_mean), ("std", std, f_std)):
-        if given is not None and len(given) != len(saved):
-            raise WeightsError(f"{name} needs {len(saved)} values (RGB), got {len(given)}")
-        if given is not None and any(not math.isclose(a, b, rel_tol=1e-5) for a, b in zip(given, saved, strict=True)):
-            raise WeightsError(f"the file's model normalises with {name} {saved}, not {list(given)}")
-    return f_arch, f_classes, f_mean, f_std
-
-
-def _allclose(a: Sequence[float], b: Sequence[float]) -> bool:
-    return len(a) == len(b) and all(math.isclose(x, y, rel_tol=1e-5, abs_tol=1e-7) for x, y in zip(a, b, strict=True))
+    return f_arch, f_classes, (f_mean, f_std)
 
 
 def _pop_norm_buffers(state: dict[str, torch.Tensor], name: str) -> tuple[list[float], list[float]] | None:
-    """Remove top-level normalisation buffers (RobustBench's ``mu``/``sigma``) and return their values."""
+    """Remove top-level normalisation buffers (RobustBench's ``mu``/``sigma``) and return their values
+    (what the file states, for :func:`resolve_input`)."""
     for m_key, s_key in _NORM_BUFFERS:
         if m_key in state and s_key in state:
             m, s = state[m_key], state[s_key]

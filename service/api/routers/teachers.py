@@ -6,9 +6,10 @@ clearly above chance) and sets ``status`` to ``ready`` or ``invalid`` with the r
 stable ``error_code`` (``teacher_unfit`` for a teacher near chance). The measured figures are on the
 record under ``checks``, per dataset, with their subset sizes. A file without gacd metadata is not
 normalised unless the upload says so (``normalization`` or ``mean``/``std``) or the file carries
-``mu``/``sigma`` buffers: public robust-training code feeds its networks raw [0, 1] pixels. Weights are
-data: ``.safetensors``, or ``.pt`` read with ``torch.load(weights_only=True)`` on the worker; nothing
-uploaded is ever executed.
+``mu``/``sigma`` buffers: public robust-training code feeds its networks raw [0, 1] pixels (the rules
+and the order of those sources are :mod:`gacd_core.normalization`'s). Weights are data: a name in
+:data:`gacd_core.artifacts.WEIGHTS_SUFFIXES`, ``.safetensors``, or a state_dict read with
+``torch.load(weights_only=True)`` on the worker; nothing uploaded is ever executed.
 """
 
 from __future__ import annotations
@@ -24,7 +25,15 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from gacd_core import catalog
-from gacd_core.normalization import PRESETS, resolve
+from gacd_core.artifacts import (
+    SAFETENSORS_SUFFIXES,
+    STATE_DICT_SUFFIXES,
+    STUDENT_WEIGHTS,
+    TEACHER_FILES,
+    WEIGHTS_SUFFIXES,
+    weights_format,
+)
+from gacd_core.normalization import PRESETS, NormalizationError, parse_rgb, resolve
 from service.api.contract import ID_PATTERNS
 from service.api.deps import QueueDep, SettingsDep, StoreDep, Tenant, owned
 from service.api.errors import APIError, responses
@@ -38,7 +47,13 @@ from service.state.store import Store
 
 router = APIRouter(prefix="/v1/teachers", tags=["teachers"])
 M = TypeVar("M", bound=BaseModel)
-SUFFIXES = {".safetensors": "safetensors", ".pt": "pt", ".pth": "pt", ".t7": "pt"}  # .t7: ARD's torch.save
+
+
+def _names(suffixes: tuple[str, ...]) -> str:
+    """``*.pt, *.pth, *.bin or *.t7``: the file names the documents accept."""
+    names = [f"*{suffix}" for suffix in suffixes]
+    return " or ".join(filter(None, [", ".join(names[:-1]), names[-1]]))
+
 
 # Three numbers, as a JSON list or separated by commas (each finite: at most 15 digits and a 2-digit exponent).
 _NUMBER = r"[-+]?([0-9]{1,15}([.][0-9]{0,15})?|[.][0-9]{1,15})([eE][-+]?[0-9]{1,2})?"
@@ -54,8 +69,8 @@ UPLOAD_SCHEMA = {
         "file": {
             "type": "string",
             "format": "binary",
-            "description": "the weights: a file named *.safetensors, or a state_dict named *.pt, *.pth or *.t7 "
-            "(read on a worker with torch.load(weights_only=True)); not empty",
+            "description": f"the weights: a file named {_names(SAFETENSORS_SUFFIXES)}, or a state_dict named "
+            f"{_names(STATE_DICT_SUFFIXES)} (read on a worker with torch.load(weights_only=True)); not empty",
         },
         "arch": {"type": "string", "enum": list(catalog.MODELS), "example": "resnet18"},
         "num_classes": {
@@ -105,7 +120,7 @@ _UPLOAD_DOC = {
         "content": {
             "multipart/form-data": {
                 "schema": {"x-component": "TeacherUpload", "x-schema": UPLOAD_SCHEMA},
-                "encoding": {"file": file_encoding("teacher.safetensors", SUFFIXES)},
+                "encoding": {"file": file_encoding("teacher.safetensors", WEIGHTS_SUFFIXES)},
             }
         },
     }
@@ -115,14 +130,10 @@ _UPLOAD_DOC = {
 def _rgb(value: str | None, field: str) -> list[float] | None:
     if value is None:
         return None
-    text = value.strip()
     try:
-        parsed = json.loads(text) if text.startswith("[") else [float(v) for v in text.split(",")]
-    except (ValueError, json.JSONDecodeError):
-        raise APIError(422, "invalid_request", f"{field}: three numbers, as [r, g, b] or r,g,b", field) from None
-    if not isinstance(parsed, list) or len(parsed) != 3 or not all(isinstance(v, int | float) for v in parsed):
-        raise APIError(422, "invalid_request", f"{field}: three numbers, as [r, g, b] or r,g,b", field)
-    vals = [float(v) for v in parsed]
+        vals = list(parse_rgb(value))
+    except ValueError as exc:
+        raise APIError(422, "invalid_request", f"{field}: {exc}", field) from None
     if not all(math.isfinite(v) for v in vals) or (field == "std" and any(v <= 0 for v in vals)):
         raise APIError(
             422, "invalid_request", f"{field}: finite numbers" + (", each > 0" if field == "std" else ""), field
@@ -166,22 +177,11 @@ def _check_fields(fields: dict[str, str], tenant: str, store: Store) -> dict[str
         if not 2 <= num_classes <= 100_000:
             raise APIError(422, "invalid_request", "num_classes: between 2 and 100000", "num_classes")
     normalization = fields.get("normalization")
-    if normalization is not None and normalization not in PRESETS:
-        valid = ", ".join(PRESETS)
-        raise APIError(
-            422,
-            "invalid_request",
-            f"normalization: unknown normalization {normalization!r}; valid: {valid}",
-            "normalization",
-        )
     mean, std = _rgb(fields.get("mean"), "mean"), _rgb(fields.get("std"), "std")
-    if (mean is None) != (std is None):
-        field = "std" if std is None else "mean"
-        raise APIError(422, "invalid_request", f"{field}: give both mean and std, or neither", field)
-    try:
+    try:  # the rules of a requested normalisation, as the job specification holds them
         resolve(normalization, mean, std)
-    except ValueError as exc:
-        raise APIError(422, "invalid_request", f"normalization: {exc}", "normalization") from None
+    except NormalizationError as exc:
+        raise APIError(422, "invalid_request", exc.located(), exc.field) from None
     dataset = fields["dataset"]
     builtins = [n for n, d in catalog.DATASETS.items() if d.builtin]
     if dataset not in builtins and not (valid_id(dataset, "ds") and store.get(DatasetRecord, dataset, tenant)):
@@ -230,16 +230,15 @@ async def upload_teacher(
     folder = arts.teacher_dir(tenant.name, tid)
     with removed_on_error(folder):
         up = await receive_file(request, folder, "upload.bin", settings.max_upload_bytes)
-        suffix = Path(up.filename or "").suffix.lower()
-        if suffix not in SUFFIXES:
-            raise APIError(
-                422, "unsupported_file", f"file: {up.filename!r} is neither .safetensors nor .pt/.pth/.t7", "file"
-            )
+        kind = weights_format(up.filename or "")
+        if kind is None:
+            accepted = f"{'/'.join(SAFETENSORS_SUFFIXES)} nor {'/'.join(STATE_DICT_SUFFIXES)}"
+            raise APIError(422, "unsupported_file", f"file: {up.filename!r} is neither {accepted}", "file")
         if up.size == 0:
             raise APIError(422, "invalid_request", "file: the file is empty", "file")
         fields = await run_in_threadpool(_check_fields, up.fields, tenant.name, store)
         assert up.path is not None
-        final = folder / f"weights{'.safetensors' if SUFFIXES[suffix] == 'safetensors' else '.pt'}"
+        final = folder / TEACHER_FILES[kind]
         up.path.rename(final)
     rec = TeacherRecord(
         id=tid,
@@ -289,7 +288,7 @@ async def _from_job(
             409, "conflict", f"job {job.id} is {job.status}; only a succeeded job's student can be a teacher"
         )
     arts = ArtifactStore(settings.artifact_root)
-    src = arts.job_out(tenant, job.id) / "student.safetensors"
+    src = arts.job_out(tenant, job.id) / STUDENT_WEIGHTS
     try:
         meta = safetensors_metadata(src)
         arch, num_classes = meta["arch"], int(meta["num_classes"])
@@ -299,9 +298,9 @@ async def _from_job(
     tid = new_id("tch")
     folder = arts.teacher_dir(tenant, tid)
     folder.mkdir(parents=True, exist_ok=True)
-    final = folder / "weights.safetensors"
+    final = folder / TEACHER_FILES["safetensors"]
     shutil.copyfile(src, final)
-    artifact = next((a for a in job.artifacts if a.name == "student.safetensors"), None)
+    artifact = next((a for a in job.artifacts if a.name == STUDENT_WEIGHTS), None)
     rec = TeacherRecord(
         id=tid,
         tenant=tenant,
