@@ -103,7 +103,7 @@ def start_worker(
         proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
     store = Store(connect(settings["redis_url"]))
     deadline = time.monotonic() + timeout
-    while name not in store.workers(float(settings.get("worker_stale_seconds", 5))):
+    while name not in store.fleet.workers(float(settings.get("worker_stale_seconds", 5))):
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             raise RuntimeError(f"worker {name} did not start: " + log.read_text()[-3000:])

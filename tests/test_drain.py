@@ -52,7 +52,7 @@ def gacd(env: ServiceEnv, var: Path, *args: str) -> subprocess.CompletedProcess[
 
 
 def node(env: ServiceEnv) -> str:
-    return str(env.store.workers(5)[WORKER]["node"])
+    return str(env.store.fleet.workers(5)[WORKER].node)
 
 
 def ready(api: TestClient) -> tuple[int, Any]:

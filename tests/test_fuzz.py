@@ -71,7 +71,7 @@ from schemathesis.specs.openapi.checks import (
 from gacd_core import catalog
 from service.api.app import create_app
 from service.state.artifacts import ArtifactStore
-from service.state.records import now_iso
+from service.state.records import WorkerBeat, now_iso
 from service.state.settings import Settings
 from service.state.store import Store
 
@@ -125,7 +125,7 @@ def fuzz_app(start_service: Callable[..., ServiceEnv], tmp_path_factory: pytest.
 def _seed(app: FastAPI, base: Path) -> dict[str, Any]:
     """Real objects for generated requests to find, made through the API where it can make them."""
     store: Store = app.state.store
-    store.worker_heartbeat("fuzz-worker", {"queues": [QUEUE], "device": "cpu"})
+    store.fleet.heartbeat("fuzz-worker", WorkerBeat(queues=[QUEUE], device="cpu"))
     client = TestClient(app)
 
     def submit(body: dict[str, Any]) -> str:
@@ -138,10 +138,10 @@ def _seed(app: FastAPI, base: Path) -> dict[str, Any]:
     assert r.status_code == 202, r.text
     foreign = r.json()["id"]  # another tenant's job: for this tenant it does not exist
     assert client.post(f"/v1/jobs/{cancelled}/cancel", headers=AUTH).json()["status"] == "cancelled"
-    store.transition(running, ["queued"], "running", {"started_at": now_iso()})
-    store.transition(succeeded, ["queued"], "running", {"started_at": now_iso()})
+    store.jobs.transition(running, ["queued"], "running", {"started_at": now_iso()})
+    store.jobs.transition(succeeded, ["queued"], "running", {"started_at": now_iso()})
     artifacts = _outputs(ArtifactStore(app.state.settings.artifact_root).job_out(TENANT, succeeded))
-    store.transition(succeeded, ["running"], "succeeded", {"finished_at": now_iso(), "artifacts": artifacts})
+    store.jobs.transition(succeeded, ["running"], "succeeded", {"finished_at": now_iso(), "artifacts": artifacts})
 
     weights = base / "teacher.safetensors"
     save_file({"w": np.zeros((2, 2), np.float32)}, str(weights))
@@ -150,7 +150,7 @@ def _seed(app: FastAPI, base: Path) -> dict[str, Any]:
         r = client.post("/v1/teachers", headers=AUTH, data=form, files={"file": (weights.name, f)})
     assert r.status_code == 201, r.text
     teacher = r.json()["id"]
-    store.update(teacher, {"status": "ready"})  # as a worker's validation would leave it
+    store.teachers.update(teacher, {"status": "ready"})  # as a worker's validation would leave it
     gacd = submit(job_body("gacd", teacher))  # a job that uses the teacher: deleting it is a 409
 
     data = base / "parts.npz"

@@ -69,7 +69,7 @@ def seeded(start_service: Callable[..., ServiceEnv], tmp_path_factory: pytest.Te
             )
         assert r.status_code == 201, r.text
         if ready:
-            store.update(r.json()["id"], {"status": "ready"})
+            store.teachers.update(r.json()["id"], {"status": "ready"})
         return str(r.json()["id"])
 
     data = env.base / "parts.npz"
@@ -80,7 +80,7 @@ def seeded(start_service: Callable[..., ServiceEnv], tmp_path_factory: pytest.Te
             r = client.post("/v1/datasets", headers=AUTH, files={"file": ("parts.npz", f)})
         assert r.status_code == 201, r.text
         if ready:
-            store.update(r.json()["id"], {"status": "ready", "path": "x.npz"})
+            store.datasets.update(r.json()["id"], {"status": "ready", "path": "x.npz"})
         return str(r.json()["id"])
 
     ids = {

@@ -492,12 +492,12 @@ def test_a_job_the_queue_cannot_take_is_not_created(env: ServiceEnv) -> None:
     settings = Settings(**{**env.settings, "queue": "nobody-reads-this"})
     broken = TestClient(create_app(settings, queue=BrokerAway(settings)))
     store: Store = env.store
-    before = (unfinished(store, "dave"), store.status_counts()["queued"])
+    before = (unfinished(store, "dave"), store.health.status_counts()["queued"])
     r = broken.post("/v1/jobs", headers=H(DAVE, **{"Idempotency-Key": "dave-1"}), json=small_job("natural"))
     assert r.status_code == 503 and r.headers["retry-after"] == "5", r.text
     assert r.json()["error"]["code"] == "queue_unavailable"
     assert broken.get("/v1/jobs", headers=H(DAVE), params={"status": "queued"}).json()["data"] == []
-    assert (unfinished(store, "dave"), store.status_counts()["queued"]) == before
+    assert (unfinished(store, "dave"), store.health.status_counts()["queued"]) == before
     ok = env.app(queue="nobody-reads-this")  # the key was released: the retry creates the job
     r = ok.post("/v1/jobs", headers=H(DAVE, **{"Idempotency-Key": "dave-1"}), json=small_job("natural"))
     assert r.status_code == 202

@@ -34,6 +34,7 @@ from celery import Celery
 from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
 
 from service.state.queue import RUN_JOB, celery_config
+from service.state.records import WorkerBeat
 from service.state.settings import get_settings
 from service.state.store import Store, connect
 
@@ -72,16 +73,16 @@ def consumed_queues() -> list[str] | None:
 def draining(store: Store) -> bool:
     """Whether ``gacd drain`` marked this worker: it starts no job (the job goes back to the queue)."""
     node = _node.get("name")
-    return node is not None and store.is_draining(node)
+    return node is not None and store.fleet.is_draining(node)
 
 
-def _heartbeat_loop(store: Store, info: dict[str, Any]) -> None:
+def _heartbeat_loop(store: Store, info: WorkerBeat) -> None:
     from worker.reaper import reap
 
     while not _stop.is_set():
         try:
             queues = consumed_queues()
-            store.worker_heartbeat(WORKER_NAME, info if queues is None else {**info, "queues": queues})
+            store.fleet.heartbeat(WORKER_NAME, info if queues is None else info.model_copy(update={"queues": queues}))
             reap(store, requeue, settings.max_attempts)
         except Exception as exc:  # Redis away: keep trying, the worker itself goes on
             log.warning("heartbeat failed: %s", exc)
@@ -91,11 +92,11 @@ def _heartbeat_loop(store: Store, info: dict[str, Any]) -> None:
 @worker_ready.connect
 def _start_heartbeat(sender: Any = None, **_: Any) -> None:
     _node.update(consumer=sender, name=getattr(sender, "hostname", None))
-    info = {"device": settings.worker_device, "pid": os.getpid(), "host": socket.gethostname(), "node": _node["name"]}
+    info = WorkerBeat(device=settings.worker_device, pid=os.getpid(), host=socket.gethostname(), node=_node["name"])
     store = worker_store()
     if _node["name"]:  # a drain lasts until the worker stops, as Celery's cancel_consumer does
         with contextlib.suppress(Exception):
-            store.set_draining(_node["name"], False)
+            store.fleet.set_draining(_node["name"], False)
     threading.Thread(target=_heartbeat_loop, args=(store, info), name="gacd-heartbeat", daemon=True).start()
     # Import the science (torch and all) now, not when the first job arrives: a job handed over by a
     # stopping worker then resumes here within seconds.
@@ -114,4 +115,4 @@ def _stopping(**_: Any) -> None:
 def _stop_heartbeat(**_: Any) -> None:
     _stop.set()
     with contextlib.suppress(Exception):  # Redis away at shutdown: the heartbeat simply goes stale
-        worker_store().worker_gone(WORKER_NAME)
+        worker_store().fleet.gone(WORKER_NAME)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from service.state.records import JobRecord, now_iso
+from service.state.records import now_iso
 from service.state.store import Store, TransitionRefused
 
 log = logging.getLogger("gacd.worker")
@@ -26,23 +26,23 @@ def reap(store: Store, requeue: Callable[[str, str | None], None], max_attempts:
     recorded before jobs kept their queue: the reaping worker's own queue then).
     """
     acted = []
-    for job_id in store.orphaned_jobs():
-        rec = store.get(JobRecord, job_id)
+    for job_id in store.jobs.orphaned():
+        rec = store.jobs.get(job_id)
         if rec is None:
-            store.forget_active(job_id)
+            store.jobs.forget_active(job_id)
             continue
         try:
             if rec.status == "cancelling":
-                store.transition(job_id, ["cancelling"], "cancelled", {"finished_at": now_iso()})
-                store.add_event(job_id, "cancelled", "cancelled (its worker stopped before it could)")
+                store.jobs.transition(job_id, ["cancelling"], "cancelled", {"finished_at": now_iso()})
+                store.events.add(job_id, "cancelled", "cancelled (its worker stopped before it could)")
             elif rec.attempts >= max_attempts:
                 message = f"the worker running the job stopped reporting, {rec.attempts} times"
                 err = {"code": "worker_lost", "message": message, "field": None}
-                store.transition(job_id, ["running"], "failed", {"finished_at": now_iso(), "error": err})
-                store.add_event(job_id, "failed", message, level="error", data=err)
+                store.jobs.transition(job_id, ["running"], "failed", {"finished_at": now_iso(), "error": err})
+                store.events.add(job_id, "failed", message, level="error", data=err)
             else:
-                store.transition(job_id, ["running"], "queued", {"progress": rec.progress.staged("requeued")})
-                store.add_event(
+                store.jobs.transition(job_id, ["running"], "queued", {"progress": rec.progress.staged("requeued")})
+                store.events.add(
                     job_id,
                     "requeued",
                     f"worker {rec.worker} stopped reporting; the job goes back to the queue and resumes "

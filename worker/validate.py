@@ -28,7 +28,7 @@ from gacd_core import catalog
 from gacd_core.artifacts import TEACHER_FILES
 from gacd_core.errors import DatasetError, GACDError
 from service.state.artifacts import ArtifactStore
-from service.state.records import DatasetRecord, TeacherRecord
+from service.state.records import TeacherRecord
 from service.state.settings import Settings
 from service.state.store import STORE_ERRORS, Store
 from worker.runner import patiently
@@ -44,7 +44,7 @@ def _dataset_spec(dataset: str, store: Store, settings: Settings, tenant: str) -
     from gacd_core.spec import DatasetSpec
 
     if dataset.startswith("ds_"):
-        rec = store.get(DatasetRecord, dataset, tenant)
+        rec = store.datasets.get(dataset, tenant)
         if rec is None or rec.status != "ready" or rec.path is None:
             raise DatasetError(f"dataset {dataset} is not ready", field="dataset")
         path = ArtifactStore(settings.artifact_root).absolute(rec.path)
@@ -57,7 +57,7 @@ def _input_size(dataset: str, store: Store, tenant: str) -> int:
     if entry is not None and entry.image_size:
         return entry.image_size
     if dataset.startswith("ds_"):
-        rec = store.get(DatasetRecord, dataset, tenant)
+        rec = store.datasets.get(dataset, tenant)
         if rec and rec.image_size:
             return rec.image_size
     return 32
@@ -75,7 +75,7 @@ def validate_teacher(store: Store, settings: Settings, teacher_id: str) -> None:
     """
     from gacd_core.models import load_model_file, save_weights
 
-    rec = store.get(TeacherRecord, teacher_id)
+    rec = store.teachers.get(teacher_id)
     if rec is None or rec.status != "validating":
         return
     arts = ArtifactStore(settings.artifact_root)
@@ -102,7 +102,7 @@ def validate_teacher(store: Store, settings: Settings, teacher_id: str) -> None:
         }
         if check.get("verdict") == "unfit" and not rec.allow_weak:
             fields.update({"status": "invalid", "error": check["message"], "error_code": "teacher_unfit"})
-            patiently(f"teacher {teacher_id}", store.update, teacher_id, fields)
+            patiently(f"teacher {teacher_id}", store.teachers.update, teacher_id, fields)
             log.info("teacher %s is unfit: %s", teacher_id, check["message"])
             return
         final = path.with_name(TEACHER_FILES["safetensors"])
@@ -113,12 +113,12 @@ def validate_teacher(store: Store, settings: Settings, teacher_id: str) -> None:
             path.unlink(missing_ok=True)
         tmp.replace(final)
         fields.update({"status": "ready", "error": None, "error_code": None, "file": arts.relative(final)})
-        patiently(f"teacher {teacher_id}", store.update, teacher_id, fields)
+        patiently(f"teacher {teacher_id}", store.teachers.update, teacher_id, fields)
         log.info("teacher %s is ready (%s, %d classes)", teacher_id, rec.arch, model.num_classes)
     except GACDError as exc:
         patiently(
             f"teacher {teacher_id}",
-            store.update,
+            store.teachers.update,
             teacher_id,
             {"status": "invalid", "error": exc.message, "error_code": exc.code},
         )
@@ -130,7 +130,7 @@ def validate_teacher(store: Store, settings: Settings, teacher_id: str) -> None:
         error = f"validation failed: {type(exc).__name__}: {exc}"
         patiently(
             f"teacher {teacher_id}",
-            store.update,
+            store.teachers.update,
             teacher_id,
             {"status": "invalid", "error": error, "error_code": "internal_error"},
         )
@@ -236,7 +236,7 @@ def validate_dataset(store: Store, settings: Settings, dataset_id: str) -> None:
     from gacd_core.data.base import channel_stats
     from gacd_core.data.custom import read_image_folder, read_npz
 
-    rec = store.get(DatasetRecord, dataset_id)
+    rec = store.datasets.get(dataset_id)
     if rec is None or rec.status != "validating":
         return
     arts = ArtifactStore(settings.artifact_root)
@@ -268,15 +268,16 @@ def validate_dataset(store: Store, settings: Settings, dataset_id: str) -> None:
             "mean": list(mean),
             "std": list(std),
         }
-        patiently(f"dataset {dataset_id}", store.update, dataset_id, info)
+        patiently(f"dataset {dataset_id}", store.datasets.update, dataset_id, info)
         log.info("dataset %s is ready (%d classes, %d train images)", dataset_id, info["num_classes"], len(raw.train))
     except GACDError as exc:
         shutil.rmtree(folder, ignore_errors=True)
-        patiently(f"dataset {dataset_id}", store.update, dataset_id, {"status": "invalid", "error": exc.message})
+        invalid = {"status": "invalid", "error": exc.message}
+        patiently(f"dataset {dataset_id}", store.datasets.update, dataset_id, invalid)
     except STORE_ERRORS:
         raise  # the task waits for the store and validates again
     except Exception as exc:
         shutil.rmtree(folder, ignore_errors=True)
         log.exception("dataset %s: validation failed", dataset_id)
         error = f"validation failed: {type(exc).__name__}: {exc}"
-        patiently(f"dataset {dataset_id}", store.update, dataset_id, {"status": "invalid", "error": error})
+        patiently(f"dataset {dataset_id}", store.datasets.update, dataset_id, {"status": "invalid", "error": error})

@@ -56,7 +56,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await task
         with contextlib.suppress(*STORE_ERRORS):
-            await run_in_threadpool(app.state.store.api_gone, app.state.instance)
+            await run_in_threadpool(app.state.store.fleet.api_gone, app.state.instance)
 
 
 async def _housekeeping(app: FastAPI) -> None:
@@ -65,10 +65,10 @@ async def _housekeeping(app: FastAPI) -> None:
     swept = 0.0
     while True:
         try:
-            await run_in_threadpool(store.api_heartbeat, app.state.instance, HEARTBEAT_TTL)
+            await run_in_threadpool(store.fleet.api_heartbeat, app.state.instance, HEARTBEAT_TTL)
             if time.monotonic() - swept >= SWEEP_SECONDS:
                 swept = time.monotonic()
-                removed = await run_in_threadpool(sweep_partials, root, store.api_alive, HEARTBEAT_TTL)
+                removed = await run_in_threadpool(sweep_partials, root, store.fleet.api_alive, HEARTBEAT_TTL)
                 if removed:
                     log.warning("removed %d partial uploads left by an API process that stopped", removed)
         except STORE_ERRORS as exc:  # the store is away: no sweeping (nobody's liveness is known)

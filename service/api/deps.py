@@ -17,7 +17,7 @@ from service.api.errors import APIError, not_found
 from service.state.queue import Queue
 from service.state.records import Record, valid_id
 from service.state.settings import Settings
-from service.state.store import Store
+from service.state.store import Repository, Store
 
 R = TypeVar("R", bound=Record)
 
@@ -85,14 +85,15 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 QueueDep = Annotated[Queue, Depends(_queue)]
 
 
-def owned(store: Store, tenant: str, rid: str, record_type: type[R]) -> R:
-    """The tenant's record ``rid`` of ``record_type``.
+def owned(records: Repository[R], tenant: str, rid: str) -> R:
+    """The tenant's record ``rid`` among ``records`` (``store.jobs``, ``store.teachers``, ...).
 
     Raises:
         APIError: 404 when there is no such record, or it is another tenant's (the same answer, so that
             ids of other tenants cannot be probed).
     """
-    rec = store.get(record_type, rid, tenant) if valid_id(rid, record_type.prefix) else None
+    kind = records.record_type
+    rec = records.get(rid, tenant) if valid_id(rid, kind.prefix) else None
     if rec is None:
-        raise not_found(record_type.noun, rid)
+        raise not_found(kind.noun, rid)
     return rec

@@ -55,7 +55,7 @@ def _drain(args: argparse.Namespace) -> int:
 
     url = broker_env(args.var).get("GACD_REDIS_URL")
     settings = Settings(redis_url=url) if url else Settings()
-    Store(connect(settings.redis_url)).set_draining(args.node, not args.undo)  # first: it holds at once
+    Store(connect(settings.redis_url)).fleet.set_draining(args.node, not args.undo)  # first: it holds at once
     replies = Queue(settings).set_consuming(args.node, args.undo, args.timeout)
     verb = "takes jobs again" if args.undo else "is drained: it starts no new job"
     print(f"{args.node} {verb} (queue {settings.queue})")

@@ -83,7 +83,7 @@ class RedisServer:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                if store.ping():
+                if store.health.ping():
                     return self
             except StoreError:
                 pass

@@ -84,7 +84,7 @@ def builtin(name: str, data_root: Path) -> dict[str, Any]:
 @router.get("", response_model=DatasetList, summary="Built-in datasets and your own", responses=responses())
 def list_datasets(tenant: Tenant, store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
     data = [builtin(n, settings.data_root) for n in BUILTIN]
-    page = store.list_records(DatasetRecord, tenant.name, 1000)
+    page = store.datasets.page(tenant.name, 1000)
     data += [DatasetPublic.of(r).model_dump() for r in page.data]
     return {"data": data}
 
@@ -128,7 +128,7 @@ async def upload_dataset(
         file=arts.relative(final),
         created_at=now_iso(),
     )
-    await run_in_threadpool(store.create, rec)
+    await run_in_threadpool(store.datasets.create, rec)
     await run_in_threadpool(queue.validate_dataset, did)
     return DatasetPublic.of(rec)
 
@@ -137,17 +137,17 @@ async def upload_dataset(
 def get_dataset(dataset_id: str, tenant: Tenant, store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
     if dataset_id in BUILTIN:
         return builtin(dataset_id, settings.data_root)
-    return DatasetPublic.of(owned(store, tenant.name, dataset_id, DatasetRecord)).model_dump()
+    return DatasetPublic.of(owned(store.datasets, tenant.name, dataset_id)).model_dump()
 
 
 @router.delete("/{dataset_id}", status_code=204, summary="Delete a custom dataset", responses=responses(404, 409))
 def delete_dataset(dataset_id: str, tenant: Tenant, store: StoreDep, settings: SettingsDep) -> Response:
     if dataset_id in BUILTIN:
         raise APIError(409, "conflict", f"{dataset_id} is built in and cannot be deleted")
-    rec = owned(store, tenant.name, dataset_id, DatasetRecord)
-    active = store.active_jobs_using(tenant.name, DatasetRecord, dataset_id)
+    rec = owned(store.datasets, tenant.name, dataset_id)
+    active = store.jobs.unfinished_using(tenant.name, DatasetRecord, dataset_id)
     if active:
         raise APIError(409, "conflict", f"dataset {dataset_id} is used by unfinished jobs: {', '.join(active[:5])}")
-    store.delete(dataset_id, tenant.name)
+    store.datasets.delete(dataset_id, tenant.name)
     ArtifactStore.remove_tree(ArtifactStore(settings.artifact_root).dataset_dir(tenant.name, rec.id))
     return Response(status_code=204)

@@ -29,9 +29,9 @@ from service.api.routers.datasets import builtin_available
 from service.api.schemas import ArtifactList, EventList, JobList, JobPublic
 from service.state.artifacts import ArtifactStore
 from service.state.queue import Queue
-from service.state.records import TERMINAL, DatasetRecord, JobRecord, JobStatus, TeacherRecord, now_iso
+from service.state.records import TERMINAL, IdempotencyClaim, JobRecord, JobStatus, TeacherRecord, now_iso
 from service.state.settings import Settings
-from service.state.store import Store, TransitionRefused
+from service.state.store import Store, TransitionRefused, Uploads
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 log = logging.getLogger("gacd.api")
@@ -149,10 +149,10 @@ def _refuse_paths(body: dict[str, Any]) -> None:
                 )
 
 
-def _ready(store: Store, tenant: str, rid: str, record_type: type[TeacherRecord | DatasetRecord], field: str) -> str:
+def _ready(records: Uploads[Any], tenant: str, rid: str, field: str) -> str:
     """``rid`` if it names the tenant's ready teacher / dataset; 404, 409 (still validating) or 422."""
-    rec = owned(store, tenant, rid, record_type)
-    noun = record_type.noun
+    rec = owned(records, tenant, rid)
+    noun = records.record_type.noun
     if rec.status == "validating":
         raise APIError(409, f"{noun}_not_ready", f"{noun} {rid} is still being validated; retry when ready", field)
     if rec.status != "ready":
@@ -169,11 +169,11 @@ def _check_refs(spec: JobSpec, tenant: str, store: Store) -> tuple[str | None, s
     if spec.teacher is not None:
         if spec.teacher.id is None:
             raise APIError(422, "invalid_spec", "teacher.id: required (upload the teacher first)", "teacher.id")
-        teacher_id = _ready(store, tenant, spec.teacher.id, TeacherRecord, "teacher.id")
+        teacher_id = _ready(store.teachers, tenant, spec.teacher.id, "teacher.id")
     if spec.dataset.name == "custom":
         if spec.dataset.id is None:
             raise APIError(422, "invalid_spec", "dataset.id: required for a custom dataset", "dataset.id")
-        dataset_id = _ready(store, tenant, spec.dataset.id, DatasetRecord, "dataset.id")
+        dataset_id = _ready(store.datasets, tenant, spec.dataset.id, "dataset.id")
     elif spec.dataset.id is not None:
         raise APIError(422, "invalid_spec", "dataset.id: only custom datasets have an id", "dataset.id")
     return teacher_id, dataset_id
@@ -239,16 +239,16 @@ def _submit(
     job_id = rec.id
     digest = _digest(body)
     if idempotency_key is not None:
-        earlier = store.earlier_claim(tenant, idempotency_key)
+        earlier = store.idempotency.earlier(tenant, idempotency_key)
         if earlier is not None:
             return _replay(store, tenant, earlier, digest)
     _count_submission(store, settings, tenant, job_id)
     if idempotency_key is not None:
-        earlier = store.claim_idempotency(tenant, idempotency_key, digest, job_id)
+        earlier = store.idempotency.claim(tenant, idempotency_key, digest, job_id)
         if earlier is not None:  # another request with this key won the race
-            store.uncount_submission(tenant, job_id)
+            store.quotas.uncount_submission(tenant, job_id)
             return _replay(store, tenant, earlier, digest)
-    if not store.create_job(rec, settings.tenant_max_active_jobs):
+    if not store.jobs.create(rec, settings.tenant_max_active_jobs):
         _take_back(store, tenant, job_id, idempotency_key)
         raise APIError(
             429,
@@ -257,12 +257,12 @@ def _submit(
             "submit again when one of them has finished (or cancel one)",
             headers={"Retry-After": str(ACTIVE_RETRY_AFTER)},
         )
-    store.add_event(job_id, "queued", f"{spec.method} job queued", data={"method": spec.method})
+    store.events.add(job_id, "queued", f"{spec.method} job queued", data={"method": spec.method})
     try:
         queue.run_job(job_id)
     except Exception as exc:  # the broker is away: leave no queued job that no worker will ever see
         log.warning("job %s: could not be queued (%s); removing it", job_id, exc)
-        store.delete(job_id, tenant)
+        store.jobs.delete(job_id, tenant)
         _take_back(store, tenant, job_id, idempotency_key)
         raise APIError(
             503,
@@ -278,7 +278,7 @@ ACTIVE_RETRY_AFTER = 30  # seconds: a hint only, since nobody knows when one of 
 
 def _count_submission(store: Store, settings: Settings, tenant: str, job_id: str) -> None:
     """Count the submission against the tenant's rate limit, or refuse it (429 with Retry-After)."""
-    wait = store.count_submission(tenant, settings.tenant_jobs_per_minute, job_id)
+    wait = store.quotas.count_submission(tenant, settings.tenant_jobs_per_minute, job_id)
     if wait > 0:
         raise APIError(
             429,
@@ -290,18 +290,18 @@ def _count_submission(store: Store, settings: Settings, tenant: str, job_id: str
 
 def _take_back(store: Store, tenant: str, job_id: str, idempotency_key: str | None) -> None:
     """Undo what a submission that created no job counted: its rate slot and its idempotency claim."""
-    store.uncount_submission(tenant, job_id)
+    store.quotas.uncount_submission(tenant, job_id)
     if idempotency_key is not None:
-        store.release_idempotency(tenant, idempotency_key, job_id)
+        store.idempotency.release(tenant, idempotency_key, job_id)
 
 
-def _replay(store: Store, tenant: str, earlier: dict[str, Any], digest: str) -> JSONResponse:
+def _replay(store: Store, tenant: str, earlier: IdempotencyClaim, digest: str) -> JSONResponse:
     """The answer to a repeated Idempotency-Key: the job it created (same body) or 409 (another body)."""
-    if earlier["body"] != digest:
+    if earlier.body != digest:
         raise APIError(409, "idempotency_conflict", "this Idempotency-Key was used with another body")
     rec = None
     for _ in range(50):  # the first request may still be creating the job
-        rec = store.get(JobRecord, earlier["job_id"], tenant)
+        rec = store.jobs.get(earlier.job_id, tenant)
         if rec is not None:
             break
         time.sleep(0.05)
@@ -331,7 +331,7 @@ def list_jobs(
     ),
 ) -> dict[str, Any]:
     try:
-        page = store.list_records(JobRecord, tenant.name, limit, after, status)
+        page = store.jobs.page(tenant.name, limit, after, status)
     except KeyError:
         raise APIError(422, "invalid_request", f"after: no job {after!r}", "after") from None
     return {"data": [JobPublic.of(r) for r in page.data], "has_more": page.has_more, "next_after": page.next_after}
@@ -339,26 +339,26 @@ def list_jobs(
 
 @router.get("/{job_id}", response_model=JobPublic, summary="Get a job", responses=responses(404))
 def get_job(job_id: str, tenant: Tenant, store: StoreDep) -> JobPublic:
-    return JobPublic.of(owned(store, tenant.name, job_id, JobRecord))
+    return JobPublic.of(owned(store.jobs, tenant.name, job_id))
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic, summary="Cancel a job", responses=responses(404, 409))
 def cancel_job(job_id: str, tenant: Tenant, store: StoreDep) -> JobPublic:
-    owned(store, tenant.name, job_id, JobRecord)
+    owned(store.jobs, tenant.name, job_id)
     try:
-        store.transition(job_id, ["queued"], "cancelled", {"finished_at": now_iso()})
-        store.add_event(job_id, "cancelled", "cancelled before it started")
+        store.jobs.transition(job_id, ["queued"], "cancelled", {"finished_at": now_iso()})
+        store.events.add(job_id, "cancelled", "cancelled before it started")
     except TransitionRefused as exc:
         if exc.current in ("running", "cancelling"):
             try:
-                store.transition(job_id, ["running"], "cancelling")
-                store.add_event(job_id, "cancelling", "cancellation requested; the worker stops at its next check")
+                store.jobs.transition(job_id, ["running"], "cancelling")
+                store.events.add(job_id, "cancelling", "cancellation requested; the worker stops at its next check")
             except TransitionRefused as again:
                 if again.current != "cancelling":
                     raise APIError(409, "conflict", f"job {job_id} is already {again.current}") from None
         else:
             raise APIError(409, "conflict", f"job {job_id} is already {exc.current}") from None
-    return JobPublic.of(owned(store, tenant.name, job_id, JobRecord))
+    return JobPublic.of(owned(store.jobs, tenant.name, job_id))
 
 
 _U64_MAX = 2**64 - 1
@@ -399,7 +399,7 @@ async def list_job_events(
     limit: int = Query(100, ge=1, le=1000),
     last_event_id: str | None = Header(None, alias="Last-Event-ID", include_in_schema=False),
 ) -> Any:
-    await run_in_threadpool(owned, store, tenant.name, job_id, JobRecord)
+    await run_in_threadpool(owned, store.jobs, tenant.name, job_id)
     if after is not None and not _event_id_ok(after):  # (the pattern says the same; this does not rely on it)
         raise APIError(422, "invalid_request", "after: an event id, two numbers below 2^64 joined by '-'", "after")
     if "text/event-stream" in request.headers.get("accept", ""):
@@ -434,7 +434,7 @@ async def _sse(request: Request, store: Store, job_id: str, after: str | None) -
         if events:
             idle = 0.0
             continue
-        status = await run_in_threadpool(store.get_status, job_id)
+        status = await run_in_threadpool(store.jobs.status, job_id)
         if status is None or status in TERMINAL:
             # one more read so that nothing written with the final status is missed
             for ev in await run_in_threadpool(store.events.wait, job_id, last, 1):
@@ -449,7 +449,7 @@ async def _sse(request: Request, store: Store, job_id: str, after: str | None) -
 
 @router.get("/{job_id}/artifacts", response_model=ArtifactList, summary="The job's outputs", responses=responses(404))
 def list_job_artifacts(job_id: str, tenant: Tenant, store: StoreDep) -> dict[str, Any]:
-    return {"data": owned(store, tenant.name, job_id, JobRecord).artifacts}
+    return {"data": owned(store.jobs, tenant.name, job_id).artifacts}
 
 
 ARTIFACT_MEDIA_TYPES = {
@@ -498,7 +498,7 @@ ARTIFACT_MEDIA_TYPES = {
     response_class=FileResponse,
 )
 def download_artifact(job_id: str, name: str, tenant: Tenant, store: StoreDep, settings: SettingsDep) -> FileResponse:
-    rec = owned(store, tenant.name, job_id, JobRecord)
+    rec = owned(store.jobs, tenant.name, job_id)
     entry = next((a for a in rec.artifacts if a.name == name), None)
     if entry is None:
         raise not_found("artifact", name)

@@ -45,10 +45,10 @@ class _StoreCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         up = GaugeMetricFamily("gacd_store_up", "1 when the job store answered this scrape")
         try:
-            counts = self.store.status_counts()
-            depth = self.store.queue_depth(self.settings.queue)
-            workers = len(self.store.workers(self.settings.worker_stale_seconds))
-            consumers = len(self.store.job_consumers(self.settings.queue, self.settings.worker_stale_seconds))
+            counts = self.store.health.status_counts()
+            depth = self.store.fleet.queue_depth(self.settings.queue)
+            workers = len(self.store.fleet.workers(self.settings.worker_stale_seconds))
+            consumers = len(self.store.fleet.job_consumers(self.settings.queue, self.settings.worker_stale_seconds))
         except StoreError:
             up.add_metric([], 0)
             yield up
@@ -82,11 +82,11 @@ def readyz(request: Request) -> Any:
     settings: Settings = request.app.state.settings
     checks: dict[str, Any] = {}
     try:
-        store.ping()
+        store.health.ping()
         checks["redis"] = "ok"
         # Only workers that take jobs: one that stopped consuming the job queue (Celery's
         # cancel_consumer) or was drained (gacd drain) no longer makes the service ready.
-        checks["workers"] = len(store.job_consumers(settings.queue, settings.worker_stale_seconds))
+        checks["workers"] = len(store.fleet.job_consumers(settings.queue, settings.worker_stale_seconds))
     except StoreError as exc:
         checks["redis"] = f"unavailable: {type(exc).__name__}"
         checks["workers"] = None

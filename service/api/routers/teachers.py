@@ -41,7 +41,7 @@ from service.api.schemas import LegacyTeacherFromJob, TeacherFromJob, TeacherLis
 from service.api.uploads import file_encoding, receive_file, removed_on_error
 from service.state.artifacts import ArtifactStore, safetensors_metadata
 from service.state.queue import Queue
-from service.state.records import DatasetRecord, JobRecord, TeacherRecord, new_id, now_iso, valid_id
+from service.state.records import TeacherRecord, new_id, now_iso, valid_id
 from service.state.settings import Settings
 from service.state.store import Store
 
@@ -184,7 +184,7 @@ def _check_fields(fields: dict[str, str], tenant: str, store: Store) -> dict[str
         raise APIError(422, "invalid_request", exc.located(), exc.field) from None
     dataset = fields["dataset"]
     builtins = [n for n, d in catalog.DATASETS.items() if d.builtin]
-    if dataset not in builtins and not (valid_id(dataset, "ds") and store.get(DatasetRecord, dataset, tenant)):
+    if dataset not in builtins and not (valid_id(dataset, "ds") and store.datasets.get(dataset, tenant)):
         valid = ", ".join(builtins)
         raise APIError(
             422,
@@ -263,7 +263,7 @@ async def upload_teacher(
 
 def _register(store: Store, queue: Queue, rec: TeacherRecord) -> None:
     """Store a new teacher's record and send it to validation (in the thread pool: both talk to Redis)."""
-    store.create(rec)
+    store.teachers.create(rec)
     queue.validate_teacher(rec.id)
 
 
@@ -282,7 +282,7 @@ async def _json(request: Request, limit: int, model: type[M], strict: bool) -> M
 async def _from_job(
     job_id: str, body: TeacherFromJob, tenant: str, store: Store, settings: Settings, queue: Queue
 ) -> TeacherPublic:
-    job = await run_in_threadpool(owned, store, tenant, job_id, JobRecord)
+    job = await run_in_threadpool(owned, store.jobs, tenant, job_id)
     if job.status != "succeeded":
         raise APIError(
             409, "conflict", f"job {job.id} is {job.status}; only a succeeded job's student can be a teacher"
@@ -361,7 +361,7 @@ def list_teachers(
     after: str | None = Query(None, description="the last id of the previous page", pattern=ID_PATTERNS["tch"]),
 ) -> dict[str, Any]:
     try:
-        page = store.list_records(TeacherRecord, tenant.name, limit, after)
+        page = store.teachers.page(tenant.name, limit, after)
     except KeyError:
         raise APIError(422, "invalid_request", f"after: no teacher {after!r}", "after") from None
     data = [TeacherPublic.of(r) for r in page.data]
@@ -370,17 +370,17 @@ def list_teachers(
 
 @router.get("/{teacher_id}", response_model=TeacherPublic, summary="Get a teacher", responses=responses(404))
 def get_teacher(teacher_id: str, tenant: Tenant, store: StoreDep) -> TeacherPublic:
-    return TeacherPublic.of(owned(store, tenant.name, teacher_id, TeacherRecord))
+    return TeacherPublic.of(owned(store.teachers, tenant.name, teacher_id))
 
 
 @router.delete(
     "/{teacher_id}", status_code=204, summary="Delete a teacher and its weights", responses=responses(404, 409)
 )
 def delete_teacher(teacher_id: str, tenant: Tenant, store: StoreDep, settings: SettingsDep) -> Response:
-    rec = owned(store, tenant.name, teacher_id, TeacherRecord)
-    active = store.active_jobs_using(tenant.name, TeacherRecord, teacher_id)
+    rec = owned(store.teachers, tenant.name, teacher_id)
+    active = store.jobs.unfinished_using(tenant.name, TeacherRecord, teacher_id)
     if active:
         raise APIError(409, "conflict", f"teacher {teacher_id} is used by unfinished jobs: {', '.join(active[:5])}")
-    store.delete(teacher_id, tenant.name)
+    store.teachers.delete(teacher_id, tenant.name)
     ArtifactStore.remove_tree(ArtifactStore(settings.artifact_root).teacher_dir(tenant.name, rec.id))
     return Response(status_code=204)
