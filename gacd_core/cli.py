@@ -22,6 +22,7 @@ from typing import Any
 
 from gacd_core import catalog
 from gacd_core.errors import GACDError, SpecError
+from gacd_core.progress import EpochCompleted, ProgressEvent, Stage, StageChanged, TrainingProgress, TrainingStarted
 from gacd_core.spec import load_spec_file, method_names, parse_spec, parse_teacher, set_path
 
 # Where a flag lands in the job specification (error messages name the flag too).
@@ -227,9 +228,16 @@ class _Display:
         self.quiet = quiet
         self.bar: Any = None
 
-    def progress(self, p: Any) -> None:
+    def progress(self, event: ProgressEvent) -> None:
+        """The job's progress events: training moves the bar, a stage prints its line."""
         if self.quiet:
             return
+        if isinstance(event, StageChanged):
+            self._stage(event)
+        elif isinstance(event, TrainingProgress):
+            self._training(event)
+
+    def _training(self, p: TrainingProgress) -> None:
         from tqdm import tqdm
 
         if self.bar is None:
@@ -242,13 +250,13 @@ class _Display:
                 desc="training",
             )
         self.bar.update(p.global_step - self.bar.n)
-        if p.phase == "start":
+        if isinstance(p, TrainingStarted):
             return
         parts = " ".join(f"{k}={v:.3g}" for k, v in list(p.parts.items())[:4])
         self.bar.set_postfix_str(
             f"epoch {p.epoch}/{p.epochs} loss={p.loss:.4g} {parts} {p.images_per_second:.0f} img/s"
         )
-        if p.phase == "epoch" and p.record is not None:
+        if isinstance(p, EpochCompleted):
             r = p.record
             val = ""
             if r.get("val_pgd_acc") is not None:
@@ -258,14 +266,12 @@ class _Display:
                 f"{val}, {r['images_per_second']:.0f} img/s"
             )
 
-    def stage(self, name: str, fraction: float) -> None:
-        if self.quiet:
-            return
+    def _stage(self, event: StageChanged) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        if fraction == 0.0 or name.startswith("loading"):
-            print(f"{name} ...", file=sys.stderr, flush=True)
+        if event.fraction == 0.0 or event.stage in (Stage.LOADING_DATA, Stage.LOADING_TEACHER):
+            print(f"{event.stage.value} ...", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -369,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         teacher = parse_teacher(teacher_doc) if teacher_doc else None
         from gacd_core.jobs import Callbacks, run_evaluation, run_job
 
-        cb = Callbacks(progress=display.progress, stage=display.stage)
+        cb = Callbacks(progress=display.progress)
         if args.command == "evaluate":
             report = run_evaluation(args.weights, args.out, spec, teacher=teacher, callbacks=cb)
         else:

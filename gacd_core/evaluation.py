@@ -29,28 +29,12 @@ from gacd_core.attacks import AutoAttack, protocol_attack
 from gacd_core.data import ImageSet, stratified_subset
 from gacd_core.errors import EvaluationStopped
 from gacd_core.models import ImageClassifier
+from gacd_core.progress import EvalProgress
 from gacd_core.spec import EvaluationSpec
 
 log = logging.getLogger("gacd.evaluation")
 EVAL_SEED = 1234
 REFERENCE = catalog.REFERENCE_ATTACK  # PGD-20: see catalog.Accuracy.reference
-
-
-@dataclass
-class EvalProgress:
-    """What the evaluation's progress callback receives, after every attack on every batch.
-
-    ``fraction`` is the share of this model's evaluation done, counted in forward-backward passes: an
-    attack of ``s`` steps costs ``s + 1`` per image, the clean pass 1; AutoAttack, when asked, counts as
-    400 per image (its four attacks of 100 iterations each) and moves as its own log reports each
-    attack's batches. ``eta_seconds`` extrapolates the time taken so far over what is left.
-    """
-
-    attack: str  # the attack running now: clean, fgsm, pgd20, cw, pgd20@2/255 (the sweep), autoattack/<its attack>
-    fraction: float
-    eta_seconds: float | None
-    seconds: float  # since this model's evaluation started
-    model: str = "model"  # set by the caller: student or teacher
 
 
 class _Work:

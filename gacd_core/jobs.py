@@ -30,13 +30,14 @@ from gacd_core.errors import (
     UnknownNameError,
     WeightsError,
 )
-from gacd_core.methods import METHODS, MethodContext
+from gacd_core.methods import METHODS, Method, MethodContext
 from gacd_core.models import ImageClassifier, create_model, load_model_file, read_info, save_weights
 from gacd_core.normalization import text as norm_text
+from gacd_core.progress import EvalProgress, ProgressEvent, Stage, StageChanged
 from gacd_core.report import SCHEMA, environment, now, sha256_file, write_report
 from gacd_core.spec import EvaluationSpec, JobSpec, TeacherSpec
 from gacd_core.teacher_check import TeacherCheck, check_teacher, enforce
-from gacd_core.trainer import CHECKPOINT_NAME, Progress, Trainer, TrainResult
+from gacd_core.trainer import CHECKPOINT_NAME, Trainer, TrainResult
 
 log = logging.getLogger("gacd.jobs")
 STUDENT_FILE = "student.safetensors"
@@ -47,11 +48,10 @@ class Callbacks:
     """Hooks a caller passes to a job.
 
     Attributes:
-        progress: training progress, every few steps and after each epoch.
-        stage: (stage name, fraction done) outside training: ``loading``, ``evaluating student``, ...
-        evaluation: progress of the evaluation (:class:`~gacd_core.evaluation.EvalProgress`: which model,
-            which attack, the fraction of the evaluation done and an ETA), before every attack on every
-            batch.
+        progress: receives every :data:`~gacd_core.progress.ProgressEvent` of the job: training
+            progress (every few steps and after each epoch), each :class:`~gacd_core.progress.Stage`
+            outside training as the job enters it, and the evaluation's progress (which model, which
+            attack, the fraction of the evaluation done and an ETA) before every attack on every batch.
         should_stop: polled during training and evaluation (between attacks, between batches and before
             every forward pass of an attack); True stops the job with
             :class:`~gacd_core.errors.TrainingStopped` (:class:`~gacd_core.errors.EvaluationStopped`
@@ -64,31 +64,30 @@ class Callbacks:
             worker shutting down: the job continues elsewhere from that checkpoint).
     """
 
-    progress: Callable[[Progress], None] | None = None
-    stage: Callable[[str, float], None] | None = None
+    progress: Callable[[ProgressEvent], None] | None = None
     should_stop: Callable[[], bool] | None = None
     before_write: Callable[[], None] | None = None
     should_pause: Callable[[], bool] | None = None
-    evaluation: Callable[[E.EvalProgress], None] | None = None
 
     def writing(self) -> None:
         if self.before_write is not None:
             self.before_write()
 
-    def at(self, name: str, fraction: float = 0.0) -> None:
+    def at(self, stage: Stage, fraction: float = 0.0) -> None:
+        """The job enters ``stage``: a pause or a stop request is honoured here, then the caller hears of it."""
         if self.should_pause is not None and self.should_pause():
             raise TrainingPaused(-1, -1)  # outside training: the last epoch checkpoint is the place to resume
         if self.should_stop is not None and self.should_stop():
             raise TrainingStopped(-1, -1)
-        if self.stage is not None:
-            self.stage(name, fraction)
+        if self.progress is not None:
+            self.progress(StageChanged(Stage(stage), fraction))
 
-    def evaluating(self, p: E.EvalProgress) -> None:
+    def evaluating(self, p: EvalProgress) -> None:
         """Evaluation progress: a pause request stops here too (the evaluation is redone on resuming)."""
         if self.should_pause is not None and self.should_pause():
             raise TrainingPaused(-1, -1)
-        if self.evaluation is not None:
-            self.evaluation(p)
+        if self.progress is not None:
+            self.progress(p)
 
 
 class _Passes:
@@ -98,8 +97,8 @@ class _Passes:
     def __init__(self, cb: Callbacks, count: int) -> None:
         self.cb, self.count = cb, count
 
-    def pass_(self, index: int, model: str) -> Callable[[E.EvalProgress], None]:
-        def report(p: E.EvalProgress) -> None:
+    def pass_(self, index: int, model: str) -> Callable[[EvalProgress], None]:
+        def report(p: EvalProgress) -> None:
             eta = p.eta_seconds
             if eta is not None:
                 eta += (self.count - 1 - index) * (p.seconds + eta)  # the later passes, as long as this one
@@ -173,7 +172,7 @@ def check_job_teacher(
         TeacherUnfitError: code ``teacher_unfit``; nothing has been trained or written.
     """
     if cb is not None:
-        cb.at("checking teacher")
+        cb.at(Stage.CHECKING_TEACHER)
     log.info("teacher %s: input normalisation %s", teacher.arch, norm_text(teacher.normalization()))
     check = check_teacher(
         teacher,
@@ -225,69 +224,14 @@ def run_job(
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else out
     device = resolve_device(spec.device)
     seed_everything(spec.seed)
-    cb.at("loading data")
-    on_gpu = spec.dataset.on_device and device.type == "cuda"
-    data = load_dataset(spec.dataset, device=device if on_gpu else None)
-    teacher, check = None, None
-    if spec.teacher is not None:
-        cb.at("loading teacher")
-        teacher = load_teacher(spec.teacher, data.image_size).to(device)
-        check = check_job_teacher(
-            teacher,
-            data,
-            device,
-            allow_weak=spec.teacher.allow_weak,
-            cross_task=getattr(spec.params, "cross_task", None),
-            cb=cb,
-        )
+    data, teacher, check = _job_inputs(spec, device, cb)
     out.mkdir(parents=True, exist_ok=True)  # only now: a refused teacher leaves nothing behind
-    student = create_model(
-        spec.student.arch, data.num_classes, mean=spec.student.mean or data.mean, std=spec.student.std or data.std
-    )
-    student.normalization_source = "user" if spec.student.mean is not None else "dataset"
-    method = METHODS.get(spec.method)(
-        student, teacher, spec.params, MethodContext(data.num_classes, data.train.labels, spec.hyperparameters.attack)
-    ).to(device)
-    trainer = Trainer(
-        method,
-        data.train,
-        spec.hyperparameters,
-        device=device,
-        precision=spec.precision,
-        seed=spec.seed,
-        val=data.val,
-        augment=spec.dataset.augment,
-        checkpoint_dir=ckpt_dir,
-        progress=cb.progress,
-        should_stop=cb.should_stop,
-        before_write=cb.before_write,
-        should_pause=cb.should_pause,
-        val_eps=spec.evaluation.eps,
-        fingerprint=fingerprint(spec),
-        compile=spec.compile,
-    )
+    method = _job_method(spec, data, teacher, device)
+    trainer = _job_trainer(spec, method, data, device, ckpt_dir, cb)
     ckpt = ckpt_dir / CHECKPOINT_NAME
-    log.info(
-        "%s: training %s (%s) on %s, %d images, %d epochs, device %s",
-        spec.method,
-        spec.student.arch,
-        "teacher " + teacher.arch if teacher else "no teacher",
-        data.name,
-        len(data.train),
-        spec.hyperparameters.epochs,
-        device,
-    )
     result = trainer.fit(resume_from=ckpt if resume and ckpt.is_file() else None)
-    student.eval()
-    info = {
-        "method": spec.method,
-        "dataset": data.name,
-        "class_names": data.class_names,
-        "classes": spec.dataset.classes,
-        "input_size": data.image_size,
-    }  # no timestamp: the same weights give the same file (and the same SHA-256) whenever they are saved
-    cb.writing()
-    student_path = save_weights(student, out / STUDENT_FILE, info)
+    student = method.student
+    student_path, info = _save_student(spec, data, student, out, cb)
     kind = "distill" if spec.params.needs_teacher else "train"
     report = evaluate_and_report(
         kind,
@@ -311,6 +255,93 @@ def run_job(
     return report
 
 
+def _job_inputs(
+    spec: JobSpec, device: torch.device, cb: Callbacks
+) -> tuple[DatasetBundle, ImageClassifier | None, TeacherCheck | None]:
+    """The job's data, its teacher on ``device`` and the teacher's check (None, None without a teacher).
+
+    Raises:
+        TeacherUnfitError: the teacher is near chance on the data (nothing has been written).
+    """
+    cb.at(Stage.LOADING_DATA)
+    on_gpu = spec.dataset.on_device and device.type == "cuda"
+    data = load_dataset(spec.dataset, device=device if on_gpu else None)
+    if spec.teacher is None:
+        return data, None, None
+    cb.at(Stage.LOADING_TEACHER)
+    teacher = load_teacher(spec.teacher, data.image_size).to(device)
+    check = check_job_teacher(
+        teacher,
+        data,
+        device,
+        allow_weak=spec.teacher.allow_weak,
+        cross_task=getattr(spec.params, "cross_task", None),
+        cb=cb,
+    )
+    return data, teacher, check
+
+
+def _job_method(spec: JobSpec, data: DatasetBundle, teacher: ImageClassifier | None, device: torch.device) -> Method:
+    """A new student (normalised with the user's statistics, else the dataset's) in the job's method."""
+    student = create_model(
+        spec.student.arch, data.num_classes, mean=spec.student.mean or data.mean, std=spec.student.std or data.std
+    )
+    student.normalization_source = "user" if spec.student.mean is not None else "dataset"
+    context = MethodContext(data.num_classes, data.train.labels, spec.hyperparameters.attack)
+    return METHODS.get(spec.method)(student, teacher, spec.params, context).to(device)
+
+
+def _job_trainer(
+    spec: JobSpec, method: Method, data: DatasetBundle, device: torch.device, ckpt_dir: Path, cb: Callbacks
+) -> Trainer:
+    """The trainer of the job, wired to the caller's callbacks, checkpointing into ``ckpt_dir``."""
+    trainer = Trainer(
+        method,
+        data.train,
+        spec.hyperparameters,
+        device=device,
+        precision=spec.precision,
+        seed=spec.seed,
+        val=data.val,
+        augment=spec.dataset.augment,
+        checkpoint_dir=ckpt_dir,
+        progress=cb.progress,
+        should_stop=cb.should_stop,
+        before_write=cb.before_write,
+        should_pause=cb.should_pause,
+        val_eps=spec.evaluation.eps,
+        fingerprint=fingerprint(spec),
+        compile=spec.compile,
+    )
+    log.info(
+        "%s: training %s (%s) on %s, %d images, %d epochs, device %s",
+        spec.method,
+        spec.student.arch,
+        "teacher " + method.teacher.arch if method.teacher is not None else "no teacher",
+        data.name,
+        len(data.train),
+        spec.hyperparameters.epochs,
+        device,
+    )
+    return trainer
+
+
+def _save_student(
+    spec: JobSpec, data: DatasetBundle, student: ImageClassifier, out: Path, cb: Callbacks
+) -> tuple[Path, dict[str, Any]]:
+    """Write the trained student (in eval mode) to ``student.safetensors``; its path and its metadata."""
+    student.eval()
+    info = {
+        "method": spec.method,
+        "dataset": data.name,
+        "class_names": data.class_names,
+        "classes": spec.dataset.classes,
+        "input_size": data.image_size,
+    }  # no timestamp: the same weights give the same file (and the same SHA-256) whenever they are saved
+    cb.writing()
+    return save_weights(student, out / STUDENT_FILE, info), info
+
+
 def run_evaluation(
     weights: str | Path,
     out_dir: str | Path,
@@ -331,7 +362,7 @@ def run_evaluation(
     if teacher is None and teacher_weights is not None:
         teacher = TeacherSpec(weights=str(teacher_weights))
     device = resolve_device(spec.device)
-    cb.at("loading data")
+    cb.at(Stage.LOADING_DATA)
     data = load_dataset(spec.dataset)
     try:
         model = load_model_file(weights, input_size=data.image_size)
@@ -341,7 +372,7 @@ def run_evaluation(
         raise SpecError([("dataset", f"the model has {model.num_classes} classes, {data.name} has {data.num_classes}")])
     t_model, check = None, None
     if teacher is not None:
-        cb.at("loading teacher")
+        cb.at(Stage.LOADING_TEACHER)
         t_model = load_teacher(teacher, data.image_size).to(device)
         check = check_job_teacher(t_model, data, device, allow_weak=teacher.allow_weak, cb=cb)
     return evaluate_and_report(
@@ -407,14 +438,14 @@ def evaluate_and_report(
     if onnx_info is not None:
         from gacd_core.export import ONNX_FILE, export_and_verify
 
-        cb.at("exporting onnx", 0.0)
+        cb.at(Stage.EXPORTING, 0.0)
         onnx_check = export_and_verify(
             student, out_dir / ONNX_FILE, test.images, info=onnx_info, before_write=cb.writing
         )
     if same_labels is None:
         same_labels = teacher is not None and teacher.num_classes == student.num_classes
     passes = _Passes(cb, 2 if teacher is not None and same_labels and ev.teacher else 1)
-    cb.at("evaluating student", 0.0)
+    cb.at(Stage.EVALUATING_STUDENT, 0.0)
     s_eval = E.evaluate_model(
         student,
         test,
@@ -429,7 +460,7 @@ def evaluate_and_report(
     t_eval, agreement, structure = None, None, None
     if teacher is not None:
         if same_labels and ev.teacher:
-            cb.at("evaluating teacher", 0.0)
+            cb.at(Stage.EVALUATING_TEACHER, 0.0)
             t_eval = E.evaluate_model(
                 teacher,
                 test,
@@ -444,9 +475,9 @@ def evaluate_and_report(
             images = test.images.float().div(255)
             feats, logits = E.features_and_logits(teacher, images, device, ev.batch_size)
             t_eval = E.Evaluation({}, logits, feats)
-        cb.at("structure", 0.0)
+        cb.at(Stage.STRUCTURE, 0.0)
         agreement, structure = E.pair_metrics(student, teacher, s_eval, t_eval, device, same_labels, ev.batch_size)
-    cb.at("compression", 0.0)
+    cb.at(Stage.COMPRESSION, 0.0)
     autocast = torch.bfloat16 if precision == "bf16" and device.type == "cuda" else None
     comp = E.compression(
         student,
@@ -507,7 +538,7 @@ def evaluate_and_report(
         "export": None if onnx_check is None else {"onnx": onnx_check},
         "environment": environment(device),
     }
-    cb.at("writing report", 1.0)
+    cb.at(Stage.WRITING, 1.0)
     cb.writing()
     write_report(report, out_dir)
     return report

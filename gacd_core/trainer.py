@@ -3,7 +3,8 @@
 The trainer knows nothing about any method: it feeds batches to ``method.training_step`` and steps the
 optimiser on the loss it returns. Around that it provides what a job needs: the fast path (bf16
 autocast and channels-last where a short measured probe at the start finds them faster, see
-:mod:`gacd_core.fastpath`), a progress callback (epoch, step, loss parts, images/s, ETA), a stop callback
+:mod:`gacd_core.fastpath`), a progress callback (the typed events of :mod:`gacd_core.progress`: epoch,
+step, loss parts, images/s, ETA), a stop callback
 checked every few steps, per-epoch monitoring on a held-out validation split, and a checkpoint after
 every epoch holding everything needed to continue exactly (student, extra modules and buffers such as
 projection heads and memory bank, optimiser, scheduler, RNG states, history). A pause callback, checked
@@ -33,6 +34,7 @@ from gacd_core.data import Batches, ImageSet
 from gacd_core.errors import CheckpointError, TrainingPaused, TrainingStopped
 from gacd_core.methods import Method
 from gacd_core.methods.base import StepOutput
+from gacd_core.progress import EpochCompleted, TrainingEvent, TrainingStarted, TrainingStep
 from gacd_core.spec import HyperParameters
 
 log = logging.getLogger("gacd.trainer")
@@ -44,31 +46,6 @@ CHECKPOINT_NAME = "checkpoint.pt"
 
 
 @dataclass
-class Progress:
-    """What the progress callback receives. ``phase`` is ``start`` once before the first step of a run
-    (loss NaN), ``step`` during an epoch, and ``epoch`` once an epoch (with its monitoring and
-    checkpoint) is complete; then ``record`` holds its history row."""
-
-    phase: str
-    epoch: int
-    epochs: int
-    step: int
-    steps_per_epoch: int
-    global_step: int
-    total_steps: int
-    loss: float
-    parts: dict[str, float]
-    lr: float
-    images_per_second: float
-    eta_seconds: float
-    record: dict[str, Any] | None = None
-
-    @property
-    def fraction(self) -> float:
-        return self.global_step / max(1, self.total_steps)
-
-
-@dataclass
 class TrainResult:
     epochs: int
     seconds: float
@@ -76,6 +53,18 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     resumed_from_epoch: int | None = None
     fast_path: dict[str, Any] | None = None  # the setting trained in and, when probed, the probe's figures
+
+
+@dataclass
+class _Run:
+    """One call of :meth:`Trainer.fit`: when it started, the steps it took, when it last asked the stop
+    callback and last reported (the rate and ETA are this run's, not those of the runs it resumes)."""
+
+    start: float
+    total_steps: int
+    steps: int = 0
+    last_check: float = 0.0
+    last_report: float = 0.0
 
 
 def lr_factor(hyper: HyperParameters, steps_per_epoch: int) -> Callable[[int], float]:
@@ -177,6 +166,39 @@ def _resident(train: ImageSet, device: torch.device, share: float = 0.25) -> Ima
     return ImageSet(train.images.pin_memory(), train.labels.pin_memory())
 
 
+def _forced_setting(
+    method: Method, device: torch.device, precision: str, channels_last: bool | None, compile: bool
+) -> fastpath.Setting | None:
+    """The fast-path setting the arguments force (None under ``auto``: the probe chooses); refuses a
+    precision or a ``compile`` that cannot run, and drops a channels-last that is not safe here."""
+    if precision not in ("fp32", "bf16", "auto"):
+        raise ValueError(f"precision must be fp32, bf16 or auto, not {precision!r}")
+    if precision == "bf16" and not fastpath.bf16_supported(device):
+        log.warning("bf16 was asked for, but %s has no bf16 arithmetic: it will be emulated (slow)", device)
+    if compile and (why := fastpath.compile_available(device)):
+        raise ValueError(f"compile: {why}")
+    if channels_last and not fastpath.channels_last_safe(method, device):
+        log.warning("channels-last is not safe for this model on %s (see gacd_core.fastpath); NCHW", device)
+        channels_last = False
+    if precision == "auto":
+        return None
+    return fastpath.Setting(precision, device.type == "cuda" if channels_last is None else channels_last)
+
+
+def _optimiser(
+    method: Method, hyper: HyperParameters, steps_per_epoch: int
+) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.LambdaLR]:
+    """SGD over the method's trainable parameters, with the per-step schedule of :func:`lr_factor`."""
+    optimizer = torch.optim.SGD(
+        list(method.trainable_parameters()),
+        lr=hyper.lr,
+        momentum=hyper.momentum,
+        weight_decay=hyper.weight_decay,
+        nesterov=hyper.nesterov and hyper.momentum > 0,
+    )
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(hyper, steps_per_epoch))
+
+
 class Trainer:
     """Train ``method`` on ``train``.
 
@@ -193,8 +215,10 @@ class Trainer:
         val: a held-out split for per-epoch clean and PGD-10 accuracy (never used to pick a model).
         augment: random crop and flip.
         checkpoint_dir: where ``checkpoint.pt`` is written after every epoch.
-        progress: called every ``log_every`` steps or ``log_seconds`` of training, whichever comes
-            first, and after every epoch, so that a long step or a short epoch still shows progress.
+        progress: receives :class:`~gacd_core.progress.TrainingStarted` once, then
+            :class:`~gacd_core.progress.TrainingStep` every ``log_every`` steps or ``log_seconds`` of
+            training, whichever comes first, and :class:`~gacd_core.progress.EpochCompleted` after every
+            epoch, so that a long step or a short epoch still shows progress.
         should_stop: checked at the first step of every epoch and then every ``check_every`` steps or
             ``check_seconds``, whichever comes first (a cancel lands within about a step plus
             ``check_seconds``), and before every batch of the per-epoch validation; when it returns
@@ -222,7 +246,7 @@ class Trainer:
         val: ImageSet | None = None,
         augment: bool = True,
         checkpoint_dir: Path | None = None,
-        progress: Callable[[Progress], None] | None = None,
+        progress: Callable[[TrainingEvent], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
         before_write: Callable[[], None] | None = None,
         should_pause: Callable[[], bool] | None = None,
@@ -245,29 +269,15 @@ class Trainer:
         self.check_seconds, self.log_seconds = check_seconds, log_seconds
         self.val_eps = val_eps
         self.fingerprint = fingerprint
-        if precision not in ("fp32", "bf16", "auto"):
-            raise ValueError(f"precision must be fp32, bf16 or auto, not {precision!r}")
-        if precision == "bf16" and not fastpath.bf16_supported(device):
-            log.warning("bf16 was asked for, but %s has no bf16 arithmetic: it will be emulated (slow)", device)
-        self.precision = precision
-        self.probe_steps = probe_steps
-        if compile and (why := fastpath.compile_available(device)):
-            raise ValueError(f"compile: {why}")
-        self.compile = compile
-        self._channels_last_arg = channels_last
+        self.setting: fastpath.Setting | None = _forced_setting(method, device, precision, channels_last, compile)
+        self.precision, self.probe_steps, self.compile = precision, probe_steps, compile
+        self._channels_last_arg = channels_last  # as asked: the probe under ``auto`` reads it
         self.probe_result: fastpath.ProbeResult | None = None
-        self.setting: fastpath.Setting | None = None
         self.channels_last = False
-        if channels_last and not fastpath.channels_last_safe(method, device):
-            log.warning("channels-last is not safe for this model on %s (see gacd_core.fastpath); NCHW", device)
-            channels_last = False
-        if precision != "auto":
-            cl = device.type == "cuda" if channels_last is None else channels_last
-            self.setting = fastpath.Setting(precision, cl)
-        train = _resident(train, device)
-        self.train_data = train
+        self.train_data = _resident(train, device)
+        self.seed = seed
         self.batches = Batches(
-            train,
+            self.train_data,
             hyper.batch_size,
             shuffle=True,
             augment=augment,
@@ -276,18 +286,10 @@ class Trainer:
             seed=seed,
             channels_last=False,
         )
-        self.seed = seed
         if self.setting is not None:
             self._apply(self.setting)
         self.steps_per_epoch = len(self.batches)
-        self.optimizer = torch.optim.SGD(
-            list(method.trainable_parameters()),
-            lr=hyper.lr,
-            momentum=hyper.momentum,
-            weight_decay=hyper.weight_decay,
-            nesterov=hyper.nesterov and hyper.momentum > 0,
-        )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor(hyper, self.steps_per_epoch))
+        self.optimizer, self.scheduler = _optimiser(method, hyper, self.steps_per_epoch)
         self.history: list[dict[str, Any]] = []
         self.epoch = 0  # completed epochs
         self.seconds = 0.0  # training time of completed epochs, this run and earlier ones
@@ -424,12 +426,11 @@ class Trainer:
             log.info("resumed from %s at epoch %d", resume_from, self.epoch)
         if self.epoch < self.hyper.epochs:
             self.choose_setting()
-        total_steps = self.hyper.epochs * self.steps_per_epoch
-        run_start = time.perf_counter()
+        run = _Run(time.perf_counter(), self.hyper.epochs * self.steps_per_epoch)
         if self.progress is not None and self.epoch < self.hyper.epochs:
-            self._report("start", self.epoch + 1, 0, run_start, 0, total_steps, float("nan"), {})
+            self._report(TrainingStarted, self.epoch + 1, 0, run, float("nan"), {})
         with fastpath.compiled(self.method.student, self.method.teacher, enabled=self.compile):
-            self._epochs(run_start, total_steps)
+            self._epochs(run)
         images = sum(r["images_per_second"] * r["seconds"] for r in self.history)
         fast = None
         if self.setting is not None:
@@ -439,70 +440,83 @@ class Trainer:
             self.epoch, self.seconds, images / max(self.seconds, 1e-9), list(self.history), resumed, fast
         )
 
-    def _epochs(self, run_start: float, total_steps: int) -> None:
+    def _epochs(self, run: _Run) -> None:
         """The remaining epochs: steps, per-epoch record, validation monitor, checkpoint, progress."""
-        run_steps = 0
-        last_check = last_report = time.perf_counter()
+        run.last_check = run.last_report = time.perf_counter()
         for epoch in range(self.epoch + 1, self.hyper.epochs + 1):
-            t0 = time.perf_counter()
-            self.method.train()
-            self.batches.set_epoch(epoch)
-            # Running sums stay on the device; the host reads them only when it reports.
-            acc = _Accumulator(self.device)
-            done = 0  # steps of this epoch already taken before a mid-epoch checkpoint
-            if self._mid_epoch is not None:
-                done = int(self._mid_epoch["step"])
-                acc.restore(self._mid_epoch["sums"])
-                t0 -= float(self._mid_epoch["seconds"])
-                self._mid_epoch = None
-            for step, (x, y, idx) in enumerate(self.batches, start=1):
-                if step <= done:  # drawn again from the epoch's generator, so the next batches are the same
-                    continue
-                if self.should_pause is not None and self.should_pause():
-                    self._pause(epoch, step - 1, acc, time.perf_counter() - t0)
-                now = time.perf_counter()
-                due = (step - 1) % self.check_every == 0 or now - last_check >= self.check_seconds
-                if self.should_stop is not None and due:
-                    last_check = now
-                    if self.should_stop():
-                        raise TrainingStopped(epoch, step)
-                out = self.train_step(x, y, idx)
-                run_steps += 1
-                acc.add(out.loss, out.parts, out.logits, y)
-                now = time.perf_counter()
-                if self.progress is not None and (step % self.log_every == 0 or now - last_report >= self.log_seconds):
-                    last_report = now
-                    loss_mean, parts = acc.means(step, epoch)
-                    self._report("step", epoch, step, run_start, run_steps, total_steps, loss_mean, parts)
-            train_seconds = time.perf_counter() - t0
-            self.seconds += train_seconds
-            loss_mean, parts = acc.means(self.steps_per_epoch, epoch)
-            record: dict[str, Any] = {
-                "epoch": epoch,
-                "lr": self.optimizer.param_groups[0]["lr"],
-                "loss": loss_mean,
-                "loss_parts": parts,
-                "train_acc": acc.accuracy(),
-                "seconds": train_seconds,
-                "images_per_second": acc.seen / max(train_seconds, 1e-9),
-            }
-            if self.val is not None:
-                record.update(self.monitor())
-            self.history.append(record)
-            self.epoch = epoch
-            self.save_checkpoint()
-            log.info(
-                "epoch %d/%d loss %.4f train_acc %.4f %.0f img/s",
-                epoch,
-                self.hyper.epochs,
-                record["loss"],
-                record["train_acc"],
-                record["images_per_second"],
-            )
-            if self.progress is not None:
-                self._report(
-                    "epoch", epoch, self.steps_per_epoch, run_start, run_steps, total_steps, loss_mean, parts, record
-                )
+            acc, seconds = self._train_epoch(epoch, run)
+            self._end_epoch(epoch, acc, seconds, run)
+
+    def _train_epoch(self, epoch: int, run: _Run) -> tuple[_Accumulator, float]:
+        """The steps of ``epoch`` (those after a mid-epoch checkpoint's); its sums and training seconds."""
+        t0 = time.perf_counter()
+        self.method.train()
+        self.batches.set_epoch(epoch)
+        # Running sums stay on the device; the host reads them only when it reports.
+        acc = _Accumulator(self.device)
+        done = 0  # steps of this epoch already taken before a mid-epoch checkpoint
+        if self._mid_epoch is not None:
+            done = int(self._mid_epoch["step"])
+            acc.restore(self._mid_epoch["sums"])
+            t0 -= float(self._mid_epoch["seconds"])
+            self._mid_epoch = None
+        for step, (x, y, idx) in enumerate(self.batches, start=1):
+            if step <= done:  # drawn again from the epoch's generator, so the next batches are the same
+                continue
+            if self.should_pause is not None and self.should_pause():
+                self._pause(epoch, step - 1, acc, time.perf_counter() - t0)
+            self._check_stop(epoch, step, run)
+            out = self.train_step(x, y, idx)
+            run.steps += 1
+            acc.add(out.loss, out.parts, out.logits, y)
+            now = time.perf_counter()
+            if self.progress is not None and (step % self.log_every == 0 or now - run.last_report >= self.log_seconds):
+                run.last_report = now
+                loss_mean, parts = acc.means(step, epoch)
+                self._report(TrainingStep, epoch, step, run, loss_mean, parts)
+        return acc, time.perf_counter() - t0
+
+    def _check_stop(self, epoch: int, step: int, run: _Run) -> None:
+        """Ask the stop callback every ``check_every`` steps or ``check_seconds``, whichever comes first.
+
+        Raises:
+            TrainingStopped: the callback said stop.
+        """
+        now = time.perf_counter()
+        due = (step - 1) % self.check_every == 0 or now - run.last_check >= self.check_seconds
+        if self.should_stop is not None and due:
+            run.last_check = now
+            if self.should_stop():
+                raise TrainingStopped(epoch, step)
+
+    def _end_epoch(self, epoch: int, acc: _Accumulator, train_seconds: float, run: _Run) -> None:
+        """The epoch's history row (with the validation monitor), its checkpoint, log line and progress."""
+        self.seconds += train_seconds
+        loss_mean, parts = acc.means(self.steps_per_epoch, epoch)
+        record: dict[str, Any] = {
+            "epoch": epoch,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "loss": loss_mean,
+            "loss_parts": parts,
+            "train_acc": acc.accuracy(),
+            "seconds": train_seconds,
+            "images_per_second": acc.seen / max(train_seconds, 1e-9),
+        }
+        if self.val is not None:
+            record.update(self.monitor())
+        self.history.append(record)
+        self.epoch = epoch
+        self.save_checkpoint()
+        log.info(
+            "epoch %d/%d loss %.4f train_acc %.4f %.0f img/s",
+            epoch,
+            self.hyper.epochs,
+            record["loss"],
+            record["train_acc"],
+            record["images_per_second"],
+        )
+        if self.progress is not None:
+            self._report(EpochCompleted, epoch, self.steps_per_epoch, run, loss_mean, parts, record=record)
 
     def _pause(self, epoch: int, done: int, acc: _Accumulator, seconds: float) -> None:
         """Checkpoint after ``done`` steps of ``epoch`` (RNG states as they are now), then stop."""
@@ -512,36 +526,35 @@ class Trainer:
 
     def _report(
         self,
-        phase: str,
+        event: type[TrainingStarted] | type[TrainingStep] | type[EpochCompleted],
         epoch: int,
         step: int,
-        run_start: float,
-        run_steps: int,
-        total_steps: int,
+        run: _Run,
         loss: float,
         parts: dict[str, float],
-        record: dict[str, Any] | None = None,
+        **extra: Any,
     ) -> None:
+        """Send the progress callback an ``event`` of this type, with the rate and ETA measured over
+        this run's steps; ``extra``: the fields of that event type only (an epoch's ``record``)."""
         assert self.progress is not None
-        elapsed = time.perf_counter() - run_start
+        elapsed = time.perf_counter() - run.start
         global_step = (epoch - 1) * self.steps_per_epoch + step
-        rate = run_steps / max(elapsed, 1e-9)
-        eta = (total_steps - global_step) / rate if rate > 0 else float("nan")
+        rate = run.steps / max(elapsed, 1e-9)
+        eta = (run.total_steps - global_step) / rate if rate > 0 else float("nan")
         self.progress(
-            Progress(
-                phase=phase,
+            event(
                 epoch=epoch,
                 epochs=self.hyper.epochs,
                 step=step,
                 steps_per_epoch=self.steps_per_epoch,
                 global_step=global_step,
-                total_steps=total_steps,
+                total_steps=run.total_steps,
                 loss=loss,
                 parts=parts,
                 lr=self.optimizer.param_groups[0]["lr"],
                 images_per_second=rate * self.hyper.batch_size,
                 eta_seconds=eta,
-                record=record,
+                **extra,
             )
         )
 

@@ -307,7 +307,7 @@ def test_cancel_while_queued(idle: TestClient, env: ServiceEnv) -> None:
     r = idle.post(f"/v1/jobs/{job['id']}/cancel", headers=H())
     assert r.status_code == 409 and r.json()["error"]["code"] == "conflict"
     # a message for it that still reaches a worker changes nothing
-    Queue(Settings(**env.settings)).run_job(job["id"])
+    Queue(Settings(**env.settings)).enqueue_job(job["id"])
     time.sleep(3)
     again = idle.get(f"/v1/jobs/{job['id']}", headers=H()).json()
     assert again["status"] == "cancelled" and again["started_at"] is None
@@ -486,7 +486,7 @@ def test_per_tenant_limits_answer_429_with_retry_after(env: ServiceEnv) -> None:
 
 def test_a_job_the_queue_cannot_take_is_not_created(env: ServiceEnv) -> None:
     class BrokerAway(Queue):
-        def run_job(self, job_id: str) -> None:
+        def enqueue_job(self, job_id: str) -> None:
             raise ConnectionError("the broker is away")
 
     settings = Settings(**{**env.settings, "queue": "nobody-reads-this"})

@@ -13,8 +13,9 @@ from gacd_core.data import ImageSet
 from gacd_core.errors import CheckpointError, TrainingStopped
 from gacd_core.methods import METHODS, MethodContext
 from gacd_core.models import create_model
+from gacd_core.progress import EpochCompleted, TrainingProgress, TrainingStarted, TrainingStep
 from gacd_core.spec import HyperParameters, parse_spec
-from gacd_core.trainer import CHECKPOINT_NAME, Progress, Trainer, lr_factor
+from gacd_core.trainer import CHECKPOINT_NAME, Trainer, lr_factor
 
 pytestmark = pytest.mark.unit
 
@@ -109,12 +110,13 @@ def test_checkpoint_is_plain_data_and_refuses_another_job(tmp_path):
 
 
 def test_progress_and_stop_callbacks(tmp_path):
-    events: list[Progress] = []
+    events: list[TrainingProgress] = []
     t = _trainer("natural", tmp_path, epochs=2, progress=events.append, log_every=1, log_seconds=math.inf)
     t.fit()
-    assert events[0].phase == "start" and events[0].step == 0 and events[0].global_step == 0
-    steps = [e for e in events if e.phase == "step"]
-    epochs = [e for e in events if e.phase == "epoch"]
+    assert isinstance(events[0], TrainingStarted) and events[0].step == 0 and events[0].global_step == 0
+    steps = [e for e in events if isinstance(e, TrainingStep)]
+    epochs = [e for e in events if isinstance(e, EpochCompleted)]
+    assert len(events) == 1 + len(steps) + len(epochs)  # one type per event, nothing else
     assert [e.epoch for e in epochs] == [1, 2] and all(e.record is not None for e in epochs)
     assert len(steps) == 2 * t.steps_per_epoch == 6
     assert [e.global_step for e in steps] == list(range(1, 7))
@@ -152,7 +154,7 @@ def test_stop_and_progress_are_also_checked_by_time(monkeypatch):
     monkeypatch.setattr(t, "train_step", slow_step)
     t.fit()
     assert len(calls) == 2 * t.steps_per_epoch  # every step, though check_every is 1000
-    assert len([e for e in events if e.phase == "step"]) == 2 * t.steps_per_epoch
+    assert len([e for e in events if isinstance(e, TrainingStep)]) == 2 * t.steps_per_epoch
 
 
 @pytest.mark.slow

@@ -26,80 +26,46 @@ this worker stops writing and the reaper hands the job on, to resume from its la
 
 from __future__ import annotations
 
-import errno
 import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import ValidationError
 
 from gacd_core import catalog
-from gacd_core.errors import GACDError, SpecError, TrainingPaused, TrainingStopped
+from gacd_core.errors import SpecError, TrainingPaused, TrainingStopped
 from gacd_core.report import sha256_file
 from gacd_core.spec import JobSpec
 from service.state.artifacts import ArtifactStore
-from service.state.records import TERMINAL, Artifact, DatasetRecord, JobRecord, Progress, TeacherRecord, now_iso
+from service.state.records import TERMINAL, Artifact, DatasetRecord, JobRecord, TeacherRecord, now_iso
 from service.state.settings import Settings
-from service.state.store import STORE_ERRORS, Fenced, Store, TransitionRefused
+from service.state.store import Fenced, Store, TransitionRefused
+from worker.failures import job_error
+from worker.lease import Lease, patiently
+from worker.reporter import Reporter
 
 log = logging.getLogger("gacd.worker")
 OUTPUTS = ("student.safetensors", "student.onnx", "report.json", "report.html", "train.log")
-PROGRESS_EVERY = 1.0  # seconds between progress writes during an epoch
-STOP_CHECK_EVERY = 0.5  # seconds between cancellation checks
-T = TypeVar("T")
+
+__all__ = ["JobRunner", "patiently"]
 
 
-def patiently(what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """``fn(*args, **kwargs)``, retried with a growing pause (0.5 s up to 5 s) while the store is away."""
-    pause = 0.5
-    while True:
-        try:
-            return fn(*args, **kwargs)
-        except STORE_ERRORS as exc:
-            log.warning("%s: the job store is unavailable (%s); retrying in %.1f s", what, exc, pause)
-            time.sleep(pause)
-            pause = min(2 * pause, 5.0)
+@dataclass
+class _Attempt:
+    """This worker's attempt at a job: the record it started from, its lease and its reporter."""
 
+    rec: JobRecord
+    token: str
+    lease: Lease
+    reporter: Reporter
 
-class _Lease:
-    """Holds a job's lease and renews it from a thread until stopped; ``lost`` once a renewal fails."""
-
-    def __init__(self, store: Store, job_id: str, token: str, ttl: float, every: float) -> None:
-        self.store, self.job_id, self.token, self.ttl, self.every = store, job_id, token, ttl, every
-        self.lost = threading.Event()
-        self.renewed = time.monotonic()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"lease-{job_id}", daemon=True)
-
-    def __enter__(self) -> _Lease:
-        self._thread.start()
-        return self
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.every):
-            try:
-                if not self.store.renew_lease(self.job_id, self.token, self.ttl):
-                    log.error("job %s: lease lost; stopping without further writes", self.job_id)
-                    self.lost.set()
-                    return
-                self.renewed = time.monotonic()
-            except Exception as exc:  # Redis away: keep the lease while the TTL allows
-                log.warning("job %s: lease renewal failed (%s); retrying", self.job_id, exc)
-
-    def fresh(self) -> bool:
-        """Whether the last renewal is recent enough that the lease cannot have expired yet."""
-        return time.monotonic() - self.renewed < self.ttl - self.every
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        try:
-            self.store.release_lease(self.job_id, self.token)
-        except Exception as exc:
-            log.warning("job %s: could not release the lease: %s", self.job_id, exc)
+    @property
+    def job_id(self) -> str:
+        return self.rec.id
 
 
 class JobRunner:
@@ -129,38 +95,47 @@ class JobRunner:
         self.draining = draining or (lambda: False)
         self._hand_back: str | None = None  # set to the job's queue when a paused job is to be re-sent
 
-    # --- the lifecycle ------------------------------------------------------------------------------
+    # --- the message and the lease -------------------------------------------------------------------
     def run(self, job_id: str) -> None:
-        try:
-            rec = patiently(f"job {job_id}", self.store.get, JobRecord, job_id)
-        except ValidationError as exc:  # stored by a version whose job specification this one cannot read
-            self._unreadable(job_id, exc)
-            return
+        """Handle one queue message for ``job_id``: run the job here under its lease, or leave it."""
+        rec = self._take(job_id)
         if rec is None:
-            log.warning("job %s: no such job; dropping the message", job_id)
-            return
-        if rec.status in TERMINAL:
-            log.info("job %s is already %s; nothing to do", job_id, rec.status)
-            return
-        if self.stopping.is_set() and self.requeue is not None:
-            log.info("job %s: this worker is stopping; the job goes back to the queue", job_id)
-            self.requeue(job_id, rec.queue)
-            return
-        if self.requeue is not None and patiently(f"job {job_id}", self.draining):
-            log.info("job %s: this worker is drained; the job goes back to the queue", job_id)
-            time.sleep(1.0)  # until Celery's cancel_consumer, read between jobs, stops the messages
-            self.requeue(job_id, rec.queue)
             return
         token = patiently(f"job {job_id}", self.store.acquire_lease, job_id, self.settings.lease_seconds)
         if token is None:
             log.info("job %s: another worker holds its lease; leaving it to that worker", job_id)
             return
         self._hand_back = None
-        with _Lease(self.store, job_id, token, self.settings.lease_seconds, self.settings.heartbeat_seconds) as lease:
+        with Lease(self.store, job_id, token, self.settings.lease_seconds, self.settings.heartbeat_seconds) as lease:
             self._run_leased(rec, token, lease)
         # The lease is released now: the worker that takes the message can take the lease at once.
         if self._hand_back is not None and self.requeue is not None:
             patiently(f"job {job_id}", self.requeue, job_id, self._hand_back or None)
+
+    def _take(self, job_id: str) -> JobRecord | None:
+        """The job's record when this worker is to run it; None for a job that is gone or finished, or
+        one sent back to the queue because this worker is stopping or drained."""
+        try:
+            rec = patiently(f"job {job_id}", self.store.get, JobRecord, job_id)
+        except ValidationError as exc:  # stored by a version whose job specification this one cannot read
+            self._unreadable(job_id, exc)
+            return None
+        if rec is None:
+            log.warning("job %s: no such job; dropping the message", job_id)
+            return None
+        if rec.status in TERMINAL:
+            log.info("job %s is already %s; nothing to do", job_id, rec.status)
+            return None
+        if self.stopping.is_set() and self.requeue is not None:
+            log.info("job %s: this worker is stopping; the job goes back to the queue", job_id)
+            self.requeue(job_id, rec.queue)
+            return None
+        if self.requeue is not None and patiently(f"job {job_id}", self.draining):
+            log.info("job %s: this worker is drained; the job goes back to the queue", job_id)
+            time.sleep(1.0)  # until Celery's cancel_consumer, read between jobs, stops the messages
+            self.requeue(job_id, rec.queue)
+            return None
+        return rec
 
     def _unreadable(self, job_id: str, exc: ValidationError) -> None:
         """Fail a job whose stored record does not validate (no worker could ever run it)."""
@@ -176,36 +151,32 @@ class JobRunner:
             return
         self.store.add_event(job_id, "failed", message, level="error", data=err)
 
-    def _run_leased(self, rec: JobRecord, token: str, lease: _Lease) -> None:
-        job_id, tenant = rec.id, rec.tenant
+    def _run_leased(self, rec: JobRecord, token: str, lease: Lease) -> None:
         if rec.status == "cancelling":  # cancelled while no worker ran it
-            self._finish(job_id, token, "cancelled", ["cancelling"], "cancelled", "cancelled before it resumed")
+            self._finish(rec.id, token, "cancelled", ["cancelling"], "cancelled", "cancelled before it resumed")
             return
-        attempt = rec.attempts + 1
+        if self._start(rec, token):
+            self._execute(_Attempt(rec, token, lease, Reporter(self.store, rec.id, token, lease, rec.progress)))
+
+    def _start(self, rec: JobRecord, token: str) -> bool:
+        """Mark the job running on this worker (a fenced write) and say so in its events; False when the
+        job moved on or the lease expired meanwhile (nothing is written then)."""
+        job_id, attempt = rec.id, rec.attempts + 1
+        fields = {
+            "started_at": rec.started_at or now_iso(),
+            "attempts": attempt,
+            "worker": self.worker,
+            "progress": rec.progress.staged("starting"),
+        }
         try:
-            patiently(
-                f"job {job_id}",
-                self.store.transition,
-                job_id,
-                ["queued", "running"],
-                "running",
-                {
-                    "started_at": rec.started_at or now_iso(),
-                    "attempts": attempt,
-                    "worker": self.worker,
-                    "progress": rec.progress.staged("starting"),
-                },
-                token,
-            )
+            patiently(f"job {job_id}", self.store.transition, job_id, ["queued", "running"], "running", fields, token)
         except TransitionRefused as exc:
             log.info("job %s is %s; not starting it", job_id, exc.current)
-            return
+            return False
         except Fenced:
             log.info("job %s: the lease expired before the job started; leaving it", job_id)
-            return
-        out_dir = self.arts.job_out(tenant, job_id)
-        ckpt_dir = self.arts.job_checkpoints(tenant, job_id)
-        resuming = (ckpt_dir / "checkpoint.pt").is_file()
+            return False
+        resuming = (self.arts.job_checkpoints(rec.tenant, job_id) / "checkpoint.pt").is_file()
         patiently(
             f"job {job_id}",
             self.store.add_event,
@@ -214,105 +185,81 @@ class JobRunner:
             f"worker {self.worker} started attempt {attempt}" + (" from the last checkpoint" if resuming else ""),
             data={"worker": self.worker, "attempt": attempt, "resume": resuming},
         )
-        reporter = _Reporter(self.store, job_id, token, lease, rec.progress)
+        return True
+
+    # --- the run -------------------------------------------------------------------------------------
+    def _execute(self, run: _Attempt) -> None:
+        """Run the job through gacd_core, its log in ``train.log``, and write how it ended."""
+        out_dir = self.arts.job_out(run.rec.tenant, run.job_id)
         handler: logging.Handler | None = None
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
             handler = _log_to(out_dir / "train.log")
-            from gacd_core.jobs import Callbacks, run_job
-
-            report = run_job(
-                self._resolved(rec),
-                out_dir,
-                callbacks=Callbacks(
-                    progress=reporter.progress,
-                    stage=reporter.stage,
-                    evaluation=reporter.evaluation,
-                    should_stop=reporter.should_stop,
-                    before_write=reporter.before_write,
-                    should_pause=self.stopping.is_set if self.requeue is not None else None,
-                ),
-                checkpoint_dir=ckpt_dir,
-                resume=True,
-            )
-        except TrainingPaused as exc:
-            _unlog(handler)
-            if not lease.lost.is_set():
-                self._pause(rec, token, exc, reporter)
-            return
-        except TrainingStopped:
-            _unlog(handler)
-            if lease.lost.is_set():
-                return
-            self._finish(
-                job_id,
-                token,
-                "cancelled",
-                ["cancelling", "running"],
-                "cancelled",
-                "cancelled by request",
-                reporter=reporter,
-            )
-            return
-        except Fenced:
-            _unlog(handler)
-            log.error("job %s: lease lost during the job; another worker owns it now", job_id)
-            return
-        except GACDError as exc:
-            _unlog(handler)
-            err = {"code": exc.code, "message": exc.message, "field": exc.field}
-            check = getattr(exc, "check", None)
-            if check:  # teacher_unfit: the figures that refused the teacher
-                err["check"] = check
-            self._finish(
-                job_id, token, "failed", ["running", "cancelling"], "failed", exc.message, error=err, reporter=reporter
-            )
-            return
-        except OSError as exc:
-            _unlog(handler)
-            log.exception("job %s: storage error", job_id)
-            reason = {
-                errno.ENOSPC: "the artifact store is full",
-                errno.EACCES: "the artifact store is not writable",
-                errno.EROFS: "the artifact store is read-only",
-                errno.EDQUOT: "the artifact store's quota is exhausted",
-            }.get(exc.errno or 0, f"storage error: {exc}")
-            reason += f" ({exc.strerror or exc}: {exc.filename or self.arts.root})"
-            err = {"code": "storage_error", "message": reason, "field": None}
-            self._finish(
-                job_id, token, "failed", ["running", "cancelling"], "failed", reason, error=err, reporter=reporter
-            )
-            return
+            report = self._run_core(run, out_dir)
         except Exception as exc:
             _unlog(handler)
-            log.exception("job %s failed", job_id)
-            message = f"the job failed: {type(exc).__name__}: {exc}"[:2000]
-            err = {"code": "internal_error", "message": message, "field": None}
-            self._finish(
-                job_id, token, "failed", ["running", "cancelling"], "failed", message, error=err, reporter=reporter
-            )
+            self._ended_early(run, exc)
             return
         _unlog(handler)
+        self._succeeded(run, out_dir, report)
+
+    def _run_core(self, run: _Attempt, out_dir: Path) -> dict[str, Any]:
+        """:func:`gacd_core.jobs.run_job` on the job's resolved specification, continuing from its
+        checkpoint, with the reporter's callbacks (and a pause when this worker stops)."""
+        from gacd_core.jobs import Callbacks, run_job
+
+        reporter = run.reporter
+        callbacks = Callbacks(
+            progress=reporter.progress,
+            should_stop=reporter.should_stop,
+            before_write=reporter.before_write,
+            should_pause=self.stopping.is_set if self.requeue is not None else None,
+        )
+        checkpoints = self.arts.job_checkpoints(run.rec.tenant, run.job_id)
+        return run_job(self._resolved(run.rec), out_dir, callbacks=callbacks, checkpoint_dir=checkpoints, resume=True)
+
+    def _ended_early(self, run: _Attempt, exc: Exception) -> None:
+        """A run that raised: paused (this worker stops), cancelled, fenced (its lease is gone, so it
+        writes nothing), or failed with the job error :func:`worker.failures.job_error` finds."""
+        if isinstance(exc, TrainingPaused):
+            if not run.lease.lost.is_set():
+                self._pause(run.rec, run.token, exc, run.reporter)
+        elif isinstance(exc, TrainingStopped):
+            if not run.lease.lost.is_set():
+                self._end(run, "cancelled", ["cancelling", "running"], "cancelled", "cancelled by request")
+        elif isinstance(exc, Fenced):
+            log.error("job %s: lease lost during the job; another worker owns it now", run.job_id)
+        else:
+            error, logged = job_error(exc, self.arts.root)
+            if logged is not None:
+                log.error(logged, run.job_id, exc_info=exc)
+            err = error.model_dump()
+            self._end(run, "failed", ["running", "cancelling"], "failed", error.message, error=err)
+
+    def _succeeded(self, run: _Attempt, out_dir: Path, report: dict[str, Any]) -> None:
+        """List the outputs with their sizes and digests and commit them with status ``succeeded``."""
         artifacts = [
             Artifact(name=name, bytes=path.stat().st_size, sha256=sha256_file(path))
             for name in OUTPUTS
             if (path := out_dir / name).is_file()
         ]
         metrics = {k: report["metrics"].get(k) for k in catalog.ACCURACY_KEYS}
-        progress = reporter.last.staged(
+        progress = run.reporter.last.staged(
             "done", fraction=1.0, eta_seconds=0.0, metrics=metrics, model=None, attack=None, step=None
         )
-        self._finish(
-            job_id,
-            token,
+        self._end(
+            run,
             "succeeded",
             ["running", "cancelling"],
             "succeeded",
             "succeeded: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in metrics.items() if v is not None),
             fields={"artifacts": artifacts, "progress": progress},
             data={"metrics": metrics},
-            reporter=reporter,
         )
+
+    def _end(self, run: _Attempt, status: str, allowed: list[str], event: str, message: str, **kw: Any) -> None:
+        """:meth:`_finish` for a run: its pending events are written first."""
+        self._finish(run.job_id, run.token, status, allowed, event, message, reporter=run.reporter, **kw)
 
     def _finish(
         self,
@@ -326,7 +273,7 @@ class JobRunner:
         error: dict[str, Any] | None = None,
         fields: dict[str, Any] | None = None,
         data: dict[str, Any] | None = None,
-        reporter: _Reporter | None = None,
+        reporter: Reporter | None = None,
     ) -> None:
         if reporter is not None:  # the events of the run come before the final one
             patiently(f"job {job_id}", reporter.flush)
@@ -356,7 +303,7 @@ class JobRunner:
             data=data or error or {},
         )
 
-    def _pause(self, rec: JobRecord, token: str, exc: TrainingPaused, reporter: _Reporter) -> None:
+    def _pause(self, rec: JobRecord, token: str, exc: TrainingPaused, reporter: Reporter) -> None:
         """The worker is stopping: put the paused job back to ``queued`` (sent again once the lease is free)."""
         job_id = rec.id
         where = f"epoch {exc.epoch}, step {exc.step}" if exc.epoch > 0 else "its last epoch checkpoint"
@@ -411,140 +358,6 @@ class JobRunner:
             device=self.settings.worker_device,
             download=False,
         )
-
-
-class _Reporter:
-    """Turns gacd_core's callbacks into job progress, events and cancellation checks.
-
-    While the store is away, progress writes are skipped (the next one carries the latest state) and
-    events wait in ``pending``, to be written in order, with the time they happened, once it is back.
-    """
-
-    def __init__(self, store: Store, job_id: str, token: str, lease: _Lease, initial: Progress) -> None:
-        self.store, self.job_id, self.token, self.lease = store, job_id, token, lease
-        self.last = initial.staged("starting", eta_seconds=None)
-        self.pending: list[tuple[str, str, dict[str, Any], str]] = []
-        self._written = 0.0
-        self._checked = 0.0
-        self._stop = False
-        self._away = False
-
-    def flush(self) -> None:
-        """Write the pending events, oldest first (raises while the store is away)."""
-        while self.pending:
-            type_, message, data, at = self.pending[0]
-            self.store.add_event(self.job_id, type_, message, data=data, created_at=at)
-            self.pending.pop(0)
-
-    def _best_effort(self, progress: Progress | None) -> None:
-        try:
-            self.flush()
-            if progress is not None:
-                self.store.update(self.job_id, {"progress": progress}, self.token)
-        except STORE_ERRORS as exc:
-            if not self._away:
-                log.warning("job %s: the job store is unavailable (%s); training goes on", self.job_id, exc)
-            self._away = True
-            return
-        if self._away:
-            log.info("job %s: the job store is back", self.job_id)
-        self._away = False
-
-    def _event(self, type_: str, message: str, data: dict[str, Any]) -> None:
-        self.pending.append((type_, message, data, now_iso()))
-        self._best_effort(None)
-
-    def progress(self, p: Any) -> None:
-        metrics: dict[str, Any] = {"loss": _finite(p.loss), "lr": p.lr, "images_per_second": p.images_per_second}
-        metrics.update({k: _finite(v) for k, v in p.parts.items()})
-        if p.record is not None:
-            for k in ("train_acc", "val_clean_acc", "val_pgd_acc"):
-                if p.record.get(k) is not None:
-                    metrics[k] = p.record[k]
-        self.last = Progress(
-            epoch=p.epoch if p.phase == "epoch" else p.epoch - 1,
-            epochs=p.epochs,
-            step=p.step if p.phase == "step" else 0,
-            steps_per_epoch=p.steps_per_epoch,
-            fraction=round(p.fraction, 5),
-            eta_seconds=_finite(p.eta_seconds),
-            stage="training",
-            metrics=metrics,
-        )
-        now = time.monotonic()
-        if p.phase in ("epoch", "start") or now - self._written >= PROGRESS_EVERY:
-            self._written = now
-            self._best_effort(self.last)
-        if p.phase == "epoch" and p.record is not None:
-            r = p.record
-            text = f"epoch {p.epoch}/{p.epochs}: loss {r['loss']:.4f}, train acc {100 * r['train_acc']:.1f}%"
-            if r.get("val_pgd_acc") is not None:
-                text += f", val clean {100 * r['val_clean_acc']:.1f}%, val pgd {100 * r['val_pgd_acc']:.1f}%"
-            self._event("epoch", text, {"epoch": p.epoch, **metrics})
-
-    def stage(self, name: str, fraction: float) -> None:
-        # The core names the evaluation's stages "evaluating student" and "evaluating teacher"; the
-        # progress record says stage "evaluating" and the model apart, as evaluation() does.
-        stage, _, model = name.partition(" ") if name.startswith("evaluating ") else (name, "", "")
-        changed = (self.last.stage, self.last.model) != (stage, model or None)
-        if changed:  # what the training or the previous stage left does not describe this one
-            self.last = self.last.staged(stage, model=model or None, attack=None, step=None, eta_seconds=None)
-        now = time.monotonic()
-        if stage == "evaluating":  # its first evaluation() report, right after, writes the progress
-            self._written = 0.0
-        elif changed or now - self._written >= PROGRESS_EVERY:
-            self._written = now
-            self._best_effort(self.last)
-        if changed:
-            self._event("stage", name, {"stage": name})
-
-    def evaluation(self, p: Any) -> None:
-        """Evaluation progress (gacd_core.evaluation.EvalProgress): the model, the attack running, the
-        fraction of the evaluation done and its ETA; written at most every PROGRESS_EVERY seconds."""
-        self.last = self.last.staged(
-            "evaluating", model=p.model, attack=p.attack, fraction=p.fraction, eta_seconds=_finite(p.eta_seconds)
-        )
-        now = time.monotonic()
-        if now - self._written >= PROGRESS_EVERY:
-            self._written = now
-            self._best_effort(self.last)
-
-    def before_write(self) -> None:
-        """Fence for files: a worker whose lease went to another writes no checkpoint and no output.
-
-        Raises:
-            Fenced: the lease no longer holds this worker's token (or the store cannot say so).
-        """
-        if self.lease.lost.is_set():
-            raise Fenced(self.job_id)
-        try:
-            held = self.store.holds_lease(self.job_id, self.token)
-        except STORE_ERRORS:  # cannot tell: write only while the lease's own time allows
-            held = self.lease.fresh()
-        if not held:
-            self.lease.lost.set()
-            log.error("job %s: the lease is gone; writing nothing more", self.job_id)
-            raise Fenced(self.job_id)
-
-    def should_stop(self) -> bool:
-        if self.lease.lost.is_set():
-            return True
-        now = time.monotonic()
-        if now - self._checked < STOP_CHECK_EVERY:
-            return self._stop
-        self._checked = now
-        try:
-            status = self.store.get_status(self.job_id)
-        except Exception:  # Redis away: go on; the lease decides
-            return self._stop
-        self._stop = status in ("cancelling", "cancelled") or status is None
-        return self._stop
-
-
-def _finite(v: float | None) -> float | None:
-    import math
-
-    return v if v is not None and math.isfinite(v) else None
 
 
 def _log_to(path: Path) -> logging.Handler:

@@ -10,8 +10,9 @@ from service.state.queue import RUN_JOB, VALIDATE_DATASET, VALIDATE_TEACHER
 from worker.app import STOPPING, WORKER_NAME, app, draining, requeue, settings, worker_store
 
 
-@app.task(name=RUN_JOB)
-def run_job(job_id: str) -> None:
+@app.task(name=RUN_JOB)  # the task's name stays gacd.run_job: messages already queued still run
+def handle_job(job_id: str) -> None:
+    """A job message: run the job here, or leave it (finished, held by another worker, sent back)."""
     from worker.runner import JobRunner
 
     store = worker_store()
@@ -23,7 +24,7 @@ def run_job(job_id: str) -> None:
 
 @app.task(name=VALIDATE_TEACHER)
 def validate_teacher(teacher_id: str) -> None:
-    from worker.runner import patiently
+    from worker.lease import patiently
     from worker.validate import validate_teacher as run
 
     patiently(f"teacher {teacher_id}", run, worker_store(), settings, teacher_id)
@@ -31,7 +32,7 @@ def validate_teacher(teacher_id: str) -> None:
 
 @app.task(name=VALIDATE_DATASET)
 def validate_dataset(dataset_id: str) -> None:
-    from worker.runner import patiently
+    from worker.lease import patiently
     from worker.validate import validate_dataset as run
 
     patiently(f"dataset {dataset_id}", run, worker_store(), settings, dataset_id)

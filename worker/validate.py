@@ -31,7 +31,7 @@ from service.state.artifacts import ArtifactStore
 from service.state.records import TeacherRecord
 from service.state.settings import Settings
 from service.state.store import STORE_ERRORS, Store
-from worker.runner import patiently
+from worker.lease import patiently
 
 log = logging.getLogger("gacd.worker")
 MAX_MEMBERS = 200_000

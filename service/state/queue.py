@@ -56,7 +56,8 @@ class Queue:
         self.celery = Celery("gacd-api")
         self.celery.conf.update(celery_config(settings))
 
-    def run_job(self, job_id: str) -> None:
+    def enqueue_job(self, job_id: str) -> None:
+        """Send the job to the job queue, where a worker's :func:`worker.tasks.handle_job` takes it."""
         self.celery.send_task(RUN_JOB, args=[job_id], queue=self.settings.queue)
 
     def validate_teacher(self, teacher_id: str) -> None:

@@ -259,7 +259,7 @@ def _submit(
         )
     store.events.add(job_id, "queued", f"{spec.method} job queued", data={"method": spec.method})
     try:
-        queue.run_job(job_id)
+        queue.enqueue_job(job_id)
     except Exception as exc:  # the broker is away: leave no queued job that no worker will ever see
         log.warning("job %s: could not be queued (%s); removing it", job_id, exc)
         store.jobs.delete(job_id, tenant)
