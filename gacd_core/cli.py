@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from gacd_core import catalog
+from gacd_core.artifacts import CLI_OUTPUTS, STATE_DICT_SUFFIXES
 from gacd_core.errors import GACDError, SpecError
 from gacd_core.progress import EpochCompleted, ProgressEvent, Stage, StageChanged, TrainingProgress, TrainingStarted
 from gacd_core.spec import load_spec_file, method_names, parse_spec, parse_teacher, set_path
@@ -81,10 +82,9 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _rgb(text: str) -> list[float]:
     """Three numbers, as ``r,g,b`` or a JSON list (argparse reports a ValueError naming the flag)."""
-    parsed = json.loads(text) if text.strip().startswith("[") else [float(v) for v in text.split(",")]
-    if not isinstance(parsed, list) or len(parsed) != 3:
-        raise ValueError(text)
-    return [float(v) for v in parsed]
+    from gacd_core.normalization import parse_rgb
+
+    return list(parse_rgb(text))
 
 
 _rgb.__name__ = "three numbers r,g,b"  # what argparse names in its error message
@@ -93,7 +93,8 @@ _rgb.__name__ = "three numbers r,g,b"  # what argparse names in its error messag
 def _teacher(p: argparse.ArgumentParser, what: str) -> None:
     from gacd_core.normalization import PRESET_HELP
 
-    p.add_argument("--teacher", help=f"{what} (.safetensors from gacd, or .pt/.pth/.t7 state_dict with --teacher-arch)")
+    kinds = "/".join(STATE_DICT_SUFFIXES)
+    p.add_argument("--teacher", help=f"{what} (.safetensors from gacd, or {kinds} state_dict with --teacher-arch)")
     p.add_argument("--teacher-arch", help="the teacher's architecture, for weights without gacd metadata (gacd list)")
     p.add_argument(
         "--teacher-normalization",
@@ -289,7 +290,7 @@ def _summary(report: dict[str, Any], out: Path) -> None:
     if comp.get("params_ratio"):
         speed = f", {comp['speedup']:.2f}x faster" if comp.get("speedup") else ""
         print(f"compression: {comp['params_ratio']:.1f}x fewer parameters, {comp['macs_ratio']:.1f}x fewer MACs{speed}")
-    files = [f for f in ("student.safetensors", "report.json", "report.html") if (out / f).exists()]
+    files = [f for f in CLI_OUTPUTS if (out / f).exists()]
     print(f"wrote {', '.join(str(out / f) for f in files)}")
 
 

@@ -28,11 +28,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from gacd_core.artifacts import STUDENT_ONNX
 from gacd_core.errors import ExportError
 from gacd_core.models import ImageClassifier
 
 log = logging.getLogger("gacd.export")
-ONNX_FILE = "student.onnx"
+ONNX_FILE = STUDENT_ONNX  # named in gacd_core.artifacts, with every other output
 OPSET = 18
 FORMAT = "gacd-onnx/1"
 INPUT_NAME, OUTPUT_NAME = "pixels", "logits"

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from gacd_core import evaluation as E
+from gacd_core.artifacts import STUDENT_WEIGHTS
 from gacd_core.data import DatasetBundle, load_dataset
 from gacd_core.errors import (
     SpecError,
@@ -40,7 +41,7 @@ from gacd_core.teacher_check import TeacherCheck, check_teacher, enforce
 from gacd_core.trainer import CHECKPOINT_NAME, Trainer, TrainResult
 
 log = logging.getLogger("gacd.jobs")
-STUDENT_FILE = "student.safetensors"
+STUDENT_FILE = STUDENT_WEIGHTS  # named in gacd_core.artifacts, with every other output
 
 
 @dataclass

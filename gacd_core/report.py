@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 import gacd_core
+from gacd_core.artifacts import REPORT_HTML, REPORT_JSON
 from gacd_core.report_html import render_html
 
 SCHEMA = "gacd-report/1"
@@ -119,7 +120,7 @@ def write_report(report: dict[str, Any], out_dir: str | Path) -> tuple[Path, Pat
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     report = _clean(report)
-    json_path, html_path = out / "report.json", out / "report.html"
+    json_path, html_path = out / REPORT_JSON, out / REPORT_HTML
     for path, text in ((json_path, json.dumps(report, indent=2, allow_nan=False)), (html_path, render_html(report))):
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(text, encoding="utf-8")

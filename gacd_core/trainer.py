@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from gacd_core import fastpath
+from gacd_core.artifacts import CHECKPOINT
 from gacd_core.attacks import PGD
 from gacd_core.data import Batches, ImageSet
 from gacd_core.errors import CheckpointError, TrainingPaused, TrainingStopped
@@ -42,7 +43,7 @@ CHECKPOINT_FORMAT = "gacd-checkpoint/1"
 # A checkpoint taken inside an epoch (a pause): also the step and the epoch's running sums. Its own
 # format, so that a reader that knows only epoch checkpoints refuses it instead of resuming it wrongly.
 MID_EPOCH_FORMAT = "gacd-checkpoint/2"
-CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_NAME = CHECKPOINT  # named in gacd_core.artifacts, with the job's outputs
 
 
 @dataclass

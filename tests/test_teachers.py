@@ -250,6 +250,8 @@ LAYOUTS: list[tuple[str, str, Callable[[], nn.Module], Callable[[nn.Module, Path
         "file",
     ),
     ("kuangliu-resnet18-rslad", "resnet18", KLResNet18, _save_plain, "rslad_resnet18.pth", "default"),
+    # the name Hugging Face-style exports use: .bin is a state_dict on every path (gacd_core.artifacts)
+    ("kuangliu-resnet18-bin", "resnet18", KLResNet18, _save_plain, "pytorch_model.bin", "default"),
     ("kuangliu-mobilenetv2-ard", "mobilenetv2", KLMobileNetV2, _save_ard, "ckpt.t7", "default"),
     (
         "kuangliu-preactresnet18",

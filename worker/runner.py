@@ -37,6 +37,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from gacd_core import catalog
+from gacd_core.artifacts import JOB_OUTPUTS
 from gacd_core.errors import SpecError, TrainingPaused, TrainingStopped
 from gacd_core.report import sha256_file
 from gacd_core.spec import JobSpec
@@ -49,7 +50,7 @@ from worker.lease import Lease, patiently
 from worker.reporter import Reporter
 
 log = logging.getLogger("gacd.worker")
-OUTPUTS = ("student.safetensors", "student.onnx", "report.json", "report.html", "train.log")
+OUTPUTS = JOB_OUTPUTS  # named in gacd_core.artifacts, in the order a job's listing shows them
 
 __all__ = ["JobRunner", "patiently"]
 

@@ -20,6 +20,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gacd_core.artifacts import STATE_DICT_SUFFIXES
+from gacd_core.normalization import PRESETS
+
 
 def register(sub: Any) -> None:
     """Add the client commands to ``gacd``'s subcommands."""
@@ -53,14 +56,14 @@ def register(sub: Any) -> None:
     p.set_defaults(run=_cancel)
     p = client_parser("teacher", "register a teacher: upload weights, or take a finished job's student")
     t = p.add_subparsers(dest="teacher_command", required=True)
-    a = t.add_parser("add", help="upload .safetensors or .pt/.pth/.t7 (state_dict) weights")
+    a = t.add_parser("add", help=f"upload .safetensors or {'/'.join(STATE_DICT_SUFFIXES)} (state_dict) weights")
     a.add_argument("file", type=Path)
     a.add_argument("--arch", required=True)
     a.add_argument("--num-classes", type=int, help="default: the classifier's output size in the file")
     a.add_argument("--dataset", required=True, help="the dataset it was trained for: its accuracy is checked there")
     a.add_argument(
         "--normalization",
-        choices=["none", "cifar10", "cifar100", "imagenet"],
+        choices=list(PRESETS),
         help="the input normalisation it was trained with; default: the file's, else none (raw [0, 1] pixels)",
     )
     a.add_argument("--allow-weak", action="store_true", help="keep it even if its accuracy check finds it near chance")

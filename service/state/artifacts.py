@@ -5,6 +5,7 @@
     {root}/{tenant}/jobs/{job id}/out/{student.safetensors, student.onnx, report.json, report.html, train.log}
     {root}/{tenant}/jobs/{job id}/checkpoints/checkpoint.pt
 
+The file names are :mod:`gacd_core.artifacts`'s (``JOB_OUTPUTS``, ``TEACHER_FILES``, ``CHECKPOINT``).
 Tenants and ids are validated before they become path parts, and :meth:`ArtifactStore.child` refuses
 any name that would leave its directory, so no request can reach a path outside the store.
 """

@@ -13,13 +13,13 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from gacd_core.artifacts import JOB_OUTPUTS, media_type
 from gacd_core.errors import SpecError
 from gacd_core.spec import JobSpec, parse_spec
 from service.api.contract import COMPONENTS, ID_PATTERNS, contract_errors
@@ -452,17 +452,9 @@ def list_job_artifacts(job_id: str, tenant: Tenant, store: StoreDep) -> dict[str
     return {"data": owned(store.jobs, tenant.name, job_id).artifacts}
 
 
-ARTIFACT_MEDIA_TYPES = {
-    ".json": "application/json",
-    ".html": "text/html; charset=utf-8",
-    ".log": "text/plain; charset=utf-8",
-    ".txt": "text/plain; charset=utf-8",
-}
-
-
 @router.get(
     "/{job_id}/artifacts/{name}",
-    summary="Download one output (student.safetensors, student.onnx, report.json, report.html, train.log)",
+    summary=f"Download one output ({', '.join(JOB_OUTPUTS)})",
     responses={
         **responses(404),
         200: {
@@ -509,6 +501,6 @@ def download_artifact(job_id: str, name: str, tenant: Tenant, store: StoreDep, s
         raise not_found("artifact", name) from None
     if not path.is_file():
         raise APIError(404, "not_found", f"artifact {name!r} is missing from the store")
-    # A fixed table, not the host's mimetypes database: the media types are the ones documented above.
-    media = ARTIFACT_MEDIA_TYPES.get(Path(name).suffix.lower(), "application/octet-stream")
+    # A fixed table (gacd_core.artifacts), not the host's mimetypes database: the media types documented above.
+    media = media_type(name)
     return FileResponse(path, media_type=media, filename=name, headers={"ETag": f'"{entry.sha256}"'})
