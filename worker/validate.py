@@ -73,48 +73,16 @@ def validate_teacher(store: Store, settings: Settings, teacher_id: str) -> None:
     dataset under ``checks``; a teacher near chance is ``invalid`` with ``error_code`` ``teacher_unfit``
     unless the upload said ``allow_weak``.
     """
-    from gacd_core.models import load_model_file, save_weights
-
     rec = store.teachers.get(teacher_id)
     if rec is None or rec.status != "validating":
         return
-    arts = ArtifactStore(settings.artifact_root)
-    path = arts.absolute(rec.file)
     try:
-        model = load_model_file(
-            path,
-            arch=rec.arch,
-            num_classes=rec.num_classes or None,
-            normalization=rec.normalization_requested,
-            mean=rec.mean,
-            std=rec.std,
-            input_size=_input_size(rec.dataset, store, rec.tenant),
-        )
-        check, warning = _check(model, rec, store, settings)
-        normalization = model.normalization()
-        fields: dict[str, Any] = {
-            "num_classes": model.num_classes,
-            "mean": list(model.mean),
-            "std": list(model.std),
-            "normalization": normalization,
-            "checks": {rec.dataset: check},
-            "warning": warning,
-        }
-        if check.get("verdict") == "unfit" and not rec.allow_weak:
-            fields.update({"status": "invalid", "error": check["message"], "error_code": "teacher_unfit"})
-            patiently(f"teacher {teacher_id}", store.teachers.update, teacher_id, fields)
-            log.info("teacher %s is unfit: %s", teacher_id, check["message"])
-            return
-        final = path.with_name(TEACHER_FILES["safetensors"])
-        tmp = path.with_name("weights.validated.safetensors")
-        info = {"dataset": rec.dataset, "teacher_id": teacher_id, "source": rec.sha256}
-        save_weights(model, tmp, info)
-        if path != final:
-            path.unlink(missing_ok=True)
-        tmp.replace(final)
-        fields.update({"status": "ready", "error": None, "error_code": None, "file": arts.relative(final)})
+        fields = _validated_teacher(rec, store, settings)
         patiently(f"teacher {teacher_id}", store.teachers.update, teacher_id, fields)
-        log.info("teacher %s is ready (%s, %d classes)", teacher_id, rec.arch, model.num_classes)
+        if fields["status"] == "ready":
+            log.info("teacher %s is ready (%s, %d classes)", teacher_id, rec.arch, fields["num_classes"])
+        else:
+            log.info("teacher %s is unfit: %s", teacher_id, fields["error"])
     except GACDError as exc:
         patiently(
             f"teacher {teacher_id}",
@@ -134,6 +102,49 @@ def validate_teacher(store: Store, settings: Settings, teacher_id: str) -> None:
             teacher_id,
             {"status": "invalid", "error": error, "error_code": "internal_error"},
         )
+
+
+def _validated_teacher(rec: TeacherRecord, store: Store, settings: Settings) -> dict[str, Any]:
+    """The fields of the teacher once loaded and checked: ``ready`` (its weights rewritten as
+    ``weights.safetensors``) or, near chance without ``allow_weak``, ``invalid`` as ``teacher_unfit``.
+
+    Raises:
+        GACDError: the weights do not load (or the normalisation does not agree with the file's).
+    """
+    from gacd_core.models import load_model_file, save_weights
+
+    arts = ArtifactStore(settings.artifact_root)
+    path = arts.absolute(rec.file)
+    model = load_model_file(
+        path,
+        arch=rec.arch,
+        num_classes=rec.num_classes or None,
+        normalization=rec.normalization_requested,
+        mean=rec.mean,
+        std=rec.std,
+        input_size=_input_size(rec.dataset, store, rec.tenant),
+    )
+    check, warning = _check(model, rec, store, settings)
+    fields: dict[str, Any] = {
+        "num_classes": model.num_classes,
+        "mean": list(model.mean),
+        "std": list(model.std),
+        "normalization": model.normalization(),
+        "checks": {rec.dataset: check},
+        "warning": warning,
+    }
+    if check.get("verdict") == "unfit" and not rec.allow_weak:
+        fields.update({"status": "invalid", "error": check["message"], "error_code": "teacher_unfit"})
+        return fields
+    final = path.with_name(TEACHER_FILES["safetensors"])
+    tmp = path.with_name("weights.validated.safetensors")
+    info = {"dataset": rec.dataset, "teacher_id": rec.id, "source": rec.sha256}
+    save_weights(model, tmp, info)
+    if path != final:
+        path.unlink(missing_ok=True)
+    tmp.replace(final)
+    fields.update({"status": "ready", "error": None, "error_code": None, "file": arts.relative(final)})
+    return fields
 
 
 def _check(model: Any, rec: TeacherRecord, store: Store, settings: Settings) -> tuple[dict[str, Any], str | None]:
