@@ -50,7 +50,7 @@ class Lease:
     def _loop(self) -> None:
         while not self._stop.wait(self.every):
             try:
-                if not self.store.renew_lease(self.job_id, self.token, self.ttl):
+                if not self.store.leases.renew(self.job_id, self.token, self.ttl):
                     log.error("job %s: lease lost; stopping without further writes", self.job_id)
                     self.lost.set()
                     return
@@ -66,6 +66,6 @@ class Lease:
         self._stop.set()
         self._thread.join(timeout=5)
         try:
-            self.store.release_lease(self.job_id, self.token)
+            self.store.leases.release(self.job_id, self.token)
         except Exception as exc:
             log.warning("job %s: could not release the lease: %s", self.job_id, exc)

@@ -55,14 +55,14 @@ class Reporter:
         """Write the pending events, oldest first (raises while the store is away)."""
         while self.pending:
             type_, message, data, at = self.pending[0]
-            self.store.add_event(self.job_id, type_, message, data=data, created_at=at)
+            self.store.events.add(self.job_id, type_, message, data=data, created_at=at)
             self.pending.pop(0)
 
     def _best_effort(self, progress: Progress | None) -> None:
         try:
             self.flush()
             if progress is not None:
-                self.store.update(self.job_id, {"progress": progress}, self.token)
+                self.store.jobs.update(self.job_id, {"progress": progress}, self.token)
         except STORE_ERRORS as exc:
             if not self._away:
                 log.warning("job %s: the job store is unavailable (%s); training goes on", self.job_id, exc)
@@ -150,7 +150,7 @@ class Reporter:
         if self.lease.lost.is_set():
             raise Fenced(self.job_id)
         try:
-            held = self.store.holds_lease(self.job_id, self.token)
+            held = self.store.leases.holds(self.job_id, self.token)
         except STORE_ERRORS:  # cannot tell: write only while the lease's own time allows
             held = self.lease.fresh()
         if not held:
@@ -167,7 +167,7 @@ class Reporter:
             return self._stop
         self._checked = now
         try:
-            status = self.store.get_status(self.job_id)
+            status = self.store.jobs.status(self.job_id)
         except Exception:  # Redis away: go on; the lease decides
             return self._stop
         self._stop = status in ("cancelling", "cancelled") or status is None

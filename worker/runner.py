@@ -42,7 +42,7 @@ from gacd_core.errors import SpecError, TrainingPaused, TrainingStopped
 from gacd_core.report import sha256_file
 from gacd_core.spec import JobSpec
 from service.state.artifacts import ArtifactStore
-from service.state.records import TERMINAL, Artifact, DatasetRecord, JobRecord, TeacherRecord, now_iso
+from service.state.records import TERMINAL, Artifact, JobRecord, now_iso
 from service.state.settings import Settings
 from service.state.store import Fenced, Store, TransitionRefused
 from worker.failures import job_error
@@ -102,7 +102,7 @@ class JobRunner:
         rec = self._take(job_id)
         if rec is None:
             return
-        token = patiently(f"job {job_id}", self.store.acquire_lease, job_id, self.settings.lease_seconds)
+        token = patiently(f"job {job_id}", self.store.leases.acquire, job_id, self.settings.lease_seconds)
         if token is None:
             log.info("job %s: another worker holds its lease; leaving it to that worker", job_id)
             return
@@ -117,7 +117,7 @@ class JobRunner:
         """The job's record when this worker is to run it; None for a job that is gone or finished, or
         one sent back to the queue because this worker is stopping or drained."""
         try:
-            rec = patiently(f"job {job_id}", self.store.get, JobRecord, job_id)
+            rec = patiently(f"job {job_id}", self.store.jobs.get, job_id)
         except ValidationError as exc:  # stored by a version whose job specification this one cannot read
             self._unreadable(job_id, exc)
             return None
@@ -147,10 +147,10 @@ class JobRunner:
         err = {"code": "invalid_spec", "message": message, "field": None}
         fields = {"finished_at": now_iso(), "error": err}
         try:
-            self.store.transition(job_id, ["queued", "running", "cancelling"], "failed", fields)
+            self.store.jobs.transition(job_id, ["queued", "running", "cancelling"], "failed", fields)
         except TransitionRefused:
             return
-        self.store.add_event(job_id, "failed", message, level="error", data=err)
+        self.store.events.add(job_id, "failed", message, level="error", data=err)
 
     def _run_leased(self, rec: JobRecord, token: str, lease: Lease) -> None:
         if rec.status == "cancelling":  # cancelled while no worker ran it
@@ -170,7 +170,8 @@ class JobRunner:
             "progress": rec.progress.staged("starting"),
         }
         try:
-            patiently(f"job {job_id}", self.store.transition, job_id, ["queued", "running"], "running", fields, token)
+            jobs = self.store.jobs
+            patiently(f"job {job_id}", jobs.transition, job_id, ["queued", "running"], "running", fields, token)
         except TransitionRefused as exc:
             log.info("job %s is %s; not starting it", job_id, exc.current)
             return False
@@ -180,7 +181,7 @@ class JobRunner:
         resuming = (self.arts.job_checkpoints(rec.tenant, job_id) / "checkpoint.pt").is_file()
         patiently(
             f"job {job_id}",
-            self.store.add_event,
+            self.store.events.add,
             job_id,
             "started",
             f"worker {self.worker} started attempt {attempt}" + (" from the last checkpoint" if resuming else ""),
@@ -281,7 +282,7 @@ class JobRunner:
         try:
             patiently(
                 f"job {job_id}",
-                self.store.transition,
+                self.store.jobs.transition,
                 job_id,
                 allowed,
                 status,
@@ -296,7 +297,7 @@ class JobRunner:
             return
         patiently(
             f"job {job_id}",
-            self.store.add_event,
+            self.store.events.add,
             job_id,
             event,
             message,
@@ -311,9 +312,8 @@ class JobRunner:
         patiently(f"job {job_id}", reporter.flush)
         progress = reporter.last.staged("requeued", eta_seconds=None)
         try:
-            patiently(
-                f"job {job_id}", self.store.transition, job_id, ["running"], "queued", {"progress": progress}, token
-            )
+            requeued = {"progress": progress}
+            patiently(f"job {job_id}", self.store.jobs.transition, job_id, ["running"], "queued", requeued, token)
         except Fenced:
             log.error("job %s: lease lost while pausing; another worker owns it now", job_id)
             return
@@ -323,7 +323,7 @@ class JobRunner:
             return
         patiently(
             f"job {job_id}",
-            self.store.add_event,
+            self.store.events.add,
             job_id,
             "requeued",
             f"worker {self.worker} is shutting down; the job goes back to the queue and resumes from {where}",
@@ -343,12 +343,12 @@ class JobRunner:
         """
         teacher_weights = dataset_path = None
         if rec.teacher_id:
-            teacher = self.store.get(TeacherRecord, rec.teacher_id, rec.tenant)
+            teacher = self.store.teachers.get(rec.teacher_id, rec.tenant)
             if teacher is None or teacher.status != "ready":
                 raise SpecError([("teacher.id", f"teacher {rec.teacher_id} is no longer available")])
             teacher_weights = self.arts.absolute(teacher.file)
         if rec.dataset_id:
-            dataset = self.store.get(DatasetRecord, rec.dataset_id, rec.tenant)
+            dataset = self.store.datasets.get(rec.dataset_id, rec.tenant)
             if dataset is None or dataset.status != "ready" or dataset.path is None:
                 raise SpecError([("dataset.id", f"dataset {rec.dataset_id} is no longer available")])
             dataset_path = self.arts.absolute(dataset.path)

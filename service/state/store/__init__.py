@@ -14,7 +14,6 @@ from __future__ import annotations
 import redis
 
 from service.state.records import DatasetRecord, TeacherRecord
-from service.state.store._legacy import Legacy
 from service.state.store.base import STORE_ERRORS, Fenced, StoreError, TransitionRefused, connect
 from service.state.store.events import Events
 from service.state.store.fleet import Fleet
@@ -40,7 +39,7 @@ __all__ = [
 ]
 
 
-class Store(Legacy):
+class Store:
     """Records, events, leases, limits and heartbeats in one Redis database, one part per concern.
 
     Args:
