@@ -6,14 +6,15 @@ registries in :mod:`gacd_core.models`, :mod:`gacd_core.methods`, :mod:`gacd_core
 name here is registered. Adding a model, an evaluation attack or a dataset therefore takes its file (or
 factory), its registry decorator and one entry below (docs/extending.md).
 
-Methods are the exception: a method is declared by its parameters class in :mod:`gacd_core.spec`
-(:func:`~gacd_core.spec.declare_method`), which writes its entry into :data:`METHODS`. This module
-imports :mod:`gacd_core.spec` at its end, so :data:`METHODS` is complete whichever is imported first.
+Methods are the exception: a method is declared by its parameters class in
+:mod:`gacd_core.method_params`, and :data:`METHODS` is derived from those classes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from gacd_core.method_params import METHOD_PARAMS
 
 MODELS: dict[str, str] = {
     "resnet18": "ResNet-18, CIFAR stem (3x3 conv, no max-pool); 11.2M parameters at 10 classes",
@@ -37,7 +38,8 @@ MODELS: dict[str, str] = {
 
 @dataclass(frozen=True)
 class MethodEntry:
-    """What the catalog says about a training method; written by its declaration in :mod:`gacd_core.spec`.
+    """What the catalog says about a training method, taken from its parameters class
+    (:mod:`gacd_core.method_params`).
 
     Attributes:
         label: how reports name the method ("GACD", "natural training").
@@ -50,8 +52,10 @@ class MethodEntry:
     needs_teacher: bool
 
 
-# Filled by gacd_core.spec.declare_method, in the order the parameters classes are declared.
-METHODS: dict[str, MethodEntry] = {}
+# In the order the parameters classes are declared.
+METHODS: dict[str, MethodEntry] = {
+    name: MethodEntry(cls.label, cls.description, cls.needs_teacher) for name, cls in METHOD_PARAMS.items()
+}
 
 # The attacks' building blocks, for `gacd list`: the protocol's attacks are configurations of these
 # (the names an evaluation accepts are those of EVAL_ATTACKS), the rest are training-time adversaries.
@@ -163,7 +167,3 @@ DATASETS: dict[str, DatasetEntry] = {
     ),
     "custom": DatasetEntry("your own data: an .npz of uint8 images and int labels, or an ImageFolder directory"),
 }
-
-
-# The methods' declarations (see the module docstring): after the tables above, which spec reads.
-from gacd_core import spec as _spec  # noqa: E402, F401

@@ -3,11 +3,20 @@
 This module must stay importable without torch (the service imports it), so names are checked
 against :mod:`gacd_core.catalog`, not against the torch registries.
 
-A job is ``JobSpec``: what to train (``method``), from what (``teacher``), into what (``student``), on
-what (``dataset``), how (``hyperparameters``), how it is judged (``evaluation``), and where it runs
-(``device``, ``precision``, ``seed``). ``parse_spec`` is the one entry point that turns user input
+A job is a ``JobSpec``: what to train (``method``), from what (``teacher``), into what (``student``),
+on what (``dataset``), how (``hyperparameters``), how it is judged (``evaluation``), and where it runs
+(``device``, ``precision``, ``seed``). Each method has its variant of ``JobSpec`` (:data:`JOB_SPECS`),
+made from its parameters class (:mod:`gacd_core.method_params`): ``method`` is its name, a teacher is
+required or refused as the method says, ``hyperparameters.method_params`` are its parameters and
+``hyperparameters.weight_decay`` defaults to its own. :data:`AnyJobSpec` is their union, discriminated
+by ``method`` (``gacd`` when absent).
+
+Every closed set is a ``Literal`` of the catalog and every bound a constraint of its field, so that the
+JSON Schema pydantic writes states them; a field's validator that runs *before* its type words the
+refusal and names the field (``unknown model 'vgg99'; valid: ...``). ``parse_spec`` turns user input
 (a dict, JSON or YAML) into a validated ``JobSpec`` or a :class:`~gacd_core.errors.SpecError` whose
-messages name each bad field.
+messages name each bad field; ``strict=True`` refuses what a lax reading would convert (``"5"`` for 5),
+as the HTTP API does.
 """
 
 from __future__ import annotations
@@ -17,15 +26,43 @@ import math
 import re
 from collections.abc import Collection
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar, Union
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeAlias, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic.fields import FieldInfo
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WithJsonSchema,
+    WrapValidator,
+    create_model,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import InitErrorDetails
 
 from gacd_core import catalog
 from gacd_core.errors import SpecError
+from gacd_core.method_params import (
+    METHOD_PARAMS,
+    ARDParams,
+    ATParams,
+    CRDParams,
+    GACDParams,
+    KDParams,
+    MethodParamsBase,
+    NaturalParams,
+    RSLADParams,
+    method_names,
+)
 from gacd_core.normalization import NormalizationError, NormalizationName
 from gacd_core.normalization import resolve as resolve_normalization
+from gacd_core.spec_types import Int, int_in, triple, unique_list
 
 EPS_8 = 8 / 255
 
@@ -34,13 +71,69 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
 
 
-def _check_name(value: str, valid: Collection[str], kind: str) -> str:
-    if value not in valid:
+__all__ = [  # the parameters classes, importable from here as before
+    "ARDParams",
+    "ATParams",
+    "CRDParams",
+    "GACDParams",
+    "KDParams",
+    "MethodParamsBase",
+    "NaturalParams",
+    "RSLADParams",
+    "method_names",
+]
+
+
+def _check_name(value: Any, valid: Collection[str], kind: str) -> Any:
+    """``value`` if it is one of ``valid``; run before the field's ``Literal`` so that the refusal lists
+    the choices. A value that is not a string is left to the type (it says what it expected)."""
+    if isinstance(value, str) and value not in valid:
         raise ValueError(f"unknown {kind} {value!r}; valid: {', '.join(valid)}")
     return value
 
 
+def _positive(value: Any, what: str) -> Any:
+    """Refuse a sequence of numbers with one at or below 0 (run before the type: the field is named)."""
+    if isinstance(value, list | tuple) and any(_number(v) and v <= 0 for v in value):
+        raise ValueError(f"every {what} must be > 0")
+    return value
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 RGB = tuple[float, float, float]
+MAX_EPS_SWEEP = 32  # values in evaluation.eps_sweep
+METADATA_KEYS, METADATA_KEY_LENGTH, METADATA_TEXT_LENGTH = 64, 64, 1024
+# The closed sets (Literals of the catalog's names) and the value types that a plain annotation cannot
+# state (spec_types says why), built at run time; the type checker reads the plain types they hold.
+if TYPE_CHECKING:
+    ModelName: TypeAlias = str
+    DatasetName: TypeAlias = str
+    AttackName: TypeAlias = str
+    Triple: TypeAlias = RGB
+    PositiveTriple: TypeAlias = RGB
+    Count: TypeAlias = int
+    ClassCount: TypeAlias = int
+    ImageSide: TypeAlias = int
+    ClassIndices: TypeAlias = list[int]
+    Milestones: TypeAlias = list[float]
+    EpsSweep: TypeAlias = list[float]
+    Attacks: TypeAlias = list[str]
+else:
+    ModelName = Literal[tuple(catalog.MODELS)]
+    DatasetName = Literal[tuple(catalog.DATASETS)]
+    AttackName = Literal[tuple(catalog.EVAL_ATTACKS)]
+    Triple = triple(float)
+    PositiveTriple = triple(Annotated[float, Field(gt=0)])
+    Count = int_in(ge=1)
+    ClassCount = int_in(ge=2, le=100_000)
+    ImageSide = int_in(ge=8, le=1024)
+    ClassIndices = unique_list(int_in(ge=0))
+    Milestones = unique_list(Annotated[float, Field(gt=0, lt=1)])
+    EpsSweep = Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(max_length=MAX_EPS_SWEEP)]
+    Attacks = unique_list(AttackName)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -63,28 +156,26 @@ class TeacherSpec(_Strict):
 
     weights: str | None = Field(None, description="path to .safetensors or .pt/.pth/.t7 (state_dict) weights")
     id: str | None = Field(None, description="a teacher id of the HTTP service; resolved by the worker")
-    arch: str | None = None
-    num_classes: int | None = Field(None, ge=2, le=100_000)
+    arch: ModelName | None = None
+    num_classes: ClassCount | None = None
     normalization: NormalizationName | None = Field(
         None,
         description="input normalisation preset: none (default for files without gacd metadata), cifar10, "
         "cifar100, imagenet",
     )
-    mean: RGB | None = None
-    std: RGB | None = None
+    mean: Triple | None = None
+    std: PositiveTriple | None = None
     allow_weak: bool = Field(False, description="use the teacher even if its accuracy check finds it near chance")
 
-    @field_validator("arch")
+    @field_validator("arch", mode="before")
     @classmethod
-    def _arch(cls, v: str | None) -> str | None:
-        return None if v is None else _check_name(v, catalog.MODELS, "model")
+    def _arch(cls, v: Any) -> Any:
+        return _check_name(v, catalog.MODELS, "model")
 
-    @field_validator("std")
+    @field_validator("std", mode="before")
     @classmethod
-    def _std(cls, v: RGB | None) -> RGB | None:
-        if v is not None and any(s <= 0 for s in v):
-            raise ValueError("every std must be > 0")
-        return v
+    def _std(cls, v: Any) -> Any:
+        return _positive(v, "std")
 
     @model_validator(mode="after")
     def _source(self) -> TeacherSpec:
@@ -104,21 +195,19 @@ class TeacherSpec(_Strict):
 class StudentSpec(_Strict):
     """The model being trained. For ``natural`` and ``at`` jobs it is the only model."""
 
-    arch: str = "mobilenetv2"
-    mean: RGB | None = Field(None, description="input normalisation; default: the dataset's statistics")
-    std: RGB | None = None
+    arch: ModelName = "mobilenetv2"
+    mean: Triple | None = Field(None, description="input normalisation; default: the dataset's statistics")
+    std: PositiveTriple | None = None
 
-    @field_validator("arch")
+    @field_validator("arch", mode="before")
     @classmethod
-    def _arch(cls, v: str) -> str:
+    def _arch(cls, v: Any) -> Any:
         return _check_name(v, catalog.MODELS, "model")
 
-    @field_validator("std")
+    @field_validator("std", mode="before")
     @classmethod
-    def _std(cls, v: RGB | None) -> RGB | None:
-        if v is not None and any(s <= 0 for s in v):
-            raise ValueError("every std must be > 0")
-        return v
+    def _std(cls, v: Any) -> Any:
+        return _positive(v, "std")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -131,32 +220,32 @@ class DatasetSpec(_Strict):
     the job's seed, so that two jobs naming the same subset see the same images.
     """
 
-    name: str = "cifar10"
+    name: DatasetName = "cifar10"
     root: str | None = Field(None, description="data root; default $GACD_DATA_ROOT or ./data")
     path: str | None = Field(None, description="custom datasets: an .npz file or an ImageFolder directory")
     id: str | None = Field(None, description="custom datasets: a dataset id of the HTTP service")
-    train_subset: int | None = Field(None, ge=1, description="use this many training images")
-    test_subset: int | None = Field(None, ge=1, description="use this many test images")
-    val_size: int = Field(
+    train_subset: Count | None = Field(None, description="use this many training images")
+    test_subset: Count | None = Field(None, description="use this many test images")
+    val_size: Int = Field(
         0, ge=0, description="hold this many training images out for per-epoch monitoring (never tuned on)"
     )
-    classes: list[int] | None = Field(
+    classes: ClassIndices | None = Field(
         None, min_length=2, description="keep only these classes, relabelled 0..k-1 in this order"
     )
-    image_size: int | None = Field(None, ge=8, le=1024, description="resize images to this side")
+    image_size: ImageSide | None = Field(None, description="resize images to this side")
     download: bool = Field(False, description="download a built-in dataset when it is missing")
     on_device: bool = Field(False, description="keep the whole dataset on the GPU as uint8")
     augment: bool = Field(True, description="random crop (padding 4) and horizontal flip while training")
 
-    @field_validator("name")
+    @field_validator("name", mode="before")
     @classmethod
-    def _name(cls, v: str) -> str:
+    def _name(cls, v: Any) -> Any:
         return _check_name(v, catalog.DATASETS, "dataset")
 
-    @field_validator("classes")
+    @field_validator("classes", mode="before")
     @classmethod
-    def _classes(cls, v: list[int] | None) -> list[int] | None:
-        if v is not None:
+    def _classes(cls, v: Any) -> Any:
+        if isinstance(v, list) and all(_number(c) for c in v):
             if len(set(v)) != len(v):
                 raise ValueError("classes must not repeat")
             if any(c < 0 for c in v):
@@ -180,283 +269,53 @@ class TrainAttackSpec(_Strict):
     """The inner adversary of robust methods: L-inf PGD."""
 
     eps: float = Field(EPS_8, ge=0, le=1)
-    steps: int = Field(10, ge=1, le=1000)
+    steps: Int = Field(10, ge=1, le=1000)
     step_size: float = Field(2 / 255, gt=0, le=1)
     random_start: bool = True
 
 
-DEFAULT_WEIGHT_DECAY = 5e-4
-
-
-class MethodParamsBase(_Strict):
-    """The parameters of a training method, and its declaration.
-
-    A method is declared once, by a subclass decorated with :func:`declare_method` that sets ``method``
-    to a one-name ``Literal`` (its public name) and these class attributes, from which the catalog, the
-    job specification, the CLI and the reports take what they say about it:
-
-    Attributes:
-        label: how reports name the method ("GACD", "natural training").
-        description: one line for ``gacd list``.
-        needs_teacher: whether a job of this method distils from a teacher (and must name one).
-        default_weight_decay: the SGD weight decay a job of this method gets when
-            ``hyperparameters.weight_decay`` is not given.
-    """
-
-    # The discriminator; filled in from JobSpec.method and left out of dumps.
-    method: str = Field(exclude=True)
-    name: ClassVar[str]  # set by declare_method from ``method``
-    label: ClassVar[str]
-    description: ClassVar[str]
-    needs_teacher: ClassVar[bool]
-    default_weight_decay: ClassVar[float] = DEFAULT_WEIGHT_DECAY
-
-
-# Every declared method's parameters class, by name, in declaration order.
-METHOD_PARAMS: dict[str, type[MethodParamsBase]] = {}
-P = TypeVar("P", bound=MethodParamsBase)
-_MODELS_BUILT = False
-
-
-def declare_method(cls: type[P]) -> type[P]:
-    """Declare a training method by its parameters class (a decorator).
-
-    The name is the default of the class's ``method`` field. The method becomes a choice of
-    ``JobSpec.method`` and of ``hyperparameters.method_params``, an entry of
-    :data:`gacd_core.catalog.METHODS` (``gacd list``, the reports' names) and the key its torch
-    implementation registers under (:func:`gacd_core.methods.register_method`).
-
-    Raises:
-        TypeError: the class lacks its name, label, description or ``needs_teacher``.
-        ValueError: a method of that name is already declared.
-    """
-    name = cls.model_fields["method"].default
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"{cls.__name__}: set method to a one-name Literal with that name as its default")
-    missing = [a for a in ("label", "description", "needs_teacher") if not hasattr(cls, a)]
-    if missing:
-        raise TypeError(f"{cls.__name__}: a method's declaration sets {', '.join(missing)}")
-    if name in METHOD_PARAMS:
-        raise ValueError(f"duplicate method name {name!r}")
-    cls.name = name
-    METHOD_PARAMS[name] = cls
-    catalog.METHODS[name] = catalog.MethodEntry(cls.label, cls.description, cls.needs_teacher)
-    if _MODELS_BUILT:
-        _rebuild_method_union()
-    return cls
-
-
-def withdraw_method(name: str) -> None:
-    """Undo :func:`declare_method` (for tests that declare a method for a while)."""
-    del METHOD_PARAMS[name]
-    del catalog.METHODS[name]
-    _rebuild_method_union()
-
-
-def method_names(*, needs_teacher: bool | None = None) -> list[str]:
-    """The declared methods in declaration order; only those that do (or do not) need a teacher when given."""
-    return [n for n, c in METHOD_PARAMS.items() if needs_teacher is None or c.needs_teacher == needs_teacher]
-
-
-def _method_union() -> Any:
-    """The tagged union of every declared parameters class, the type of ``hyperparameters.method_params``."""
-    return Annotated[Union[tuple(METHOD_PARAMS.values())], Field(discriminator="method")]  # noqa: UP007
-
-
-@declare_method
-class NaturalParams(MethodParamsBase):
-    method: Literal["natural"] = Field("natural", exclude=True)
-    label = "natural training"
-    description = "standard training on clean data (no teacher)"
-    needs_teacher = False
-
-
-@declare_method
-class ATParams(MethodParamsBase):
-    method: Literal["at"] = Field("at", exclude=True)
-    label = "AT"
-    description = "PGD adversarial training (Madry et al. 2018): cross-entropy on PGD examples (no teacher)"
-    needs_teacher = False
-
-
-@declare_method
-class KDParams(MethodParamsBase):
-    """Hinton et al. 2015: alpha * tau^2 * KL(T(x)/tau || S(x)/tau) + (1 - alpha) * CE(S(x), y)."""
-
-    method: Literal["kd"] = Field("kd", exclude=True)
-    label = "KD"
-    description = "Hinton knowledge distillation on clean data (non-robust baseline)"
-    needs_teacher = True
-    temperature: float = Field(4.0, gt=0, le=100)
-    alpha: float = Field(0.9, ge=0, le=1)
-
-
-KLReduction = Literal["mean", "batchmean"]
-_KL_REDUCTION = (
-    "mean: averaged over batch x classes, as the authors' code (nn.KLDivLoss() / torch.mean); "
-    "batchmean: summed over classes and averaged over the batch (C times larger)"
-)
-
-
-@declare_method
-class ARDParams(MethodParamsBase):
-    """Goldblum et al. 2020: alpha * tau^2 * KL(T(x)/tau || S(x')/tau) + (1 - alpha) * CE(S(x), y).
-
-    The defaults are those of the authors' code (github.com/goldblum/AdversariallyRobustDistillation,
-    ``main.py``): tau = 30, alpha = 1, ``nn.KLDivLoss()`` (mean over batch x classes) and SGD weight
-    decay 2e-4. With alpha = 1 the loss is GACD.md's ``tau^2 * KL(T(x)/tau || S(x')/tau)``.
-    """
-
-    method: Literal["ard"] = Field("ard", exclude=True)
-    label = "ARD"
-    description = "Adversarially Robust Distillation (Goldblum et al. 2020): KL to the teacher on student PGD examples"
-    needs_teacher = True
-    default_weight_decay: ClassVar[float] = 2e-4
-    temperature: float = Field(30.0, gt=0, le=100)
-    alpha: float = Field(1.0, ge=0, le=1)
-    kl_reduction: KLReduction = Field("mean", description=_KL_REDUCTION)
-
-
-@declare_method
-class RSLADParams(MethodParamsBase):
-    """Zi et al. 2021: adv_weight * KL(T(x) || S(x')) + clean_weight * KL(T(x) || S(x)).
-
-    The defaults are those of the authors' code (github.com/zibojia/RSLAD, ``resnet18_rslad_cifar10.py``):
-    weights 5/6 and 1/6, no temperature, the KL terms averaged over batch x classes (``torch.mean``)
-    and SGD weight decay 2e-4.
-    """
-
-    method: Literal["rslad"] = Field("rslad", exclude=True)
-    label = "RSLAD"
-    description = "Robust Soft Label Adversarial Distillation (Zi et al. 2021)"
-    needs_teacher = True
-    default_weight_decay: ClassVar[float] = 2e-4
-    kl_reduction: KLReduction = Field("mean", description=_KL_REDUCTION)
-    adv_weight: float = Field(5 / 6, ge=0, le=10)
-    clean_weight: float = Field(1 / 6, ge=0, le=10)
-
-
-class _ContrastiveParams(MethodParamsBase):
-    """Shared by ``crd`` and ``gacd``: projection heads, critic and negatives (docs/method.md)."""
-
-    feat_dim: int = Field(128, ge=2, le=4096, description="projection dimension d")
-    nce_temperature: float = Field(0.07, gt=0, le=10, description="critic temperature tau")
-    negatives: Literal["memory", "in_batch"] = "memory"
-    n_negatives: int = Field(16384, ge=1, le=1_000_000, description="N, capped by the data available")
-    memory_momentum: float = Field(0.5, ge=0, lt=1)
-    other_class_negatives: bool = True
-    critic_normalization: Literal["crd", "none"] = Field(
-        "crd", description="crd: divide exp(s/tau) by CRD's partition constant Z; none: Z = 1"
-    )
-    lambda_nce: float = Field(0.8, ge=0, le=100)
-    lambda_kd: float = Field(0.0, ge=0, le=100)
-    lambda_ce: float = Field(1.0, ge=0, le=100)
-    kd_temperature: float = Field(4.0, gt=0, le=100)
-    cross_task: bool | None = Field(
-        None, description="teacher and student label sets differ; None: when their class counts differ"
-    )
-
-    @model_validator(mode="after")
-    def _kd_needs_one_label_set(self) -> _ContrastiveParams:
-        if self.cross_task and self.lambda_kd > 0:
-            raise ValueError("lambda_kd: must be 0 when teacher and student label sets differ")
-        return self
-
-
-@declare_method
-class CRDParams(_ContrastiveParams):
-    method: Literal["crd"] = Field("crd", exclude=True)
-    label = "CRD"
-    description = "Contrastive Representation Distillation on clean data (Tian et al. 2020; non-robust)"
-    needs_teacher = True
-
-
-@declare_method
-class GACDParams(_ContrastiveParams):
-    method: Literal["gacd"] = Field("gacd", exclude=True)
-    label = "GACD"
-    description = "Guided Adversarial Contrastive Distillation (Bai et al. 2020): this product's method"
-    needs_teacher = True
-    # The defaults below were chosen on validation images (never the test split) by the screening of
-    # benchmarks/compare.py --split val: docs/method.md, section 6, shows the table that chose them.
-    # In-batch negatives and the student's CE added to the guided attack gave the most robust student;
-    # the memory bank (GACD.md's) and the guided objective alone stay options of the specification.
-    negatives: Literal["memory", "in_batch"] = Field(
-        "in_batch", description="in_batch: InfoNCE over the batch; memory: a bank of teacher embeddings (CRD's)"
-    )
-    reweight: Literal["none", "hard", "soft"] = "soft"
-    beta: float = Field(1.0, ge=0, le=10, description="soft reweighting exponent")
-    attack: Literal["guided", "ce"] = Field("guided", description="guided contrastive or CE (ablation)")
-    attack_ce_weight: float = Field(
-        1.0,
-        ge=0,
-        le=100,
-        description="guided attack only: maximise -log h + this x the student's CE (0: the guided objective "
-        "alone); 0 when not given with attack 'ce'",
-    )
-    lambda_nce: float = Field(0.1, ge=0, le=100)
-    lambda_kd: float = Field(1.0, ge=0, le=100)
-    lambda_ce: float = Field(1.0, ge=0, le=100)
-    kd_temperature: float = Field(1.0, gt=0, le=100)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _ce_attack_has_no_mix(cls, data: Any) -> Any:
-        """The CE attack has nothing to mix: its weight defaults to 0 there, not to the guided default."""
-        if isinstance(data, dict) and data.get("attack") == "ce" and "attack_ce_weight" not in data:
-            return {**data, "attack_ce_weight": 0.0}
-        return data
-
-    @model_validator(mode="after")
-    def _cross_task(self) -> GACDParams:
-        if self.cross_task and self.reweight == "hard":
-            raise ValueError("reweight: 'hard' needs the teacher's labels; use 'soft' or 'none' across tasks")
-        if self.attack == "ce" and self.attack_ce_weight > 0:
-            raise ValueError("attack_ce_weight: mixes CE into the guided attack; with attack 'ce' leave it at 0")
-        return self
-
-
-if TYPE_CHECKING:
-    _DeclaredParams = MethodParamsBase
-else:  # the tagged union of the methods declared above (declare_method rebuilds it for later ones)
-    _DeclaredParams = _method_union()
-
-
 class HyperParameters(_Strict):
-    """The optimisation: one trainer serves every method."""
+    """The optimisation: one trainer serves every method.
 
-    epochs: int = Field(100, ge=1, le=10_000)
-    batch_size: int = Field(128, ge=1, le=65_536)
+    A job's hyperparameters are those of its method's variant (:func:`job_spec_of`): there
+    ``method_params`` are the method's parameters (null or omitted: its defaults) and ``weight_decay``
+    defaults to the method's own.
+    """
+
+    epochs: Int = Field(100, ge=1, le=10_000)
+    batch_size: Int = Field(128, ge=1, le=65_536)
     optimizer: Literal["sgd"] = "sgd"
     lr: float = Field(0.1, gt=0, le=100)
     momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = False
-    weight_decay: float = Field(
-        DEFAULT_WEIGHT_DECAY,
-        ge=0,
-        le=1,
-        description="SGD weight decay; when not given, the method's: 2e-4 for ard and rslad (their authors' code), "
-        "5e-4 for the others",
-    )
+    weight_decay: float = Field(MethodParamsBase.weight_decay, ge=0, le=1, description="SGD weight decay")
     schedule: Literal["piecewise", "cosine", "constant"] = "piecewise"
-    milestones: list[float] = Field(
+    milestones: Milestones = Field(
         default_factory=lambda: [0.5, 0.75], description="piecewise: fractions of training, x gamma"
     )
     gamma: float = Field(0.1, gt=0, le=1)
     warmup_epochs: float = Field(0.0, ge=0, description="linear warm-up of the learning rate")
     attack: TrainAttackSpec = Field(default_factory=TrainAttackSpec)
-    method_params: _DeclaredParams | None = Field(
+    method_params: MethodParamsBase | None = Field(
         None, description="parameters of the chosen method; omitted ones take the method's defaults"
     )
 
-    @field_validator("milestones")
+    @field_validator("milestones", mode="before")
     @classmethod
-    def _milestones(cls, v: list[float]) -> list[float]:
+    def _milestones(cls, v: Any) -> Any:
+        if not (isinstance(v, list) and all(_number(m) for m in v)):
+            return v
         if any(not 0 < m < 1 for m in v):
             raise ValueError("milestones are fractions of training, each strictly between 0 and 1")
         if sorted(set(v)) != v:
             raise ValueError("milestones must be strictly increasing")
         return v
+
+    @field_validator("method_params", mode="after")
+    @classmethod
+    def _method_defaults(cls, v: MethodParamsBase | None) -> MethodParamsBase | None:
+        factory = cls.model_fields["method_params"].default_factory
+        return factory() if v is None and factory is not None else v  # type: ignore[call-arg]
 
     @model_validator(mode="after")
     def _warmup(self) -> HyperParameters:
@@ -484,31 +343,38 @@ class EvaluationSpec(_Strict):
         description="test: the test split (reports); val: the images held out of training by dataset.val_size, "
         "for choosing hyperparameters without looking at the test split",
     )
-    attacks: list[str] = Field(default_factory=lambda: list(catalog.EVAL_ATTACKS))
-    subset: int | None = Field(None, ge=1, description="evaluate on this many test images")
+    attacks: Attacks = Field(default_factory=lambda: list(catalog.EVAL_ATTACKS))
+    subset: Count | None = Field(None, description="evaluate on this many test images")
     autoattack: bool = False
-    autoattack_subset: int | None = Field(1000, ge=1, description="AutoAttack on this many test images")
-    eps_sweep: list[float] = Field(default_factory=lambda: list(DEFAULT_EPS_SWEEP))
-    batch_size: int = Field(256, ge=1, le=65_536)
+    autoattack_subset: Count | None = Field(1000, description="AutoAttack on this many test images")
+    eps_sweep: EpsSweep = Field(default_factory=lambda: list(DEFAULT_EPS_SWEEP))
+    batch_size: Int = Field(256, ge=1, le=65_536)
     teacher: bool = Field(True, description="also evaluate the teacher under the same protocol")
     throughput: bool = Field(True, description="measure inference throughput of teacher and student")
 
-    @field_validator("attacks")
+    @field_validator("attacks", mode="before")
     @classmethod
-    def _attacks(cls, v: list[str]) -> list[str]:
-        for name in v:
-            _check_name(name, catalog.EVAL_ATTACKS, "evaluation attack")
-        if len(set(v)) != len(v):
-            raise ValueError("attacks must not repeat")
+    def _attacks(cls, v: Any) -> Any:
+        if isinstance(v, list) and all(isinstance(name, str) for name in v):
+            for name in v:
+                _check_name(name, catalog.EVAL_ATTACKS, "evaluation attack")
+            if len(set(v)) != len(v):
+                raise ValueError("attacks must not repeat")
         return v
 
-    @field_validator("eps_sweep")
+    @field_validator("eps_sweep", mode="before")
+    @classmethod
+    def _sweep_bounds(cls, v: Any) -> Any:
+        if isinstance(v, list) and all(_number(e) for e in v):
+            if len(v) > MAX_EPS_SWEEP:
+                raise ValueError(f"at most {MAX_EPS_SWEEP} eps values")
+            if any(not 0 <= e <= 1 for e in v):
+                raise ValueError("each eps must be in [0, 1]")
+        return v
+
+    @field_validator("eps_sweep", mode="after")
     @classmethod
     def _sweep(cls, v: list[float]) -> list[float]:
-        if len(v) > 32:
-            raise ValueError("at most 32 eps values")
-        if any(not 0 <= e <= 1 for e in v):
-            raise ValueError("each eps must be in [0, 1]")
         return sorted(set(v))
 
 
@@ -519,19 +385,41 @@ class EvaluationSpec(_Strict):
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
 INDEXED_DEVICE = re.compile(r"cuda:[0-9]+")
 MetadataValue = str | int | float | bool | None
+DEFAULT_METHOD = "gacd"  # a job that names no method
+if TYPE_CHECKING:
+    Device: TypeAlias = str
+    Metadata: TypeAlias = dict[str, MetadataValue]
+else:
+    Device = Literal[DEVICES] | Annotated[str, Field(pattern=f"^{INDEXED_DEVICE.pattern}$")]
+    # a metadata value is a plain str to pydantic (its errors name the union's members as str, int, ...);
+    # its length is the field validator's, stated here for the schema
+    _MetadataText = Annotated[str, WithJsonSchema({"type": "string", "maxLength": METADATA_TEXT_LENGTH})]
+    Metadata = Annotated[
+        dict[
+            Annotated[str, StringConstraints(max_length=METADATA_KEY_LENGTH)],
+            _MetadataText | int | float | bool | None,
+        ],
+        Field(max_length=METADATA_KEYS),
+    ]
 
 
 class JobSpec(_Strict):
-    """One training job: the same object for the CLI, the worker and the HTTP API."""
+    """One training job: the same object for the CLI, the worker and the HTTP API.
 
-    method: str = "gacd"
+    What every job has. A job is always one of the method variants of :data:`JOB_SPECS` (their
+    ``params_class`` says which); :func:`parse_spec` and :data:`AnyJobSpec` choose it by ``method``.
+    """
+
+    params_class: ClassVar[type[MethodParamsBase] | None] = None  # set on each method's variant
+
+    method: str = DEFAULT_METHOD
     teacher: TeacherSpec | None = None
     student: StudentSpec = Field(default_factory=StudentSpec)
     dataset: DatasetSpec = Field(default_factory=DatasetSpec)
     hyperparameters: HyperParameters = Field(default_factory=HyperParameters)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
-    seed: int = Field(0, ge=0, le=2**31 - 1)
-    device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
+    seed: Int = Field(0, ge=0, le=2**31 - 1)
+    device: Device = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto",
         description=(
@@ -547,70 +435,60 @@ class JobSpec(_Strict):
             "benchmarks/RESULTS.md says where it pays off. Evaluation always runs the eager model"
         ),
     )
-    metadata: dict[str, MetadataValue] = Field(default_factory=dict, description="free-form labels")
+    metadata: Metadata = Field(default_factory=dict, description="free-form labels")
 
-    @field_validator("method")
+    @model_validator(mode="before")
     @classmethod
-    def _method(cls, v: str) -> str:
-        return _check_name(v, catalog.METHODS, "method")
+    def _teacher_as_the_method_needs(cls, data: Any) -> Any:
+        # the variant's type of `teacher` states the rule (required, or null); this says it in words
+        method = cls.params_class
+        if method is None or not isinstance(data, dict):
+            return data
+        given = data.get("teacher") is not None
+        if method.needs_teacher and not given:
+            raise ValueError(
+                f"teacher: method {method.name!r} distils from a teacher: give teacher.weights or teacher.id"
+            )
+        if not method.needs_teacher and given:
+            raise ValueError(f"teacher: method {method.name!r} trains without a teacher: remove 'teacher'")
+        return data
 
-    @field_validator("device")
+    @field_validator("device", mode="before")
     @classmethod
-    def _device(cls, v: str) -> str:
-        if v not in DEVICES and not INDEXED_DEVICE.fullmatch(v):
+    def _device(cls, v: Any) -> Any:
+        if isinstance(v, str) and v not in DEVICES and not INDEXED_DEVICE.fullmatch(v):
             raise ValueError("device must be auto, cpu, cuda, cuda:N or mps")
         return v
 
-    @field_validator("metadata")
+    @field_validator("metadata", mode="before")
     @classmethod
-    def _metadata(cls, v: dict[str, MetadataValue]) -> dict[str, MetadataValue]:
-        if len(v) > 64:
-            raise ValueError("at most 64 metadata keys")
+    def _metadata(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return v
+        if len(v) > METADATA_KEYS:
+            raise ValueError(f"at most {METADATA_KEYS} metadata keys")
         for key, val in v.items():
-            if len(key) > 64 or (isinstance(val, str) and len(val) > 1024):
-                raise ValueError("metadata keys are at most 64 characters, values at most 1024")
+            if (isinstance(key, str) and len(key) > METADATA_KEY_LENGTH) or (
+                isinstance(val, str) and len(val) > METADATA_TEXT_LENGTH
+            ):
+                raise ValueError(
+                    f"metadata keys are at most {METADATA_KEY_LENGTH} characters, values at most {METADATA_TEXT_LENGTH}"
+                )
             if isinstance(val, float) and not math.isfinite(val):
                 raise ValueError("metadata numbers must be finite")
         return v
 
-    @model_validator(mode="before")
+    @field_validator("hyperparameters", mode="before")
     @classmethod
-    def _tag_method_params(cls, data: Any) -> Any:
-        # The method's parameters are validated by the model of the job's method: copy the method
-        # name into them as the union's discriminator (it is excluded again from dumps).
-        if not isinstance(data, dict):
-            return data
-        method = data.get("method", "gacd")
-        if not isinstance(method, str) or method not in METHOD_PARAMS:
-            return data
-        hyper = data.get("hyperparameters")
-        if hyper is None:
-            hyper = {}
-        if isinstance(hyper, HyperParameters):
-            hyper = hyper.model_dump()
-        if not isinstance(hyper, dict):
-            return data
-        params = hyper.get("method_params")
-        if isinstance(params, BaseModel):
-            params = params.model_dump()
-        if params is None:
-            params = {}
-        if isinstance(params, dict):
-            params = {**params, "method": method}
-        hyper = {**hyper, "method_params": params}
-        if hyper.get("weight_decay") is None:
-            hyper["weight_decay"] = METHOD_PARAMS[method].default_weight_decay
-        return {**data, "hyperparameters": hyper}
+    def _hyperparameters_given_whole(cls, v: Any) -> Any:
+        # HyperParameters built elsewhere (another method's, or the base class): what was set in it,
+        # read again as this method's, so that what was not set takes this method's defaults
+        if isinstance(v, HyperParameters) and type(v) is not cls.model_fields["hyperparameters"].annotation:
+            return v.model_dump(exclude_unset=True)
+        return v
 
     @model_validator(mode="after")
     def _consistency(self) -> JobSpec:
-        needs_teacher = METHOD_PARAMS[self.method].needs_teacher
-        if needs_teacher and self.teacher is None:
-            raise ValueError(
-                f"teacher: method {self.method!r} distils from a teacher: give teacher.weights or teacher.id"
-            )
-        if not needs_teacher and self.teacher is not None:
-            raise ValueError(f"teacher: method {self.method!r} trains without a teacher: remove 'teacher'")
         ds = self.dataset
         if ds.val_size and ds.train_subset and ds.val_size >= ds.train_subset:
             raise ValueError("dataset.val_size: must be smaller than dataset.train_subset")
@@ -622,7 +500,7 @@ class JobSpec(_Strict):
     def params(self) -> MethodParamsBase:
         """The method's parameters, with defaults filled in."""
         p = self.hyperparameters.method_params
-        assert p is not None  # always set by _tag_method_params
+        assert p is not None  # a method's variant always fills them in
         return p
 
     def public_dict(self) -> dict[str, Any]:
@@ -684,48 +562,156 @@ class JobSpec(_Strict):
         return self.model_copy(update=update)
 
 
-_MODELS_BUILT = True  # from here on, declare_method rebuilds the models that hold the union
+# --------------------------------------------------------------------------------------------------
+# One variant of the job per method, and their union
+# --------------------------------------------------------------------------------------------------
+def _stem(params: type[MethodParamsBase]) -> str:
+    return params.__name__.removesuffix("Params")
 
 
-def _rebuild_method_union() -> None:
-    """Point ``hyperparameters.method_params`` at the union of the methods declared now.
-
-    The union is fixed when pydantic builds a model, so a method declared after this module was
-    imported (a test's toy method, say) needs the field replaced and the models that hold it rebuilt.
-    """
-    field = HyperParameters.model_fields["method_params"]
-    HyperParameters.__pydantic_fields__["method_params"] = FieldInfo.from_annotated_attribute(
-        _method_union() | None, FieldInfo.merge_field_infos(field)
+def hyperparameters_of(params: type[MethodParamsBase]) -> type[HyperParameters]:
+    """The hyperparameters of a job of ``params``' method: its parameters, its weight decay."""
+    return create_model(
+        f"{_stem(params)}HyperParameters",
+        __base__=HyperParameters,
+        __module__=__name__,
+        __doc__=f"The optimisation of a {params.name} job, with the method's parameters.",
+        weight_decay=(
+            float,
+            Field(params.weight_decay, ge=0, le=1, description=f"SGD weight decay; {params.name}'s default"),
+        ),
+        method_params=(  # type: ignore[arg-type]  # the union of a variable
+            Union[params, None],  # noqa: UP007
+            Field(
+                default_factory=params,
+                description=f"the parameters of {params.name} ({params.__name__}); omitted ones take its "
+                "defaults, and so does null",
+            ),
+        ),
     )
-    HyperParameters.model_rebuild(force=True)
-    JobSpec.model_rebuild(force=True)
-    for model in _HOLDERS:
-        model.model_rebuild(force=True)
 
 
-_HOLDERS: list[type[BaseModel]] = []
-M = TypeVar("M", bound=type[BaseModel])
-
-
-def holds_job_spec(model: M) -> M:
-    """Class decorator for a model elsewhere with a :class:`JobSpec` field (the service's job record):
-    it is rebuilt with ``JobSpec`` whenever a method is declared or withdrawn, so that it accepts the
-    same methods."""
-    _HOLDERS.append(model)
+def job_spec_of(params: type[MethodParamsBase]) -> type[JobSpec]:
+    """The variant of :class:`JobSpec` for ``params``' method: ``method`` is its name (the union's tag),
+    ``teacher`` required or refused as it says, ``hyperparameters`` its own."""
+    hyper = hyperparameters_of(params)
+    description = f"the training method: {params.name} ({params.description})"
+    method = (
+        Field(params.name, description=description) if params.name == DEFAULT_METHOD else Field(description=description)
+    )
+    teacher: tuple[Any, Any] = (
+        (TeacherSpec, Field(description=f"the teacher {params.name} distils from"))
+        if params.needs_teacher
+        else (None, Field(None, description=f"{params.name} trains without a teacher"))
+    )
+    model = create_model(
+        f"{_stem(params)}Job",
+        __base__=JobSpec,
+        __module__=__name__,
+        __doc__=f"A {params.name} job: {params.description}.",
+        method=(Literal[params.name], method),  # type: ignore[arg-type]  # a one-name Literal of a variable
+        teacher=teacher,
+        hyperparameters=(hyper, Field(default_factory=hyper)),
+    )
+    model.params_class = params
     return model
+
+
+def _default_method(data: Any) -> Any:
+    if isinstance(data, dict) and "method" not in data:
+        return {**data, "method": DEFAULT_METHOD}
+    return data
+
+
+def _fields_of_the_job(tags: Collection[str]) -> WrapValidator:
+    """Errors located at the job's fields (``hyperparameters.epochs``), as users write them, not under
+    the union's tag (``kd.hyperparameters.epochs``): the variant is the method they named."""
+
+    def untagged(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        try:
+            return handler(value)
+        except ValidationError as exc:
+            errors: list[InitErrorDetails] = []
+            for err in exc.errors():
+                loc = err["loc"][1:] if err["loc"] and err["loc"][0] in tags else err["loc"]
+                detail = InitErrorDetails(type=err["type"], loc=loc, input=err["input"])
+                if "ctx" in err:
+                    detail["ctx"] = err["ctx"]
+                errors.append(detail)
+            raise ValidationError.from_exception_data(exc.title, errors) from None
+
+    return WrapValidator(untagged)
+
+
+class JobParser:
+    """Validation of user input into one of ``variants``, a union discriminated by ``method``, with
+    errors that name each bad field. Built for :data:`JOB_SPECS` here and for the HTTP API's variants
+    (:mod:`service.api.contract`).
+
+    Attributes:
+        variants: the job variant of each method, by name.
+        type: their union, ``gacd`` when the input names no method: a field type (``JobRecord.spec``).
+        adapter: the union's validator; ``adapter.json_schema()`` is its JSON Schema.
+    """
+
+    def __init__(self, variants: dict[str, type[JobSpec]], **field: Any) -> None:
+        self.variants = variants
+        self.type: Any = Annotated[
+            Union[tuple(variants.values())],  # noqa: UP007  (built from a tuple)
+            Field(discriminator="method", **field),
+            _fields_of_the_job(variants),
+            BeforeValidator(_default_method),
+        ]
+        self.adapter: TypeAdapter[Any] = TypeAdapter(self.type)  # type: ignore[arg-type]  # built at run time
+
+    def parse(self, data: Any, *, strict: bool = False) -> JobSpec:
+        """Validate ``data``; ``strict``: refuse what a lax reading converts (``"5"``, ``1`` for true).
+
+        Raises:
+            SpecError: one entry per bad field, each naming the field and saying what is wrong.
+        """
+        if not isinstance(data, dict):
+            raise SpecError([("", "a job specification is a JSON object")])
+        try:
+            spec: JobSpec = self.adapter.validate_python(data, strict=strict)
+        except ValidationError as exc:
+            variant = self.variants.get(data.get("method", DEFAULT_METHOD), JobSpec)
+            raise SpecError(_format_errors(exc, variant, list(self.variants))) from None
+        return spec
+
+
+JOB_SPECS: dict[str, type[JobSpec]] = {name: job_spec_of(params) for name, params in METHOD_PARAMS.items()}
+JOBS = JobParser(JOB_SPECS)
+if TYPE_CHECKING:
+    AnyJobSpec: TypeAlias = JobSpec
+else:  # the type of a field that holds a job of any method (the service's job record)
+    AnyJobSpec = JOBS.type
 
 
 # --------------------------------------------------------------------------------------------------
 # Parsing user input into a JobSpec with readable errors
 # --------------------------------------------------------------------------------------------------
-def _model_fields_at(loc: tuple[Any, ...]) -> list[str] | None:
-    """The field names of the model that holds ``loc`` (for 'unknown field' messages)."""
-    model: Any = JobSpec
+def _shown_fields(model: type[BaseModel]) -> list[str]:
+    """The fields a user may give (those left out of the JSON Schema are not offered)."""
+    hidden = hidden_fields(model)
+    return [n for n in model.model_fields if n not in hidden]
+
+
+def hidden_fields(model: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of ``model`` left out of its JSON Schema (typed ``SkipJsonSchema[...]``): a client
+    never sees them (the HTTP API's teacher ``weights``, say)."""
+    return tuple(
+        name
+        for name, f in model.model_fields.items()
+        if any(isinstance(m, SkipJsonSchema) for m in f.metadata)  # type: ignore[misc]
+    )
+
+
+def _model_fields_at(root: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | None:
+    """The field names of the model that holds ``loc`` under ``root`` (for 'unknown field' messages)."""
+    model: Any = root
     for part in loc[:-1]:
         if isinstance(part, int):
-            continue
-        if part in METHOD_PARAMS:  # the tag of the method_params union
-            model = METHOD_PARAMS[part]
             continue
         fields = getattr(model, "model_fields", None)
         field = fields.get(part) if isinstance(fields, dict) else None
@@ -737,24 +723,25 @@ def _model_fields_at(loc: tuple[Any, ...]) -> list[str] | None:
             if isinstance(cand, type) and issubclass(cand, BaseModel):
                 nxt = cand
                 break
-        if part == "method_params":
-            nxt = None  # resolved by the union tag that follows
         model = nxt if nxt is not None else model
     if isinstance(model, type) and issubclass(model, BaseModel):
-        return [n for n, f in model.model_fields.items() if not f.exclude]
+        return _shown_fields(model)
     return None
 
 
 _FIELD_PREFIX = re.compile(r"^([a-z_][a-z0-9_.]*): (.*)$", re.S)
 
 
-def _format_errors(exc: ValidationError) -> list[tuple[str, str]]:
+def _format_errors(exc: ValidationError, root: type[BaseModel], methods: list[str]) -> list[tuple[str, str]]:
+    """``(field, message)`` for each error of a job of the variant ``root`` (of the ``methods``)."""
     out: list[tuple[str, str]] = []
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
         if err["type"] == "union_tag_invalid":
-            continue  # an unknown method is reported on 'method' itself
-        shown = ".".join(str(p) for p in loc if p not in METHOD_PARAMS or p == loc[0])
+            given = err["input"].get("method") if isinstance(err["input"], dict) else None
+            out.append(("method", f"unknown method {given!r}; valid: {', '.join(methods)}"))
+            continue
+        shown = ".".join(str(p) for p in loc)
         msg = str(err["msg"])
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
@@ -766,7 +753,7 @@ def _format_errors(exc: ValidationError) -> list[tuple[str, str]]:
                 nested = bool(loc) or top not in JobSpec.model_fields
                 shown = ".".join(p for p in (shown, field) if p) if nested else field
         if err["type"] == "extra_forbidden":
-            fields = _model_fields_at(loc)
+            fields = _model_fields_at(root, loc)
             msg = "unknown field" + (f"; valid fields: {', '.join(fields)}" if fields else "")
         elif "input" in err and err["type"] not in ("missing", "model_type", "dict_type", "value_error"):
             given = err["input"]
@@ -776,20 +763,20 @@ def _format_errors(exc: ValidationError) -> list[tuple[str, str]]:
     return out or [("", str(exc))]
 
 
-def parse_spec(data: dict[str, Any] | JobSpec) -> JobSpec:
-    """Validate user input into a :class:`JobSpec`.
+def parse_spec(data: dict[str, Any] | JobSpec, *, strict: bool = False) -> JobSpec:
+    """Validate user input into the :class:`JobSpec` variant of its method.
+
+    Args:
+        data: the specification (a dict, as JSON or YAML give it), or a job already validated.
+        strict: refuse what a lax reading converts (``"5"`` for 5, ``1`` for true); the CLI reads
+            YAML and ``--set`` text laxly.
 
     Raises:
         SpecError: one entry per bad field, each naming the field and saying what is wrong.
     """
     if isinstance(data, JobSpec):
         return data
-    if not isinstance(data, dict):
-        raise SpecError([("", "a job specification is a JSON object")])
-    try:
-        return JobSpec.model_validate(data)
-    except ValidationError as exc:
-        raise SpecError(_format_errors(exc)) from None
+    return JOBS.parse(data, strict=strict)
 
 
 def parse_teacher(data: dict[str, Any]) -> TeacherSpec:

@@ -1,32 +1,19 @@
-"""A toy distillation method, added the way docs/extending.md says: its parameters class, then
-its implementation, and nothing else. tests/test_adding_a_method.py imports it (in the test process and
-in a worker) as if the package held it, and runs it through the CLI and the HTTP API."""
+"""``logit_matching``: a toy distillation method, the implementation file of a new method as
+docs/extending.md says to add it. tests/test_adding_a_method.py copies this file into the
+``gacd_core/methods/`` of a copy of the package (as ``logit_matching.py``), beside its parameters class
+(tests/_toy_method_params.py), and runs the method through the CLI, the HTTP API and a worker there."""
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
-from pydantic import Field
 
 from gacd_core.attacks import ce_loss
-from gacd_core.methods import Method, StepOutput, register_method
-from gacd_core.spec import MethodParamsBase, declare_method
-
-
-@declare_method
-class LogitMatchingParams(MethodParamsBase):
-    """Ba & Caruana 2014: mean squared difference of teacher and student logits + ce_weight * CE."""
-
-    method: Literal["logit_matching"] = Field("logit_matching", exclude=True)
-    label = "Logit matching"
-    description = "regression of the student's logits on the teacher's (Ba & Caruana 2014), on clean data"
-    needs_teacher = True
-    ce_weight: float = Field(0.0, ge=0, le=10)
+from gacd_core.method_params import LogitMatchingParams  # type: ignore[attr-defined]  # in the copy only
+from gacd_core.methods.base import Method, StepOutput, register_method
 
 
 @register_method(LogitMatchingParams)
-class LogitMatching(Method):
+class LogitMatching(Method[LogitMatchingParams]):
     """Ba & Caruana, "Do Deep Nets Really Need to be Deep?", NeurIPS 2014, Eq. 1: the student regresses
     the teacher's logits, mean over batch x classes of (S(x) - T(x))^2."""
 

@@ -504,27 +504,73 @@ def test_every_declared_method_has_exactly_one_implementation() -> None:
 
 
 def test_a_declaration_must_be_complete_and_new() -> None:
-    from typing import Literal
+    from typing import Union
 
-    from pydantic import Field
-
-    from gacd_core.spec import MethodParamsBase, declare_method
+    from gacd_core.method_params import MethodParams, MethodParamsBase, declared
 
     class Unlabelled(MethodParamsBase):
-        method: Literal["unlabelled"] = Field("unlabelled", exclude=True)
+        name = "unlabelled"
         description = "a method without a label"
         needs_teacher = False
 
     with pytest.raises(TypeError, match="sets label"):
-        declare_method(Unlabelled)
+        declared(Union[MethodParams, Unlabelled])  # noqa: UP007
 
     class Again(MethodParamsBase):
-        method: Literal["gacd"] = Field("gacd", exclude=True)
-        label, description, needs_teacher = "GACD", "a second gacd", True
+        name, label, description, needs_teacher = "gacd", "GACD", "a second gacd", True
 
     with pytest.raises(ValueError, match="duplicate method name 'gacd'"):
-        declare_method(Again)
+        declared(Union[MethodParams, Again])  # noqa: UP007
     assert METHOD_PARAMS["gacd"] is GACDParams and "unlabelled" not in catalog.METHODS
+    assert list(declared(MethodParams)) == list(METHOD_PARAMS) == list(catalog.METHODS)
+
+
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_each_method_has_its_job_variant(method: str) -> None:
+    from gacd_core.spec import JOB_SPECS
+
+    variant = JOB_SPECS[method]
+    params = METHOD_PARAMS[method]
+    assert issubclass(variant, JobSpec) and variant.params_class is params
+    assert type(parse_spec(_minimal(method))) is variant
+    assert list(variant.model_fields) == list(JobSpec.model_fields)  # the same fields, in the same order
+    hyper = variant.model_fields["hyperparameters"].default_factory()  # type: ignore[misc]
+    assert type(hyper.method_params) is params and hyper.weight_decay == params.weight_decay
+
+
+def test_weight_decay_is_the_methods_when_hyperparameters_arrive_as_an_object() -> None:
+    from gacd_core.spec import HyperParameters
+
+    given = HyperParameters(epochs=3)
+    spec = parse_spec({"method": "ard", "teacher": dict(TEACHER), "hyperparameters": given})
+    assert (spec.hyperparameters.epochs, spec.hyperparameters.weight_decay) == (3, 2e-4)
+    explicit = HyperParameters(epochs=3, weight_decay=5e-4)
+    spec = parse_spec({"method": "rslad", "teacher": dict(TEACHER), "hyperparameters": explicit})
+    assert spec.hyperparameters.weight_decay == 5e-4  # set, so kept
+    assert (
+        parse_spec({"method": "kd", "teacher": dict(TEACHER), "hyperparameters": given}).params == METHOD_PARAMS["kd"]()
+    )
+
+
+def test_strict_parsing_refuses_what_a_lax_reading_converts() -> None:
+    doc = {"method": "at", "hyperparameters": {"epochs": "5", "nesterov": 1}, "seed": 2.0}
+    lax = parse_spec(doc)
+    assert (lax.hyperparameters.epochs, lax.hyperparameters.nesterov, lax.seed) == (5, True, 2)
+    err = _errors_strict(doc)
+    assert [loc for loc, _ in err.errors] == ["hyperparameters.epochs", "hyperparameters.nesterov"]
+    # a JSON number without a fraction is an integer (JSON Schema's integer), in both readings
+    assert parse_spec({"method": "at", "seed": 3.0}, strict=True).seed == 3
+
+
+def _errors_strict(data: dict) -> SpecError:
+    with pytest.raises(SpecError) as info:
+        parse_spec(data, strict=True)
+    return info.value
+
+
+def test_method_params_do_not_repeat_the_method() -> None:
+    err = _errors({**_minimal("kd"), "hyperparameters": {"method_params": {"method": "kd"}}})
+    assert [loc for loc, _ in err.errors] == ["hyperparameters.method_params"]
 
 
 def test_an_implementation_registers_only_against_a_declared_method() -> None:

@@ -7,12 +7,12 @@ from __future__ import annotations
 import torch
 
 from gacd_core.attacks import ce_loss
+from gacd_core.method_params import ATParams
 from gacd_core.methods.base import Method, StepOutput, register_method
-from gacd_core.spec import ATParams
 
 
 @register_method(ATParams)
-class AdversarialTraining(Method):
+class AdversarialTraining(Method[ATParams]):
     """CE(S(x'), y) with x' = PGD on the student's cross-entropy."""
 
     def training_step(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> StepOutput:

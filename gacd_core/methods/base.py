@@ -5,17 +5,18 @@ and any extra trainable modules (projection heads) and buffers (memory banks) in
 ``training_step(x, y, idx)`` runs its inner adversary, if any, and returns the loss with its named
 parts. The shared trainer does everything else.
 
-Adding a method (docs/extending.md): its parameters class in :mod:`gacd_core.spec`, decorated
-with :func:`~gacd_core.spec.declare_method`, which declares its name, label, description and whether it
-needs a teacher; and one file in this package with a :class:`Method` subclass decorated with
-``@register_method(ItsParams)``, imported in ``__init__``. Every list of methods derives from those two.
+Adding a method (docs/extending.md): its parameters class in :mod:`gacd_core.method_params`, which
+declares its name, label, description, whether it needs a teacher and its defaults, named in
+``MethodParams``; and one file in this package with a ``Method[ItsParams]`` subclass decorated with
+``@register_method(ItsParams)`` (the package imports every module of itself). Every list of methods
+derives from those two.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 import torch
 from torch import nn
@@ -23,9 +24,12 @@ from torch import nn
 from gacd_core import catalog
 from gacd_core.attacks import PGD
 from gacd_core.errors import SpecError
+from gacd_core.method_params import METHOD_PARAMS, MethodParamsBase
 from gacd_core.models import ImageClassifier
 from gacd_core.registry import Registry
-from gacd_core.spec import METHOD_PARAMS, MethodParamsBase, TrainAttackSpec
+from gacd_core.spec import TrainAttackSpec
+
+P = TypeVar("P", bound=MethodParamsBase)
 
 
 @dataclass
@@ -57,8 +61,15 @@ class StepOutput:
     logits: torch.Tensor
 
 
-class Method(nn.Module):
-    """Base class of every training method; ``name`` and ``params_class`` are set by :func:`register_method`."""
+class Method(nn.Module, Generic[P]):
+    """Base class of every training method, ``Method[ItsParams]``; ``name`` and ``params_class`` are set
+    by :func:`register_method`.
+
+    Raises:
+        TypeError: ``params`` are not the method's parameters class.
+        SpecError: the method needs a teacher and has none, or its parameters ask what a teacher of
+            another label set cannot give (:meth:`~gacd_core.method_params.MethodParamsBase.cross_task_errors`).
+    """
 
     name: ClassVar[str] = ""
     params_class: ClassVar[type[MethodParamsBase]]
@@ -67,10 +78,12 @@ class Method(nn.Module):
         self,
         student: ImageClassifier,
         teacher: ImageClassifier | None,
-        params: Any,
+        params: P,
         ctx: MethodContext,
     ) -> None:
         super().__init__()
+        if not isinstance(params, self.params_class):
+            raise TypeError(f"method {self.name!r} takes {self.params_class.__name__}, not {type(params).__name__}")
         if self.params_class.needs_teacher and teacher is None:
             raise SpecError([("teacher", f"method {self.name!r} needs a teacher")])
         self.student = student
@@ -78,11 +91,13 @@ class Method(nn.Module):
         if teacher is not None:
             teacher.eval()
             teacher.requires_grad_(False)
-        self.params = params
+        self.params: P = params
         self.ctx = ctx
         self.extras = nn.ModuleDict()
         a = ctx.attack
         self.adversary = PGD(a.eps, a.steps, a.step_size, a.random_start)
+        if teacher is not None:
+            self._check_label_sets()
 
     # The teacher is frozen: it stays in eval mode whatever the trainer asks.
     def train(self, mode: bool = True) -> Method:
@@ -114,6 +129,16 @@ class Method(nn.Module):
         explicit = getattr(self.params, "cross_task", None)
         return bool(explicit) if explicit is not None else self.teacher.num_classes != self.ctx.num_classes
 
+    def _check_label_sets(self) -> None:
+        """Refuse what the parameters ask that a teacher of another label set cannot give, when the job
+        says or the class counts show that the label sets differ. The rules are the parameters class's
+        (the specification applies them to an explicit ``cross_task: true``)."""
+        assert self.teacher is not None
+        errors = self.params.cross_task_errors(self.cross_task)
+        if errors:
+            counts = f"the teacher has {self.teacher.num_classes} classes and the dataset {self.ctx.num_classes}"
+            raise SpecError([(f"hyperparameters.method_params.{field}", f"{msg} ({counts})") for field, msg in errors])
+
     def require_same_labels(self, field_name: str) -> None:
         """Soft-label terms compare teacher and student outputs class by class."""
         assert self.teacher is not None
@@ -131,7 +156,7 @@ class Method(nn.Module):
 
 
 METHODS: Registry[type[Method]] = Registry(
-    "method", catalog.METHODS, declared_in="gacd_core.spec: a parameters class decorated with @declare_method"
+    "method", catalog.METHODS, declared_in="gacd_core.method_params: a parameters class named in MethodParams"
 )
 M = TypeVar("M", bound=Method)
 
@@ -147,7 +172,7 @@ def register_method(params: type[MethodParamsBase]) -> Callable[[type[M]], type[
     def deco(cls: type[M]) -> type[M]:
         name = getattr(params, "name", None)
         if name is None or METHOD_PARAMS.get(name) is not params:
-            raise ValueError(f"{params.__name__} is not declared: decorate it with @declare_method in gacd_core.spec")
+            raise ValueError(f"{params.__name__} is not declared: name it in gacd_core.method_params.MethodParams")
         cls.name = name
         cls.params_class = params
         METHODS.register(name)(cls)

@@ -13,17 +13,15 @@ from __future__ import annotations
 import torch
 
 from gacd_core.attacks import ce_loss, kl_div
+from gacd_core.method_params import CRDParams
 from gacd_core.methods.base import Method, StepOutput, register_method
 from gacd_core.methods.contrastive import ContrastiveObjective
-from gacd_core.spec import CRDParams
 
 
 @register_method(CRDParams)
-class CRD(Method):
+class CRD(Method[CRDParams]):
     def __init__(self, *args, **kw) -> None:
-        super().__init__(*args, **kw)
-        if self.params.lambda_kd > 0:
-            self.require_same_labels("hyperparameters.method_params.lambda_kd")
+        super().__init__(*args, **kw)  # across tasks, lambda_kd is 0 (CRDParams.cross_task_errors)
         assert self.teacher is not None
         self.extras["contrast"] = ContrastiveObjective(
             self.teacher.num_features, self.student.num_features, self.ctx.train_labels, self.params

@@ -31,36 +31,18 @@ import torch
 from torch import nn
 
 from gacd_core.attacks import GuidedContrastiveAttack, ce_loss, kl_div
-from gacd_core.errors import SpecError
+from gacd_core.method_params import GACDParams
 from gacd_core.methods.base import Method, StepOutput, register_method
 from gacd_core.methods.contrastive import ContrastiveObjective, reliability_weights
 from gacd_core.models import ImageClassifier
-from gacd_core.spec import GACDParams
 
 
 @register_method(GACDParams)
-class GACD(Method):
+class GACD(Method[GACDParams]):
     def __init__(self, *args, **kw) -> None:
         super().__init__(*args, **kw)
-        p = self.params
+        p = self.params  # across tasks, what it may ask was checked by Method (GACDParams.cross_task_errors)
         assert self.teacher is not None
-        field = "hyperparameters.method_params"
-        if self.cross_task and p.lambda_kd > 0:
-            raise SpecError(
-                [
-                    (
-                        f"{field}.lambda_kd",
-                        (
-                            f"the teacher has {self.teacher.num_classes} classes and the dataset "
-                            f"{self.ctx.num_classes}: across tasks the KD term is undefined, set lambda_kd to 0"
-                        ),
-                    )
-                ]
-            )
-        if self.cross_task and p.reweight == "hard":
-            raise SpecError(
-                [(f"{field}.reweight", "'hard' needs the teacher's labels; use 'soft' or 'none' across tasks")]
-            )
         self.extras["contrast"] = ContrastiveObjective(
             self.teacher.num_features, self.student.num_features, self.ctx.train_labels, p
         )

@@ -7,12 +7,12 @@ from __future__ import annotations
 import torch
 
 from gacd_core.attacks import ce_loss, kl_div
+from gacd_core.method_params import KDParams
 from gacd_core.methods.base import Method, StepOutput, register_method
-from gacd_core.spec import KDParams
 
 
 @register_method(KDParams)
-class KnowledgeDistillation(Method):
+class KnowledgeDistillation(Method[KDParams]):
     def __init__(self, *args, **kw) -> None:
         super().__init__(*args, **kw)
         self.require_same_labels("teacher")

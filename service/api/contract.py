@@ -1,183 +1,150 @@
-"""The job specification as the HTTP API states it: ``JobCreate`` and its parts, built from the core's
-:class:`~gacd_core.spec.JobSpec`, and the check that holds a submitted body to it.
+"""The job specification as the HTTP API takes it: ``JobCreate``, made from the core's job variants.
 
-The core model is shared with the CLI, which reads files and accepts what YAML and ``--set`` give it
-(``"5"`` for 5). Over HTTP the contract is the JSON Schema below, and the service refuses whatever it
-refuses:
+A job submitted over HTTP is the core's :class:`~gacd_core.spec.JobSpec` variant of its method
+(:data:`gacd_core.spec.JOB_SPECS`) with the two parts that name files swapped for what a client names:
+the teacher by its id (:class:`TeacherRef`: ``id`` required, with its pattern; no ``weights``) and a
+custom dataset by its id (:class:`DatasetRef`: ``id`` with its pattern; no ``root`` or ``path``). Each
+HTTP variant subclasses its core variant, so the job validated here is the job the worker runs, and
+``JobCreate`` is their union, discriminated by ``method`` (``gacd`` when absent).
 
-- every closed set is an ``enum`` taken from the registries when the document is built (methods from
-  their declarations, architectures, datasets and evaluation attacks from :mod:`gacd_core.catalog`,
-  device kinds from :data:`gacd_core.spec.DEVICES`), never a copied list;
-- what a field validator checks one value at a time is stated as bounds, patterns, ``uniqueItems`` and
-  ``maxProperties`` (``std`` above 0, class indices at least 0, milestones strictly between 0 and 1,
-  at most 32 eps values, metadata keys and values by length);
-- fields HTTP never accepts (:data:`~service.api.schemas.NOT_OVER_HTTP`: files on the machine that runs
-  the job) are absent, and ``teacher.id`` is required where a teacher is given;
-- ``method_params`` is any one method's parameters (its tag, ``method``, is the job's and is not sent).
-
-What a schema cannot say is checked by the core after it and answered with 422 ``invalid_spec``, its
-``field`` naming the rule: a method that needs a teacher (or does not take one), parameters of another
-method, ``mean`` without ``std``, a preset with explicit values, ``val_size`` not below ``train_subset``,
-``split: val`` without ``val_size``, ``warmup_epochs`` not below ``epochs``, milestones not increasing,
-``dataset.id`` on a built-in dataset (or missing on ``custom``), and the contrastive parameters' own
-combinations. The descriptions in the document say so.
+A request is validated once, by :func:`parse_job`, strictly: no ``"5"`` for 5, no ``1`` for true (a
+JSON number without a fraction, ``5.0``, is an integer, as JSON Schema says). The JSON Schema pydantic
+generates for ``JobCreate`` is the OpenAPI document's (:mod:`service.api.openapi` puts it in the
+components): closed sets are enums of the catalog, bounds and patterns are the fields' own, who needs
+a teacher and which parameters a method takes are its variant's. What a schema cannot state is
+checked by the same validation, answered 422 ``invalid_spec`` with ``field`` naming the rule, and said
+in ``JobCreate``'s description (:data:`CROSS_FIELD`).
 """
 
 from __future__ import annotations
 
-import copy
-import functools
+import re
 from typing import Any
 
-import jsonschema_rs
+from pydantic import ConfigDict, Field, create_model, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
-from gacd_core import catalog
-from gacd_core.spec import DEVICES, INDEXED_DEVICE, METHOD_PARAMS, JobSpec, method_names
-from service.api.schemas import NOT_OVER_HTTP
+from gacd_core.spec import JOB_SPECS, DatasetSpec, JobParser, JobSpec, TeacherSpec, hidden_fields
 
 COMPONENTS = "#/components/schemas/"
 ID_PATTERNS = {prefix: f"^{prefix}_[0-9a-f]{{24}}$" for prefix in ("job", "tch", "ds")}
 
-_CROSS_FIELD = (
-    "Rules between fields are checked after the schema (422 `invalid_spec`, `field` naming the rule): "
-    "methods that distil need `teacher` and the others refuse it; `method_params` are the chosen method's; "
-    "`dataset.id` goes with `custom` only; `val_size` below `train_subset`; `evaluation.split: val` needs "
-    "`val_size`; `warmup_epochs` below `epochs`; milestones increasing; `mean` with `std`."
+CROSS_FIELD = (
+    "Rules between fields are checked with the rest (422 `invalid_spec`, `field` naming the rule): "
+    "a normalisation preset, or values that agree with it; `val_size` below `train_subset`; "
+    "`evaluation.split: val` needs `val_size`; `warmup_epochs` below `epochs`; milestones increasing; "
+    "the contrastive parameters' combinations (across tasks `lambda_kd` 0 and no `hard` reweighting; "
+    "`attack: ce` without `attack_ce_weight`). A teacher or a custom dataset must be yours and ready."
 )
 
 
-def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"anyOf": [schema, {"type": "null"}]}
+def _both_or_neither(a: str, b: str) -> dict[str, Any]:
+    """JSON Schema for 'give ``a`` and ``b`` together' (the core checks it: gacd_core.normalization)."""
+    given = {name: {"properties": {name: {"type": "array"}}, "required": [name]} for name in (a, b)}
+    return {"allOf": [{"if": given[a], "then": given[b]}, {"if": given[b], "then": given[a]}]}
 
 
-def _non_null(prop: dict[str, Any]) -> dict[str, Any]:
-    """The non-null branch of a pydantic ``X | None`` property (the property itself when not nullable)."""
-    for branch in prop.get("anyOf", []):
-        if branch.get("type") != "null":
-            return branch
-    return prop
+class TeacherRef(TeacherSpec):
+    """A teacher of yours, named by its id (``POST /v1/teachers``), ready."""
+
+    model_config = ConfigDict(json_schema_extra=_both_or_neither("mean", "std"))
+
+    weights: SkipJsonSchema[None] = None  # the worker's business
+    id: str = Field(pattern=ID_PATTERNS["tch"], description="the id of one of your teachers (POST /v1/teachers), ready")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _named_by_id(cls, data: Any) -> Any:
+        # The answers recorded before this contract (tests/golden) name `teacher.weights` for a teacher
+        # without an id, and `teacher` for an id of another shape.
+        if not isinstance(data, dict):
+            return data
+        if "weights" in data:
+            raise ValueError("weights: name the teacher by its id (teacher.id)")
+        given = data.get("id")
+        if given is None:
+            raise ValueError("weights: name the teacher by its id (teacher.id): upload it with POST /v1/teachers")
+        if isinstance(given, str) and not re.fullmatch(ID_PATTERNS["tch"], given):
+            raise ValueError(f"{given!r} is not a teacher id (tch_ and 24 hexadecimal digits)")
+        return data
 
 
-def _rgb(prop: dict[str, Any], positive: bool) -> None:
-    """A tuple of three numbers as a plain array (generators read ``items`` better than ``prefixItems``)."""
-    array = _non_null(prop)
-    array.pop("prefixItems", None)
-    array["items"] = {"type": "number", **({"exclusiveMinimum": 0} if positive else {})}
+class DatasetRef(DatasetSpec):
+    """A built-in dataset, by name; or a custom dataset of yours, by its id (``POST /v1/datasets``)."""
 
-
-def _enum(prop: dict[str, Any], names: Any) -> None:
-    target = _non_null(prop)
-    target["enum"] = list(names)
-
-
-@functools.cache
-def _built(methods: tuple[str, ...]) -> dict[str, Any]:
-    # keyed by the declared methods: a method declared later (a test's toy method) rebuilds it
-    del methods
-    doc = JobSpec.model_json_schema(ref_template=COMPONENTS + "{model}")
-    defs: dict[str, Any] = doc.pop("$defs")
-    doc["title"] = "JobCreate"
-    doc["description"] = f"{doc.get('description', '')} {_CROSS_FIELD}".strip()
-    props = doc["properties"]
-    _enum(props["method"], catalog.METHODS)
-    props["method"]["description"] = "the training method: " + ", ".join(
-        f"{name} ({entry.description})" for name, entry in catalog.METHODS.items()
+    # custom datasets are named by id, built-in ones by name alone (the validator below checks it)
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"name": {"const": "custom"}}, "required": ["name"]},
+            "then": {"required": ["id"], "properties": {"id": {"type": "string"}}},
+            "else": {"properties": {"id": {"type": "null"}}},
+        }
     )
-    device = props["device"]
-    device.pop("type", None)
-    device["anyOf"] = [
-        {"type": "string", "enum": list(DEVICES)},
-        {"type": "string", "pattern": f"^{INDEXED_DEVICE.pattern}$"},
-    ]
-    meta = props["metadata"]
-    meta.update(maxProperties=64, propertyNames={"maxLength": 64})
-    for branch in meta["additionalProperties"]["anyOf"]:
-        if branch.get("type") == "string":
-            branch["maxLength"] = 1024
 
-    # who needs a teacher: stated with if/then/else (generators that skip these keywords lose nothing else)
-    doc["if"] = {"properties": {"method": {"enum": method_names(needs_teacher=False)}}, "required": ["method"]}
-    doc["then"] = {"properties": {"teacher": {"type": "null"}}}
-    doc["else"] = {"required": ["teacher"], "properties": {"teacher": {"$ref": COMPONENTS + "TeacherSpec"}}}
+    root: SkipJsonSchema[None] = None  # the service chooses data locations
+    path: SkipJsonSchema[None] = None
+    id: str | None = Field(
+        None,
+        pattern=ID_PATTERNS["ds"],
+        description="custom datasets: the id of one of your datasets (POST /v1/datasets), ready",
+    )
 
-    teacher = defs["TeacherSpec"]
-    for part, names in NOT_OVER_HTTP.items():
-        target = defs["TeacherSpec" if part == "teacher" else "DatasetSpec"]
-        for name in names:
-            target["properties"].pop(name)
-    teacher["properties"]["id"] = {
-        "type": "string",
-        "pattern": ID_PATTERNS["tch"],
-        "description": "the id of one of your teachers (POST /v1/teachers), ready",
-    }
-    teacher["required"] = ["id"]
-    _enum(teacher["properties"]["arch"], catalog.MODELS)
-    _rgb(teacher["properties"]["mean"], positive=False)
-    _rgb(teacher["properties"]["std"], positive=True)
-    given = {name: {"properties": {name: {"type": "array"}}, "required": [name]} for name in ("mean", "std")}
-    teacher["allOf"] = [{"if": given["mean"], "then": given["std"]}, {"if": given["std"], "then": given["mean"]}]
+    @model_validator(mode="before")
+    @classmethod
+    def _no_locations(cls, data: Any) -> Any:
+        for key in hidden_fields(cls):
+            if isinstance(data, dict) and key in data:
+                raise ValueError(
+                    f"{key}: the service chooses data locations; name a custom dataset by its id (dataset.id)"
+                )
+        return data
 
-    student = defs["StudentSpec"]["properties"]
-    _enum(student["arch"], catalog.MODELS)
-    _rgb(student["mean"], positive=False)
-    _rgb(student["std"], positive=True)
-
-    dataset = defs["DatasetSpec"]["properties"]
-    _enum(dataset["name"], catalog.DATASETS)
-    dataset["id"] = _nullable({"type": "string", "pattern": ID_PATTERNS["ds"]}) | {
-        "default": None,
-        "description": "custom datasets: the id of one of your datasets (POST /v1/datasets), ready",
-    }
-    # custom datasets are named by id, built-in ones by name alone
-    defs["DatasetSpec"]["if"] = {"properties": {"name": {"const": "custom"}}, "required": ["name"]}
-    defs["DatasetSpec"]["then"] = {"required": ["id"], "properties": {"id": {"type": "string"}}}
-    defs["DatasetSpec"]["else"] = {"properties": {"id": {"type": "null"}}}
-    classes = _non_null(dataset["classes"])
-    classes.update(uniqueItems=True, items={"type": "integer", "minimum": 0})
-
-    hyper = defs["HyperParameters"]["properties"]
-    hyper["milestones"].update(uniqueItems=True, items={"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1})
-    hyper["method_params"] = _nullable({"anyOf": [{"$ref": COMPONENTS + name} for name in _params_names()]}) | {
-        "default": None,
-        "description": "the parameters of the job's method (omitted ones take its defaults): "
-        + ", ".join(f"{cls.__name__} for {name}" for name, cls in METHOD_PARAMS.items()),
-    }
-    for cls in METHOD_PARAMS.values():
-        params = defs[cls.__name__]
-        params["properties"].pop("method", None)
-        params.pop("discriminator", None)
-
-    evaluation = defs["EvaluationSpec"]["properties"]
-    evaluation["attacks"].update(uniqueItems=True, items={"type": "string", "enum": list(catalog.EVAL_ATTACKS)})
-    evaluation["eps_sweep"].update(maxItems=32, items={"type": "number", "minimum": 0, "maximum": 1})
-
-    return {"JobCreate": doc, **defs}
+    @model_validator(mode="after")
+    def _source(self) -> DatasetRef:
+        # (the field named is the core's, `path`, as the answers recorded before this contract name it)
+        if self.name == "custom" and self.id is None:
+            raise ValueError("path: a custom dataset is named by its id (dataset.id)")
+        if self.name != "custom" and self.id is not None:
+            raise ValueError(f"path: only custom datasets have an id; {self.name!r} is named by its name")
+        return self
 
 
-def _params_names() -> list[str]:
-    return [cls.__name__ for cls in METHOD_PARAMS.values()]
+def _over_http(job: type[JobSpec]) -> type[JobSpec]:
+    """The HTTP variant of a core job variant: its teacher and dataset named by id."""
+    method = job.params_class
+    assert method is not None
+    fields: dict[str, Any] = {"dataset": (DatasetRef, Field(default_factory=DatasetRef))}
+    if method.needs_teacher:
+        fields["teacher"] = (TeacherRef, Field(description=f"the teacher {method.name} distils from"))
+    return create_model(
+        f"{job.__name__}Create",
+        __base__=job,
+        __module__=__name__,
+        __doc__=f"A {method.name} job over HTTP: {method.description}.",
+        **fields,
+    )
+
+
+JOB_CREATE = JobParser(
+    {name: _over_http(job) for name, job in JOB_SPECS.items()},
+    title="JobCreate",
+    description=f"One training job, by its method (gacd when absent). {CROSS_FIELD}",
+)
+# What the API never takes, shows or documents of a stored job: files on the machine that runs it.
+NOT_OVER_HTTP: dict[str, tuple[str, ...]] = {"teacher": hidden_fields(TeacherRef), "dataset": hidden_fields(DatasetRef)}
+
+
+def parse_job(body: Any) -> JobSpec:
+    """The job a request body states, validated once and strictly (``"5"`` is not 5).
+
+    Raises:
+        SpecError: one entry per bad field, each naming the field and saying what is wrong.
+    """
+    return JOB_CREATE.parse(body, strict=True)
 
 
 def job_schemas() -> dict[str, Any]:
-    """``JobCreate`` and the schemas it refers to, by component name (a copy, to be put in a document)."""
-    return copy.deepcopy(_built(tuple(METHOD_PARAMS)))
-
-
-@functools.cache
-def _validator(methods: tuple[str, ...]) -> Any:
-    del methods
-    root = {"$ref": COMPONENTS + "JobCreate", "components": {"schemas": job_schemas()}}
-    return jsonschema_rs.Draft202012Validator(root)
-
-
-def contract_errors(body: Any) -> list[tuple[str, str]]:
-    """Where ``body`` breaks the ``JobCreate`` schema: ``(field, message)`` pairs, none when it holds.
-
-    The core has accepted the body when this runs; what is left are values its lax parsing converts
-    (``"5"``, ``5.0`` or ``true`` for an integer, ``1`` for a boolean) and the bounds stated here only.
-    """
-    out = []
-    for err in _validator(tuple(METHOD_PARAMS)).iter_errors(body):
-        field = ".".join(str(p) for p in err.instance_path)
-        out.append((field, err.message))
-    return out
+    """``JobCreate`` and the schemas it refers to, by component name (a new copy each call)."""
+    schema = JOB_CREATE.adapter.json_schema(ref_template=COMPONENTS + "{model}")
+    defs: dict[str, Any] = schema.pop("$defs")
+    return {"JobCreate": schema, **defs}

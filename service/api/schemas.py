@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from gacd_core.spec import MetadataValue
+from service.api.contract import NOT_OVER_HTTP
 from service.state.records import (
     Artifact,
     DatasetBase,
@@ -24,14 +25,11 @@ from service.state.records import (
     Timestamp,
 )
 
-# The job specification over HTTP: the request body of POST /v1/jobs, built from the core's JobSpec by
-# service.api.contract (the fields HTTP never accepts left out, every closed set an enum of the catalog).
-# A field typed so is documented as a reference to that component (service.api.openapi puts it in).
+# The job specification over HTTP: the request body of POST /v1/jobs, the core's job variants with the
+# teacher and a custom dataset named by id (service.api.contract). A field typed so is documented as a
+# reference to that component (service.api.openapi puts it in). What a stored job shows leaves out the
+# fields HTTP never takes (NOT_OVER_HTTP: files on the machine that runs it).
 JOB_CREATE = WithJsonSchema({"x-component": "JobCreate"})
-# Fields of the core specification that name files on the machine that runs a job. A job submitted over
-# HTTP names its teacher and a custom dataset by id instead, so these are refused there and left out of
-# what the API shows and documents.
-NOT_OVER_HTTP: dict[str, tuple[str, ...]] = {"teacher": ("weights",), "dataset": ("root", "path")}
 
 
 class _Out(BaseModel):

@@ -18,7 +18,7 @@ from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
-from gacd_core.spec import JobSpec, holds_job_spec
+from gacd_core.spec import AnyJobSpec, JobSpec
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelling", "cancelled"]
 JOB_STATUSES: tuple[str, ...] = get_args(JobStatus)
@@ -136,7 +136,6 @@ class JobBase(_Shape):
     attempts: int = 0
 
 
-@holds_job_spec
 class JobRecord(JobBase, Record):
     """A stored job: its whole specification as submitted (the teacher and a custom dataset named by
     their ids, resolved only on the worker), the ids it uses, and where it runs."""
@@ -144,7 +143,7 @@ class JobRecord(JobBase, Record):
     prefix: ClassVar[str] = "job"
     noun: ClassVar[str] = "job"
 
-    spec: JobSpec
+    spec: AnyJobSpec  # the variant of its method
     teacher_id: str | None = None
     dataset_id: str | None = None
     queue: str | None = Field(None, description="the queue it was sent to (None: recorded before jobs kept it)")

@@ -21,8 +21,8 @@ from starlette.concurrency import run_in_threadpool
 
 from gacd_core.artifacts import JOB_OUTPUTS, media_type
 from gacd_core.errors import SpecError
-from gacd_core.spec import JobSpec, parse_spec
-from service.api.contract import COMPONENTS, ID_PATTERNS, contract_errors
+from gacd_core.spec import JobSpec
+from service.api.contract import COMPONENTS, ID_PATTERNS, parse_job
 from service.api.deps import QueueDep, SettingsDep, StoreDep, Tenant, owned
 from service.api.errors import APIError, not_found, responses, spec_error
 from service.api.routers.datasets import builtin_available
@@ -131,24 +131,6 @@ def _check_text(value: Any) -> int:
     return deepest
 
 
-def _refuse_paths(body: dict[str, Any]) -> None:
-    teacher = body.get("teacher")
-    if isinstance(teacher, dict) and teacher.get("weights") is not None:
-        raise APIError(
-            422, "invalid_spec", "teacher.weights: name the teacher by its id (teacher.id)", "teacher.weights"
-        )
-    dataset = body.get("dataset")
-    if isinstance(dataset, dict):
-        for key in ("root", "path"):
-            if dataset.get(key) is not None:
-                raise APIError(
-                    422,
-                    "invalid_spec",
-                    f"dataset.{key}: the service chooses data locations; name a custom dataset by its id (dataset.id)",
-                    f"dataset.{key}",
-                )
-
-
 def _ready(records: Uploads[Any], tenant: str, rid: str, field: str) -> str:
     """``rid`` if it names the tenant's ready teacher / dataset; 404, 409 (still validating) or 422."""
     rec = owned(records, tenant, rid)
@@ -164,18 +146,13 @@ def _ready(records: Uploads[Any], tenant: str, rid: str, field: str) -> str:
 
 
 def _check_refs(spec: JobSpec, tenant: str, store: Store) -> tuple[str | None, str | None]:
-    """The ids of the teacher and the custom dataset the job names, checked to be the tenant's and ready."""
+    """The ids of the teacher and the custom dataset the job names (its HTTP variant requires them where
+    they belong), checked to be the tenant's and ready."""
     teacher_id = dataset_id = None
-    if spec.teacher is not None:
-        if spec.teacher.id is None:
-            raise APIError(422, "invalid_spec", "teacher.id: required (upload the teacher first)", "teacher.id")
+    if spec.teacher is not None and spec.teacher.id is not None:
         teacher_id = _ready(store.teachers, tenant, spec.teacher.id, "teacher.id")
-    if spec.dataset.name == "custom":
-        if spec.dataset.id is None:
-            raise APIError(422, "invalid_spec", "dataset.id: required for a custom dataset", "dataset.id")
+    if spec.dataset.id is not None:
         dataset_id = _ready(store.datasets, tenant, spec.dataset.id, "dataset.id")
-    elif spec.dataset.id is not None:
-        raise APIError(422, "invalid_spec", "dataset.id: only custom datasets have an id", "dataset.id")
     return teacher_id, dataset_id
 
 
@@ -216,13 +193,8 @@ def _submit(
     """Validate a job specification, count it against the tenant's limits, store it and queue it."""
     if not isinstance(body, dict):
         raise APIError(422, "invalid_spec", "the body must be a JSON object (a job specification)")
-    _refuse_paths(body)
     try:
-        spec = parse_spec(body)
-        # what the core's lax parsing let through ("5" for 5) and bounds only the contract states
-        broken = contract_errors(body)
-        if broken:
-            raise SpecError(broken)
+        spec = parse_job(body)  # the one validation: JobCreate, strict
     except SpecError as exc:
         raise spec_error(exc) from None
     teacher_id, dataset_id = _check_refs(spec, tenant, store)
