@@ -13,6 +13,7 @@ import ast
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,10 +35,14 @@ LAYERS = {
 # The part of gacd_core that imports without torch: the job specification and what it needs.
 LIGHT_CORE = (
     "gacd_core.spec",
+    "gacd_core.spec_types",
+    "gacd_core.method_params",
     "gacd_core.catalog",
     "gacd_core.errors",
     "gacd_core.normalization",
+    "gacd_core.progress",
     "gacd_core.artifacts",
+    "gacd_core.report_model",
 )
 
 # The arrows: which layers each layer may import ("core-light" is LIGHT_CORE, "core" all of gacd_core).
@@ -80,11 +85,14 @@ def module_name(path: Path, root: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imports(path: Path, module: str, root: Path) -> list[tuple[int, str]]:
-    """(line, absolute module name) of every import in the file, relative ones resolved."""
+def imports(path: Path, module: str, root: Path, *, at_import_time: bool = False) -> list[tuple[int, str]]:
+    """(line, absolute module name) of every import in the file, relative ones resolved; with
+    ``at_import_time``, only those that run when the module is imported (not in functions, not under
+    ``if TYPE_CHECKING:``)."""
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     out = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+    for node in _run_at_import(tree.body) if at_import_time else ast.walk(tree):
         if isinstance(node, ast.Import):
             out += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -96,6 +104,50 @@ def imports(path: Path, module: str, root: Path) -> list[tuple[int, str]]:
             names = [f"{base}.{a.name}" for a in node.names]
             out += [(node.lineno, n if layer_of(n) is not None and _is_module(n, root) else base) for n in names]
     return out
+
+
+def _run_at_import(body: list[ast.stmt]) -> Iterator[ast.stmt]:
+    """The statements of a module body that run when it is imported (function bodies do not)."""
+    for node in body:
+        yield node
+        if isinstance(node, ast.If):
+            checking = isinstance(node.test, ast.Name | ast.Attribute) and "TYPE_CHECKING" in ast.unparse(node.test)
+            yield from _run_at_import(node.orelse if checking else [*node.body, *node.orelse])
+        elif isinstance(node, ast.Try):
+            handlers = [stmt for handler in node.handlers for stmt in handler.body]
+            yield from _run_at_import([*node.body, *handlers, *node.orelse, *node.finalbody])
+        elif isinstance(node, ast.With | ast.For | ast.While | ast.ClassDef):
+            yield from _run_at_import(node.body)
+
+
+def import_cycles(root: Path, packages: tuple[str, ...] = ("gacd_core", "service", "worker")) -> list[list[str]]:
+    """Each cycle of module-level imports among the modules of ``packages``: ``[a, b, ..., a]``."""
+    graph: dict[str, set[str]] = {}
+    for package in packages:
+        for path in sorted((root / package).rglob("*.py")):
+            module = module_name(path, root)
+            targets = {name for _, name in imports(path, module, root, at_import_time=True)}
+            graph[module] = {t for t in targets if t.split(".")[0] in packages and t != module and _is_module(t, root)}
+    cycles, done = [], set()
+    for start in sorted(graph):
+        path = _path_back(graph, start, start, [start], set())
+        if path is not None and not set(path) <= done:
+            cycles.append(path)
+            done |= set(path)
+    return cycles
+
+
+def _path_back(graph: dict[str, set[str]], node: str, goal: str, path: list[str], seen: set[str]) -> list[str] | None:
+    """A path of imports from ``node`` back to ``goal`` (depth first), or None."""
+    for nxt in sorted(graph.get(node, ())):
+        if nxt == goal:
+            return [*path, goal]
+        if nxt not in seen:
+            seen.add(nxt)
+            found = _path_back(graph, nxt, goal, [*path, nxt], seen)
+            if found is not None:
+                return found
+    return None
 
 
 def _is_module(name: str, root: Path) -> bool:
@@ -133,6 +185,28 @@ def violations(root: Path, packages: tuple[str, ...] = ("service", "worker", "ga
 
 def test_every_import_follows_the_arrows() -> None:
     assert violations(ROOT) == []
+
+
+def test_no_module_imports_itself_through_others() -> None:
+    cycles = import_cycles(ROOT)
+    assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(cycle) for cycle in cycles)
+
+
+def test_the_cycle_checker_finds_a_cycle_and_only_at_import_time(tmp_path: Path) -> None:
+    pkg = tmp_path / "gacd_core"
+    pkg.mkdir()
+    files = {
+        "__init__.py": "",
+        "a.py": "from gacd_core import b\n",
+        "b.py": "import gacd_core.c\n",
+        "c.py": "from . import a\n",  # a -> b -> c -> a
+        "d.py": "def late():\n    from gacd_core import e\n",  # d <-> e only when late() runs
+        "e.py": "import typing\nimport gacd_core.d\nif typing.TYPE_CHECKING:\n    from gacd_core import f\n",
+        "f.py": "from gacd_core import e\n",  # e -> f for the type checker only
+    }
+    for name, text in files.items():
+        (pkg / name).write_text(text)
+    assert import_cycles(tmp_path, ("gacd_core",)) == [["gacd_core.a", "gacd_core.b", "gacd_core.c", "gacd_core.a"]]
 
 
 def test_the_checker_catches_each_kind_of_forbidden_import(tmp_path: Path) -> None:
