@@ -22,6 +22,11 @@ skipped, events are kept and written in order once the store is back, the lease 
 the writes a job cannot go on without (taking the job, the final status) wait for the store with a
 growing pause. If the store stays away for longer than the lease, the lease is gone when it returns:
 this worker stops writing and the reaper hands the job on, to resume from its last checkpoint.
+
+This module is the job's life; its parts live beside it: :mod:`worker.lease` (the lease's heartbeat,
+writes that wait for the store), :mod:`worker.reporter` (the core's progress events as the job's
+progress and events, the stop question, the write fence) and :mod:`worker.failures` (the one table from
+what a run raised to the job's error ``code``).
 """
 
 from __future__ import annotations
