@@ -81,7 +81,7 @@ class Callbacks:
         if self.should_stop is not None and self.should_stop():
             raise TrainingStopped(-1, -1)
         if self.progress is not None:
-            self.progress(StageChanged(Stage(stage), fraction))
+            self.progress(StageChanged(stage, fraction))
 
     def evaluating(self, p: EvalProgress) -> None:
         """Evaluation progress: a pause request stops here too (the evaluation is redone on resuming)."""
