@@ -144,8 +144,8 @@ def test_a_generated_client_drives_the_service(gacd_client: ModuleType, service:
     from gacd_client.models import (  # type: ignore[import-not-found]
         ErrorBody,
         Job,
-        JobCreate,
         JobStatus,
+        NaturalJobCreate,
         Teacher,
         TeacherFromJob,
         TeacherUpload,
@@ -168,13 +168,18 @@ def test_a_generated_client_drives_the_service(gacd_client: ModuleType, service:
     }
     # a dataset the workers do not have: refused at submission, and nothing is queued
     refused = _ok(
-        create_job.sync_detailed(client=client, body=JobCreate.from_dict({**spec, "dataset": {"name": "stl10"}})), 409
+        create_job.sync_detailed(
+            client=client, body=NaturalJobCreate.from_dict({**spec, "dataset": {"name": "stl10"}})
+        ),
+        409,
     )
     assert isinstance(refused, ErrorBody) and refused.error.code == "dataset_unavailable", refused
     assert _ok(list_jobs.sync_detailed(client=client), 200).data == []
 
-    job = _ok(create_job.sync_detailed(client=client, body=JobCreate.from_dict(spec)), 202)
-    assert isinstance(job, Job) and job.status == JobStatus.QUEUED and job.spec.student.arch.value == "tiny_wrn"
+    # JobCreate is one model per method (a union discriminated by `method`): this job is a natural one
+    job = _ok(create_job.sync_detailed(client=client, body=NaturalJobCreate.from_dict(spec)), 202)
+    assert isinstance(job, Job) and job.status == JobStatus.QUEUED and isinstance(job.spec, NaturalJobCreate)
+    assert job.spec.student.arch.value == "tiny_wrn"
     assert job.metadata.to_dict() == {"client": "generated"}
     final = _wait(
         lambda: _ok(get_job.sync_detailed(job.id, client=client), 200),

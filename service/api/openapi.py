@@ -8,7 +8,8 @@
 2. FastAPI documents a 422 ``HTTPValidationError`` (``{"detail": [...]}``) for every route with
    parameters, but :mod:`service.api.errors` answers a request that fails validation with the one error
    shape, ``ErrorBody``. Those 422s are documented as ``ErrorBody``.
-3. The job specification is ``JobCreate`` (:mod:`service.api.contract`), put in the components here.
+3. The job specification is ``JobCreate``, the JSON Schema pydantic generates for the union of the
+   job's method variants (:mod:`service.api.contract`), put in the components here as it is.
 4. Schemas carry the names users read (``Job``, ``Teacher``, ``TeacherFromJob``...) rather than the
    code's (``JobPublic``...), and every operation an id a generated client can name a function after
    (``createJob``, ``listJobs``: the route function's name in camelCase, :func:`operation_id`).
@@ -179,15 +180,17 @@ def _link(doc: dict[str, Any]) -> None:
             }
 
 
-def _hoist(node: Any, schemas: dict[str, Any]) -> None:
-    """Move every ``$defs`` found under ``node`` into ``schemas`` (the same name must mean the same schema)."""
+def _hoist(node: Any, schemas: dict[str, Any], *, names: bool = False) -> None:
+    """Move every ``$defs`` found under ``node`` into ``schemas`` (the same name must mean the same schema).
+    ``names``: ``node`` maps property names to schemas (``properties``), so a property named ``$defs``
+    (that of a schema describing JSON Schema documents) is a property, not definitions."""
     if isinstance(node, dict):
-        defs = node.pop("$defs", None)
+        defs = None if names else node.pop("$defs", None)
         for name, schema in (defs or {}).items():
             _hoist(schema, schemas)
             _add(schemas, name, schema)
-        for value in node.values():
-            _hoist(value, schemas)
+        for key, value in node.items():
+            _hoist(value, schemas, names=not names and key in ("properties", "patternProperties"))
     elif isinstance(node, list):
         for value in node:
             _hoist(value, schemas)
