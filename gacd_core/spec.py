@@ -675,7 +675,8 @@ class JobParser:
         try:
             spec: JobSpec = self.adapter.validate_python(data, strict=strict)
         except ValidationError as exc:
-            variant = self.variants.get(data.get("method", DEFAULT_METHOD), JobSpec)
+            method = data.get("method", DEFAULT_METHOD)
+            variant = self.variants.get(method, JobSpec) if isinstance(method, str) else JobSpec
             raise SpecError(_format_errors(exc, variant, list(self.variants))) from None
         return spec
 

@@ -650,3 +650,9 @@ def test_real_registries_reject_unknown_names() -> None:
         create_model("vgg16")
     assert info.value.valid == MODELS.names()
     assert "resnet18" in str(info.value)
+
+
+@pytest.mark.parametrize("method", [5, None, ["gacd"], {"name": "gacd"}])
+def test_a_method_that_is_not_a_name_is_refused_on_method(method: Any) -> None:
+    err = _errors({"method": method, "teacher": dict(TEACHER)})
+    assert [loc for loc, _ in err.errors] == ["method"] and "unknown method" in err.errors[0][1]

@@ -41,6 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gacd_core.method_params import CRDParams, GACDParams
+
 
 class ContrastiveObjective(nn.Module):
     """Heads, memory bank and critic.
@@ -59,7 +61,9 @@ class ContrastiveObjective(nn.Module):
     class_count: torch.Tensor
     log_z: torch.Tensor
 
-    def __init__(self, teacher_dim: int, student_dim: int, train_labels: torch.Tensor, params) -> None:
+    def __init__(
+        self, teacher_dim: int, student_dim: int, train_labels: torch.Tensor, params: CRDParams | GACDParams
+    ) -> None:
         super().__init__()
         d = params.feat_dim
         self.tau = float(params.nce_temperature)
