@@ -45,6 +45,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from gacd_core.report_model import Report  # noqa: E402  (torch-free; the path above finds it)
+
 
 @dataclass(frozen=True)
 class Scale:
@@ -347,10 +349,10 @@ def train_one(name: str, doc: dict[str, Any], folder: str, threads: int) -> str:
     run = {
         "name": name,
         "wall_seconds_this_invocation": wall,
-        "training_seconds": report["training"]["seconds"] if report.get("training") else None,
-        "evaluation_seconds": report["metrics"].get("seconds"),
+        "training_seconds": report.training.seconds if report.training is not None else None,
+        "evaluation_seconds": report.metrics.seconds if report.metrics is not None else None,
         "threads": threads,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {report['environment'].get('device_name')}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {_device_name(report)}",
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     (out / "run.json").write_text(json.dumps(run, indent=2) + "\n")
@@ -365,9 +367,19 @@ def _cell(values: list[float | None]) -> str:
     return f"{mean:.1f}" if len(vals) < 2 else f"{mean:.1f} ± {100 * statistics.stdev(vals):.1f}"
 
 
-def _precision(report: dict[str, Any]) -> str:
+def _device_name(report: Report) -> str | None:
+    return report.environment.device_name if report.environment is not None else None
+
+
+def _precision(report: Report) -> str:
     """The training's arithmetic (``precision: auto`` picks it per machine); evaluation is always fp32."""
-    return ((report.get("training") or {}).get("fast_path") or {}).get("precision") or "fp32"
+    fast = report.training.fast_path if report.training is not None else None
+    return (fast.precision if fast is not None else None) or "fp32"
+
+
+def _accuracies(report: Report) -> dict[str, float | None]:
+    """The report's accuracies by key (all None when it has no metrics)."""
+    return report.metrics.accuracies() if report.metrics is not None else {}
 
 
 def _precisions(values: list[str]) -> str:
@@ -379,7 +391,7 @@ def summarise(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for name in dict.fromkeys(e["name"] for e in entries):
         group = [e for e in entries if e["name"] == name]
-        m = [g["report"]["metrics"] for g in group]
+        m = [_accuracies(g["report"]) for g in group]
         row: dict[str, Any] = {
             "name": name,
             "seeds": [g["seed"] for g in group],
@@ -402,10 +414,13 @@ def markdown(summary: list[dict[str, Any]], teachers: list[dict[str, Any]], head
     ]
     lines.append("|---|---|---|---|---|---|---|---|---|")
     for teacher in teachers:
-        t = teacher["report"]["metrics"]
+        report: Report = teacher["report"]
+        t = _accuracies(report)
+        arch = report.student.arch if report.student is not None else None
+        split = report.protocol.split if report.protocol is not None else None
         lines.append(
-            f"| teacher ({teacher['report']['student']['arch']}, {teacher['report']['spec']['method']}; "
-            f"{teacher['report']['protocol']['split']} "
+            f"| teacher ({arch}, {(report.spec or {})['method']}; "
+            f"{split} "
             f"images) | 1 | {_cell([t.get('clean_acc')])} | "
             f"{_cell([t.get('fgsm_acc')])} | {_cell([t.get('pgd20_acc')])} | {_cell([t.get('cw_acc')])} | "
             f"{_cell([t.get('autoattack_acc')])} | {teacher['run'].get('training_seconds') or 0:.0f} | "
@@ -529,7 +544,7 @@ def main() -> None:
             "name": name,
             "seed": seed,
             "folder": str(folder.relative_to(store)),
-            "report": json.loads((folder / "report.json").read_text()),
+            "report": Report.load(folder / "report.json"),
             "run": json.loads((folder / "run.json").read_text()),
         }
 
@@ -564,7 +579,8 @@ def main() -> None:
                 "scale": asdict(scale),
                 "split": args.split,
                 "teachers": [
-                    {"name": t["name"], "folder": t["folder"], "metrics": t["report"]["metrics"]} for t in teachers
+                    {"name": t["name"], "folder": t["folder"], "metrics": t["report"].to_dict()["metrics"]}
+                    for t in teachers
                 ],
                 "rows": summary,
                 "target": check,

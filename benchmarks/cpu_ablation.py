@@ -97,7 +97,7 @@ def run_one(name: str, seed: int, doc: dict, out: str, threads: int) -> dict[str
         report = earlier  # finished by an earlier invocation of this script with the same specification
     else:
         t0 = time.perf_counter()
-        report = run_job(spec, out, resume=True)
+        report = run_job(spec, out, resume=True).to_dict()
         report["run_seconds"] = time.perf_counter() - t0
         done.write_text(json.dumps(report, indent=2))
     return {

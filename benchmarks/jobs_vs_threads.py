@@ -49,7 +49,8 @@ def one_run(row: str, images: int, threads: int, data_root: str, out: str) -> di
     doc["precision"] = "fp32"
     t0 = time.perf_counter()
     report = run_job(parse_spec(doc), Path(out), resume=False)
-    return {"threads": threads, "wall": time.perf_counter() - t0, "train_s": report["training"]["seconds"]}
+    assert report.training is not None  # a training job
+    return {"threads": threads, "wall": time.perf_counter() - t0, "train_s": report.training.seconds}
 
 
 def arm(args: argparse.Namespace, jobs: int, threads: int) -> float:

@@ -24,6 +24,7 @@ from gacd_core import catalog
 from gacd_core.artifacts import CLI_OUTPUTS, STATE_DICT_SUFFIXES
 from gacd_core.errors import GACDError, SpecError
 from gacd_core.progress import EpochCompleted, ProgressEvent, Stage, StageChanged, TrainingProgress, TrainingStarted
+from gacd_core.report_model import Report
 from gacd_core.spec import load_spec_file, method_names, parse_spec, parse_teacher, set_path
 
 # Where a flag lands in the job specification (error messages name the flag too).
@@ -279,17 +280,20 @@ class _Display:
             self.bar.close()
 
 
-def _summary(report: dict[str, Any], out: Path) -> None:
+def _summary(report: Report, out: Path) -> None:
     from gacd_core.evaluation import summary_line
 
     keys = catalog.ACCURACY_KEYS
-    print(f"student ({report['student']['arch']}): {summary_line(report['metrics'], keys)}")
-    if report.get("teacher_metrics"):
-        print(f"teacher ({report['teacher']['arch']}): {summary_line(report['teacher_metrics'], keys)}")
-    comp = report.get("compression") or {}
-    if comp.get("params_ratio"):
-        speed = f", {comp['speedup']:.2f}x faster" if comp.get("speedup") else ""
-        print(f"compression: {comp['params_ratio']:.1f}x fewer parameters, {comp['macs_ratio']:.1f}x fewer MACs{speed}")
+    student = report.student.arch if report.student is not None else None
+    if report.metrics is not None:
+        print(f"student ({student}): {summary_line(report.metrics.accuracies(), keys)}")
+    if report.teacher_metrics is not None:
+        teacher = report.teacher.arch if report.teacher is not None else None
+        print(f"teacher ({teacher}): {summary_line(report.teacher_metrics.accuracies(), keys)}")
+    comp = report.compression
+    if comp is not None and comp.params_ratio:
+        speed = f", {comp.speedup:.2f}x faster" if comp.speedup else ""
+        print(f"compression: {comp.params_ratio:.1f}x fewer parameters, {comp.macs_ratio or 0:.1f}x fewer MACs{speed}")
     files = [f for f in CLI_OUTPUTS if (out / f).exists()]
     print(f"wrote {', '.join(str(out / f) for f in files)}")
 

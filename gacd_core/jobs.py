@@ -22,7 +22,7 @@ import torch
 
 from gacd_core import evaluation as E
 from gacd_core.artifacts import STUDENT_WEIGHTS
-from gacd_core.data import DatasetBundle, load_dataset
+from gacd_core.data import DatasetBundle, ImageSet, load_dataset
 from gacd_core.errors import (
     SpecError,
     TeacherLoadError,
@@ -35,7 +35,17 @@ from gacd_core.methods import METHODS, Method, MethodContext
 from gacd_core.models import ImageClassifier, create_model, load_model_file, read_info, save_weights
 from gacd_core.normalization import text as norm_text
 from gacd_core.progress import EvalProgress, ProgressEvent, Stage, StageChanged
-from gacd_core.report import SCHEMA, environment, now, sha256_file, write_report
+from gacd_core.report import (
+    dataset_section,
+    environment,
+    metrics_section,
+    now,
+    student_section,
+    teacher_section,
+    training_section,
+    write_report,
+)
+from gacd_core.report_model import Agreement, Compression, Export, Kind, OnnxCheck, Protocol, Report, Structure
 from gacd_core.spec import EvaluationSpec, JobSpec, TeacherSpec
 from gacd_core.teacher_check import TeacherCheck, check_teacher, enforce
 from gacd_core.trainer import CHECKPOINT_NAME, Trainer, TrainResult
@@ -206,7 +216,7 @@ def run_job(
     callbacks: Callbacks | None = None,
     checkpoint_dir: str | Path | None = None,
     resume: bool = True,
-) -> dict[str, Any]:
+) -> Report:
     """Train (``natural``, ``at``) or distil (the others), save the student, evaluate, write reports.
 
     Args:
@@ -217,7 +227,7 @@ def run_job(
             existing checkpoint there is continued from.
 
     Returns:
-        The report (also written to ``out_dir``).
+        The typed report (:class:`~gacd_core.report_model.Report`), also written to ``out_dir``.
     """
     spec = spec.resolved()  # nothing left to resolve: refused here, before any data is read
     cb = callbacks or Callbacks()
@@ -233,27 +243,28 @@ def run_job(
     result = trainer.fit(resume_from=ckpt if resume and ckpt.is_file() else None)
     student = method.student
     student_path, info = _save_student(spec, data, student, out, cb)
-    kind = "distill" if spec.params.needs_teacher else "train"
-    report = evaluate_and_report(
+    kind: Kind = "distill" if spec.params.needs_teacher else "train"
+    subject = ReportSubject(
         kind,
         spec.method,
-        student,
-        teacher,
+        spec,
         data,
-        spec.evaluation,
+        student,
+        student_path,
+        teacher=teacher,
+        training=result,
+        teacher_check=check,
+        same_labels=teacher is not None and not method.cross_task,
+    )
+    return evaluate_and_report(
+        subject,
         device,
         out,
         cb,
-        spec_dict=spec.public_dict(),
-        training=result,
-        student_file=student_path,
         precision=trainer.setting.precision if trainer.setting is not None else "fp32",
         channels_last=trainer.channels_last,
-        same_labels=teacher is not None and not method.cross_task,
-        teacher_check=check,
         onnx_info=info,
     )
-    return report
 
 
 def _job_inputs(
@@ -351,13 +362,16 @@ def run_evaluation(
     teacher_weights: str | Path | None = None,
     teacher: TeacherSpec | None = None,
     callbacks: Callbacks | None = None,
-) -> dict[str, Any]:
+) -> Report:
     """Evaluate a saved model under the protocol (and against a teacher, when given).
 
     Args:
         teacher_weights: a teacher's weights file with gacd metadata (shorthand for ``teacher``).
         teacher: the teacher to compare with, as in a job (``arch``, normalisation, ``allow_weak``);
             it is checked like a job's teacher before anything is evaluated.
+
+    Returns:
+        The report (also written to ``out_dir``).
     """
     cb = callbacks or Callbacks()
     if teacher is None and teacher_weights is not None:
@@ -376,44 +390,84 @@ def run_evaluation(
         cb.at(Stage.LOADING_TEACHER)
         t_model = load_teacher(teacher, data.image_size).to(device)
         check = check_job_teacher(t_model, data, device, allow_weak=teacher.allow_weak, cb=cb)
-    return evaluate_and_report(
+    subject = ReportSubject(
         "evaluate",
         read_info(weights).get("method"),
-        model.to(device),
-        t_model,
+        spec,
         data,
-        spec.evaluation,
-        device,
-        Path(out_dir),
-        cb,
-        spec_dict=spec.public_dict(),
-        training=None,
-        student_file=Path(weights),
-        precision=spec.precision,
+        model.to(device),
+        Path(weights),
+        teacher=t_model,
         teacher_check=check,
     )
+    return evaluate_and_report(subject, device, Path(out_dir), cb, precision=spec.precision)
+
+
+@dataclass
+class ReportSubject:
+    """What a job hands to its evaluation: the models, the data, and what its report says about them.
+
+    Attributes:
+        kind: ``train``, ``distill`` or ``evaluate``.
+        method: the method that trained the student (None when its weights file does not say).
+        spec: the job: its evaluation protocol, and the report's ``spec`` (every default written out).
+        data: the job's data; the protocol runs on its test split (or validation images).
+        student: the model evaluated, on the job's device.
+        student_file: its weights file (the report keeps its name and SHA-256).
+        teacher: the teacher, on the job's device, if any.
+        training: the training's result (None for an evaluation).
+        teacher_check: what the check before training measured (kept in the report's ``teacher``).
+        same_labels: teacher and student share one label set (teacher accuracy, agreement and logit
+            correlations are then meaningful); default: when their class counts are equal. A job
+            that declares ``cross_task`` says False even when the counts are equal.
+    """
+
+    kind: Kind
+    method: str | None
+    spec: JobSpec
+    data: DatasetBundle
+    student: ImageClassifier
+    student_file: Path
+    teacher: ImageClassifier | None = None
+    training: TrainResult | None = None
+    teacher_check: TeacherCheck | None = None
+    same_labels: bool | None = None
+
+    @property
+    def shares_labels(self) -> bool:
+        """Whether the pair has one label set (False without a teacher)."""
+        if self.teacher is None:
+            return False
+        if self.same_labels is not None:
+            return self.same_labels
+        return self.teacher.num_classes == self.student.num_classes
+
+    @property
+    def evaluates_teacher(self) -> bool:
+        """Whether the protocol also runs on the teacher (one label set, and the job asks for it)."""
+        return self.shares_labels and self.spec.evaluation.teacher
+
+
+@dataclass
+class _Measured:
+    """What the protocol measured: each model's evaluation and the pair's figures."""
+
+    student: E.Evaluation
+    teacher: E.Evaluation | None = None
+    agreement: dict[str, Any] | None = None
+    structure: dict[str, Any] | None = None
 
 
 def evaluate_and_report(
-    kind: str,
-    method: str | None,
-    student: ImageClassifier,
-    teacher: ImageClassifier | None,
-    data: DatasetBundle,
-    ev: EvaluationSpec,
+    subject: ReportSubject,
     device: torch.device,
     out_dir: Path,
     cb: Callbacks,
     *,
-    spec_dict: dict[str, Any],
-    training: TrainResult | None,
-    student_file: Path,
     precision: str = "fp32",
     channels_last: bool = False,
-    same_labels: bool | None = None,
-    teacher_check: TeacherCheck | None = None,
     onnx_info: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> Report:
     """Run the protocol on the student (and teacher), measure compression, write both reports.
 
     With ``onnx_info`` (what a training job passes), the student is also exported to ``student.onnx``
@@ -422,132 +476,130 @@ def evaluate_and_report(
 
     The protocol runs in fp32 whatever ``precision`` (which sets only the throughput measurement);
     ``channels_last`` is the memory format the student's training found faster.
-
-    Args:
-        same_labels: teacher and student share one label set (teacher accuracy, agreement and logit
-            correlations are then meaningful); default: when their class counts are equal. A job
-            that declares ``cross_task`` passes False even when the counts are equal.
-        teacher_check: what the check before training measured (kept in the report's ``teacher``).
     """
-    source = data.test
-    if ev.split == "val":
-        if data.val is None:
-            raise SpecError([("evaluation.split", "'val' needs held-out training images: set dataset.val_size")])
-        source = data.val
-    test = E.evaluation_set(source, ev)
-    onnx_check = None
-    if onnx_info is not None:
-        from gacd_core.export import ONNX_FILE, export_and_verify
-
-        cb.at(Stage.EXPORTING, 0.0)
-        onnx_check = export_and_verify(
-            student, out_dir / ONNX_FILE, test.images, info=onnx_info, before_write=cb.writing
-        )
-    if same_labels is None:
-        same_labels = teacher is not None and teacher.num_classes == student.num_classes
-    passes = _Passes(cb, 2 if teacher is not None and same_labels and ev.teacher else 1)
-    cb.at(Stage.EVALUATING_STUDENT, 0.0)
-    s_eval = E.evaluate_model(
-        student,
-        test,
-        ev,
-        device,
-        keep_adv=teacher is not None,
-        on_progress=passes.pass_(0, "student"),
-        should_stop=cb.should_stop,
-        channels_last=channels_last,
-    )
-    log.info("student: %s", E.summary_line(s_eval.metrics))
-    t_eval, agreement, structure = None, None, None
-    if teacher is not None:
-        if same_labels and ev.teacher:
-            cb.at(Stage.EVALUATING_TEACHER, 0.0)
-            t_eval = E.evaluate_model(
-                teacher,
-                test,
-                ev,
-                device,
-                on_progress=passes.pass_(1, "teacher"),
-                should_stop=cb.should_stop,
-                channels_last=channels_last,
-            )
-            log.info("teacher: %s", E.summary_line(t_eval.metrics))
-        else:  # across tasks the teacher's accuracy means nothing here; its features still do
-            images = test.images.float().div(255)
-            feats, logits = E.features_and_logits(teacher, images, device, ev.batch_size)
-            t_eval = E.Evaluation({}, logits, feats)
-        cb.at(Stage.STRUCTURE, 0.0)
-        agreement, structure = E.pair_metrics(student, teacher, s_eval, t_eval, device, same_labels, ev.batch_size)
+    ev = subject.spec.evaluation
+    test = _evaluation_images(subject.data, ev)
+    onnx = _export_onnx(subject.student, test, out_dir, onnx_info, cb) if onnx_info is not None else None
+    measured = _measure(subject, test, device, cb, channels_last)
     cb.at(Stage.COMPRESSION, 0.0)
     autocast = torch.bfloat16 if precision == "bf16" and device.type == "cuda" else None
-    comp = E.compression(
-        student,
-        teacher,
-        device,
-        data.image_size,
-        min(ev.batch_size, 256),
-        measure=ev.throughput,
-        autocast_dtype=autocast,
+    comp = Compression.model_validate(
+        E.compression(
+            subject.student,
+            subject.teacher,
+            device,
+            subject.data.image_size,
+            min(ev.batch_size, 256),
+            measure=ev.throughput,
+            autocast_dtype=autocast,
+        )
     )
-    teacher_metrics = t_eval.metrics if (t_eval is not None and t_eval.metrics) else None
-    report = {
-        "schema": SCHEMA,
-        "kind": kind,
-        "method": method,
-        "created_at": now(),
-        "spec": spec_dict,
-        "student": {
-            "arch": student.arch,
-            "params": comp["student_params"],
-            "macs": comp["student_macs"],
-            "num_classes": student.num_classes,
-            "mean": list(student.mean),
-            "std": list(student.std),
-            "normalization": student.normalization(),
-            "file": student_file.name,
-            "sha256": sha256_file(student_file),
-        },
-        "teacher": None
-        if teacher is None
-        else {
-            "arch": teacher.arch,
-            "params": comp["teacher_params"],
-            "macs": comp["teacher_macs"],
-            "num_classes": teacher.num_classes,
-            "mean": list(teacher.mean),
-            "std": list(teacher.std),
-            "normalization": teacher.normalization(),
-            "check": teacher_check.to_dict() if teacher_check is not None else None,
-        },
-        "dataset": {**data.describe(), "test_size": len(test), "evaluated_split": ev.split},
-        "protocol": E.protocol_description(ev, len(test), student.num_classes),
-        "metrics": s_eval.metrics,
-        "teacher_metrics": teacher_metrics,
-        "agreement": agreement,
-        "structure": structure,
-        "compression": comp,
-        "training": None
-        if training is None
-        else {
-            "epochs": training.epochs,
-            "seconds": training.seconds,
-            "images_per_second": training.images_per_second,
-            "resumed_from_epoch": training.resumed_from_epoch,
-            "fast_path": training.fast_path,
-            "history": training.history,
-        },
-        "export": None if onnx_check is None else {"onnx": onnx_check},
-        "environment": environment(device),
-    }
+    report = _report(subject, test, measured, comp, onnx, device)
     cb.at(Stage.WRITING, 1.0)
     cb.writing()
     write_report(report, out_dir)
     return report
 
 
+def _evaluation_images(data: DatasetBundle, ev: EvaluationSpec) -> ImageSet:
+    """The images the protocol runs on: the test split, or the validation images held out of training."""
+    if ev.split != "val":
+        return E.evaluation_set(data.test, ev)
+    if data.val is None:
+        raise SpecError([("evaluation.split", "'val' needs held-out training images: set dataset.val_size")])
+    return E.evaluation_set(data.val, ev)
+
+
+def _export_onnx(
+    student: ImageClassifier, test: ImageSet, out_dir: Path, onnx_info: dict[str, Any], cb: Callbacks
+) -> OnnxCheck:
+    """Export the student to ``student.onnx`` and check it against PyTorch on the evaluation images."""
+    from gacd_core.export import ONNX_FILE, export_and_verify
+
+    cb.at(Stage.EXPORTING, 0.0)
+    check = export_and_verify(student, out_dir / ONNX_FILE, test.images, info=onnx_info, before_write=cb.writing)
+    return OnnxCheck.model_validate(check)
+
+
+def _measure(
+    subject: ReportSubject, test: ImageSet, device: torch.device, cb: Callbacks, channels_last: bool
+) -> _Measured:
+    """The protocol on the student, then on the teacher (or only its features, across tasks), then the
+    figures that compare the two."""
+    ev, student, teacher = subject.spec.evaluation, subject.student, subject.teacher
+    passes = _Passes(cb, 2 if subject.evaluates_teacher else 1)
+    cb.at(Stage.EVALUATING_STUDENT, 0.0)
+    measured = _Measured(
+        E.evaluate_model(
+            student,
+            test,
+            ev,
+            device,
+            keep_adv=teacher is not None,
+            on_progress=passes.pass_(0, "student"),
+            should_stop=cb.should_stop,
+            channels_last=channels_last,
+        )
+    )
+    log.info("student: %s", E.summary_line(measured.student.metrics))
+    if teacher is None:
+        return measured
+    if subject.evaluates_teacher:
+        cb.at(Stage.EVALUATING_TEACHER, 0.0)
+        measured.teacher = E.evaluate_model(
+            teacher,
+            test,
+            ev,
+            device,
+            on_progress=passes.pass_(1, "teacher"),
+            should_stop=cb.should_stop,
+            channels_last=channels_last,
+        )
+        log.info("teacher: %s", E.summary_line(measured.teacher.metrics))
+    else:  # across tasks the teacher's accuracy means nothing here; its features still do
+        feats, logits = E.features_and_logits(teacher, test.images.float().div(255), device, ev.batch_size)
+        measured.teacher = E.Evaluation({}, logits, feats)
+    cb.at(Stage.STRUCTURE, 0.0)
+    measured.agreement, measured.structure = E.pair_metrics(
+        student, teacher, measured.student, measured.teacher, device, subject.shares_labels, ev.batch_size
+    )
+    return measured
+
+
+def _report(
+    subject: ReportSubject,
+    test: ImageSet,
+    measured: _Measured,
+    comp: Compression,
+    onnx: OnnxCheck | None,
+    device: torch.device,
+) -> Report:
+    """The report, section by section."""
+    ev, teacher = subject.spec.evaluation, subject.teacher
+    return Report(
+        kind=subject.kind,
+        method=subject.method,
+        created_at=now(),
+        spec=subject.spec.public_dict(),
+        student=student_section(subject.student, comp, subject.student_file),
+        teacher=None if teacher is None else teacher_section(teacher, comp, subject.teacher_check),
+        dataset=dataset_section(subject.data, len(test), ev.split),
+        protocol=Protocol.model_validate(E.protocol_description(ev, len(test), subject.student.num_classes)),
+        metrics=metrics_section(measured.student.metrics),
+        teacher_metrics=None if measured.teacher is None else metrics_section(measured.teacher.metrics),
+        agreement=None if measured.agreement is None else Agreement.model_validate(measured.agreement),
+        structure=None if measured.structure is None else Structure.model_validate(measured.structure),
+        compression=comp,
+        training=training_section(subject.training),
+        export=None if onnx is None else Export(onnx=onnx),
+        environment=environment(device),
+    )
+
+
 __all__ = [
     "STUDENT_FILE",
     "Callbacks",
+    "ReportSubject",
     "check_job_teacher",
     "fingerprint",
     "load_teacher",

@@ -1,28 +1,44 @@
-"""``report.json`` and ``report.html``: what a job measured, with how and where it was measured.
+"""Building and writing ``report.json`` and ``report.html``: what a job measured, with how and where it
+was measured.
 
-Accuracies are fractions. Every report carries the resolved job specification, the protocol, the
-environment (torch version, device, git commit) and, for training jobs, the per-epoch history.
+The report itself is :class:`~gacd_core.report_model.Report` (torch-free, with its JSON Schema). This
+module holds what needs torch: the sections built from models, data and training results, the
+environment probe (torch version, device, git commit), and the writer of both files.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
-import math
 import os
 import platform
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 import gacd_core
 from gacd_core.artifacts import REPORT_HTML, REPORT_JSON
 from gacd_core.report_html import render_html
+from gacd_core.report_model import (
+    SCHEMA,
+    Compression,
+    DatasetSection,
+    Environment,
+    Metrics,
+    Report,
+    StudentSection,
+    TeacherCheckSection,
+    TeacherSection,
+    Training,
+)
 
-SCHEMA = "gacd-report/1"
+if TYPE_CHECKING:
+    from gacd_core.data import DatasetBundle
+    from gacd_core.models import ImageClassifier
+    from gacd_core.teacher_check import TeacherCheck
+    from gacd_core.trainer import TrainResult
 
 
 def sha256_file(path: str | Path) -> str:
@@ -82,47 +98,101 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or "cpu"
 
 
-def environment(device: torch.device) -> dict[str, Any]:
+def environment(device: torch.device) -> Environment:
+    """The report's ``environment``: versions, the device and the commit of the code that ran."""
     import torchvision
 
-    return {
-        "gacd_version": gacd_core.__version__,
-        "git_commit": git_commit(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "cuda": torch.version.cuda if device.type == "cuda" else None,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "device": device.type,
-        "device_name": device_name(device),
-    }
+    return Environment(
+        gacd_version=gacd_core.__version__,
+        git_commit=git_commit(),
+        torch=torch.__version__,
+        torchvision=torchvision.__version__,
+        cuda=torch.version.cuda if device.type == "cuda" else None,
+        python=platform.python_version(),
+        platform=platform.platform(),
+        device=device.type,
+        device_name=device_name(device),
+    )
 
 
 def now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _clean(obj: Any) -> Any:
-    """JSON-safe: NaN and infinities become null, tuples lists, tensors numbers."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, torch.Tensor):
-        return _clean(obj.tolist())
-    if isinstance(obj, float) and not math.isfinite(obj):
+def metrics_section(metrics: dict[str, Any]) -> Metrics | None:
+    """A model's protocol figures as the report keeps them (None when nothing was measured: a teacher
+    across tasks, whose accuracy on the student's labels means nothing)."""
+    return Metrics.model_validate(metrics) if metrics else None
+
+
+def _model_fields(model: ImageClassifier, params: int | None, macs: int | None) -> dict[str, Any]:
+    return {
+        "arch": model.arch,
+        "params": params,
+        "macs": macs,
+        "num_classes": model.num_classes,
+        "mean": list(model.mean),
+        "std": list(model.std),
+        "normalization": model.normalization(),
+    }
+
+
+def student_section(student: ImageClassifier, comp: Compression, weights: Path) -> StudentSection:
+    """The report's ``student``: the model, its size and its weights file (name and SHA-256)."""
+    fields = _model_fields(student, comp.student_params, comp.student_macs)
+    return StudentSection.model_validate({**fields, "file": weights.name, "sha256": sha256_file(weights)})
+
+
+def teacher_section(teacher: ImageClassifier, comp: Compression, check: TeacherCheck | None) -> TeacherSection:
+    """The report's ``teacher``, with what the teacher check measured before anything ran."""
+    fields = _model_fields(teacher, comp.teacher_params, comp.teacher_macs)
+    checked = TeacherCheckSection.model_validate(check.to_dict()) if check is not None else None
+    return TeacherSection.model_validate({**fields, "check": checked})
+
+
+def dataset_section(data: DatasetBundle, test_size: int, split: str) -> DatasetSection:
+    """The report's ``dataset``; ``test_size`` is the number of images the protocol ran on."""
+    return DatasetSection.model_validate({**data.describe(), "test_size": test_size, "evaluated_split": split})
+
+
+def training_section(result: TrainResult | None) -> Training | None:
+    """The report's ``training`` (None for an evaluation)."""
+    if result is None:
         return None
-    return obj
+    return Training.model_validate(
+        {
+            "epochs": result.epochs,
+            "seconds": result.seconds,
+            "images_per_second": result.images_per_second,
+            "resumed_from_epoch": result.resumed_from_epoch,
+            "fast_path": result.fast_path,
+            "history": result.history,
+        }
+    )
 
 
-def write_report(report: dict[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
-    """Write ``report.json`` and ``report.html`` into ``out_dir``."""
+def write_report(report: Report, out_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``report.json`` and ``report.html`` into ``out_dir`` (each replaced atomically)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    report = _clean(report)
     json_path, html_path = out / REPORT_JSON, out / REPORT_HTML
-    for path, text in ((json_path, json.dumps(report, indent=2, allow_nan=False)), (html_path, render_html(report))):
+    for path, text in ((json_path, report.to_json()), (html_path, render_html(report))):
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     return json_path, html_path
+
+
+__all__ = [
+    "SCHEMA",
+    "dataset_section",
+    "environment",
+    "git_commit",
+    "metrics_section",
+    "now",
+    "sha256_file",
+    "student_section",
+    "teacher_section",
+    "training_section",
+    "write_report",
+]

@@ -154,8 +154,9 @@ def test_evaluation_on_the_validation_split_never_touches_the_test_split(tmp_pat
         "device": "cpu",
     }
     report = run_job(parse_spec(doc), tmp_path / "out")
-    assert report["protocol"]["split"] == "val" and report["dataset"]["evaluated_split"] == "val"
-    assert report["protocol"]["test_size"] == 30  # the 30 held-out images, not the 20 test images
+    assert report.protocol is not None and report.dataset is not None
+    assert report.protocol.split == "val" and report.dataset.evaluated_split == "val"
+    assert report.protocol.test_size == 30  # the 30 held-out images, not the 20 test images
     assert "30 validation images" in render_html(report)
     del doc["dataset"]["val_size"]
     with pytest.raises(SpecError) as err:

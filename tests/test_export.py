@@ -78,7 +78,7 @@ def test_onnx_runtime_agrees_with_pytorch_on_real_cifar10(tmp_path: Path, cifar1
             "device": "cpu",
         }
     )
-    report = run_job(spec, tmp_path)
+    report = run_job(spec, tmp_path).to_dict()
     check = report["export"]["onnx"]
     assert (tmp_path / ONNX_FILE).is_file() and check["file"] == ONNX_FILE
     assert check["opset"] == OPSET and check["images"] == 500

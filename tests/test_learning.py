@@ -54,10 +54,11 @@ def results(cifar10_root, tmp_path_factory) -> dict[str, dict]:
     out = tmp_path_factory.mktemp("learning")
     reports = {}
     for name, method in (("natural", "natural"), ("at", "at")):
-        reports[name] = run_job(parse_spec(_job(method, "resnet10_w16", cifar10_root)), out / name)
+        reports[name] = run_job(parse_spec(_job(method, "resnet10_w16", cifar10_root)), out / name).to_dict()
     teacher = out / "at" / "student.safetensors"
     for method in ("kd", "gacd"):
-        reports[method] = run_job(parse_spec(_job(method, "resnet10_w8", cifar10_root, teacher)), out / method)
+        job = parse_spec(_job(method, "resnet10_w8", cifar10_root, teacher))
+        reports[method] = run_job(job, out / method).to_dict()
     for name, r in reports.items():
         m = r["metrics"]
         print(f"{name:8s} {r['student']['arch']:13s} clean {100 * m['clean_acc']:.1f}%", end="  ")

@@ -280,7 +280,7 @@ def test_declared_cross_task_gets_no_teacher_accuracy_or_label_metrics(tmp_path)
         "evaluation": {"attacks": ["fgsm"], "eps_sweep": [0.0], "throughput": False},
         "device": "cpu",
     }
-    report = run_job(parse_spec(doc), tmp_path / "out")
+    report = run_job(parse_spec(doc), tmp_path / "out").to_dict()
     assert report["teacher_metrics"] is None
     assert report["agreement"] is None
     assert report["structure"]["logit_corr_diff"] is None and report["structure"]["cka_clean"] is not None

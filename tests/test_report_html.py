@@ -347,3 +347,35 @@ def test_the_stylesheet_is_package_data_with_the_charts_colours() -> None:
     assert root["teacher"] == charts.TEACHER and root["teacher-light"] == charts.TEACHER_LIGHT
     pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
     assert "report.css" in pyproject["tool"]["setuptools"]["package-data"]["gacd_core.report_html"]
+
+
+# The sections (h1, h2, h3) the page showed for these fixtures when it read the report as a dictionary
+# (commit 95a1245), before the report was typed.
+SECTIONS_BEFORE = {
+    "full": [
+        "mobilenetv2 distilled from resnet18 with GACD", "Charts", "Training loss", "Accuracy during training",
+        "Learning rate", "Accuracy under attack", "Accuracy versus ε", "Per-class accuracy", "Details", "Metrics",
+        "Protocol", "Structure (student vs teacher)", "Compression", "Models", "Dataset", "Training", "Environment",
+        "Job specification",
+    ],
+    "minimal": [
+        "mobilenetv2 trained with AT", "Charts", "Training curves", "Accuracy under attack", "Details", "Metrics",
+        "Protocol", "Models", "Dataset", "Training", "Environment", "Job specification",
+    ],
+    "empty": ["—", "Charts", "Training curves", "Details", "Metrics", "Protocol", "Models", "Dataset", "Training",
+              "Environment"],
+}  # fmt: skip
+
+
+def _sections(page: str) -> list[str]:
+    found = re.findall(r"<(h[123])[^>]*>(.*?)</\1>", page, flags=re.S)
+    return [re.sub(r"<[^>]+>", "", text) for _, text in found]
+
+
+def test_the_page_shows_the_sections_it_showed_before(report: dict[str, Any], minimal_report: dict[str, Any]) -> None:
+    from gacd_core.report_model import Report
+
+    for name, doc in (("full", report), ("minimal", minimal_report), ("empty", {})):
+        typed = Report.from_dict(doc)
+        assert _sections(render_html(typed)) == SECTIONS_BEFORE[name], name
+        assert render_html(typed) == render_html(doc)  # a dictionary is read through the model

@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -53,6 +53,9 @@ from service.state.store import Fenced, Store, TransitionRefused
 from worker.failures import job_error
 from worker.lease import Lease, patiently
 from worker.reporter import Reporter
+
+if TYPE_CHECKING:
+    from gacd_core.report_model import Report
 
 log = logging.getLogger("gacd.worker")
 OUTPUTS = JOB_OUTPUTS  # named in gacd_core.artifacts, in the order a job's listing shows them
@@ -210,7 +213,7 @@ class JobRunner:
         _unlog(handler)
         self._succeeded(run, out_dir, report)
 
-    def _run_core(self, run: _Attempt, out_dir: Path) -> dict[str, Any]:
+    def _run_core(self, run: _Attempt, out_dir: Path) -> Report:
         """:func:`gacd_core.jobs.run_job` on the job's resolved specification, continuing from its
         checkpoint, with the reporter's callbacks (and a pause when this worker stops)."""
         from gacd_core.jobs import Callbacks, run_job
@@ -243,14 +246,14 @@ class JobRunner:
             err = error.model_dump()
             self._end(run, "failed", ["running", "cancelling"], "failed", error.message, error=err)
 
-    def _succeeded(self, run: _Attempt, out_dir: Path, report: dict[str, Any]) -> None:
+    def _succeeded(self, run: _Attempt, out_dir: Path, report: Report) -> None:
         """List the outputs with their sizes and digests and commit them with status ``succeeded``."""
         artifacts = [
             Artifact(name=name, bytes=path.stat().st_size, sha256=sha256_file(path))
             for name in OUTPUTS
             if (path := out_dir / name).is_file()
         ]
-        metrics = {k: report["metrics"].get(k) for k in catalog.ACCURACY_KEYS}
+        metrics = report.metrics.accuracies() if report.metrics is not None else dict.fromkeys(catalog.ACCURACY_KEYS)
         progress = run.reporter.last.staged(
             "done", fraction=1.0, eta_seconds=0.0, metrics=metrics, model=None, attack=None, step=None
         )

@@ -1,5 +1,5 @@
-"""Reading and formatting report values for the HTML page. Every formatter returns HTML-safe text, and
-takes any value: a missing, ``null`` or non-numeric one is shown as an em dash (:data:`DASH`).
+"""Formatting report values for the HTML page. Every formatter returns HTML-safe text, and takes any
+value: a ``null`` or non-numeric one is shown as an em dash (:data:`DASH`).
 
 The display names of attacks and methods are those the catalog declares (:mod:`gacd_core.catalog`).
 """
@@ -16,21 +16,12 @@ from gacd_core import catalog
 
 DASH = "—"
 ATTACK_LABELS = {name: a.label for name, a in catalog.ACCURACIES.items()}
+ACCURACY_LABELS = {a.key: a.label for a in catalog.ACCURACIES.values()}
 
 
 def esc(value: Any) -> str:
     """Any value as text safe in HTML content and attribute values."""
     return html.escape(str(value), quote=True)
-
-
-def as_dict(value: Any) -> Mapping[str, Any]:
-    """The value if it is a mapping, else an empty one."""
-    return value if isinstance(value, Mapping) else {}
-
-
-def as_list(value: Any) -> list[Any]:
-    """The value as a list if it is a list or tuple, else an empty one."""
-    return list(value) if isinstance(value, list | tuple) else []
 
 
 def num(value: Any) -> float | None:
@@ -146,9 +137,16 @@ def attack_name(name: Any) -> str:
     return esc(ATTACK_LABELS.get(str(name).lower(), name))
 
 
-def split_word(protocol: Mapping[str, Any]) -> str:
-    """Which images the protocol ran on: the test split, or the validation images held out of training."""
-    return "validation" if protocol.get("split") == "val" else "test"
+def split_word(split: Any) -> str:
+    """Which images the protocol ran on (its ``split``): the test split, or the validation images held
+    out of training."""
+    return "validation" if split == "val" else "test"
+
+
+def accuracy_label(key: str) -> str:
+    """The display name (plain text) of an accuracy the catalog declares, by its report key
+    (``pgd20_acc`` -> ``PGD-20``)."""
+    return ACCURACY_LABELS[key]
 
 
 def method_name(method: Any) -> str:

@@ -1,5 +1,7 @@
-"""The HTML report page: its sections (header, headline numbers, charts, tables, footer) from a report
-dictionary, put together with its stylesheet (``report.css``, installed with the package)."""
+"""The HTML report page: its sections (header, headline numbers, charts, tables, footer) from the typed
+report (:class:`~gacd_core.report_model.Report`, read by attribute: a renamed key is an error here, not
+a section silently left out), put together with its stylesheet (``report.css``, installed with the
+package)."""
 
 from __future__ import annotations
 
@@ -11,8 +13,24 @@ from typing import Any
 
 from gacd_core import catalog
 from gacd_core.report_html import charts, fmt
+from gacd_core.report_model import (
+    AttackParams,
+    AutoAttackParams,
+    Compression,
+    DatasetSection,
+    Environment,
+    Epoch,
+    Metrics,
+    Normalization,
+    Protocol,
+    Report,
+    StudentSection,
+    TeacherSection,
+)
 
 _REFERENCE = catalog.REFERENCE_ATTACK  # the headline robust accuracy and the per-class chart's attack
+_CLEAN = catalog.ACCURACIES["clean"]
+_AUTOATTACK = catalog.ACCURACIES["autoattack"]
 CSS = (files("gacd_core.report_html") / "report.css").read_text(encoding="utf-8")
 
 
@@ -36,68 +54,68 @@ def _code(value: Any) -> str:
     return fmt.DASH if value in (None, "") else f"<code>{fmt.esc(value)}</code>"
 
 
-def _protocol_summary(report: Mapping[str, Any]) -> str:
+def _protocol_summary(report: Report) -> str:
     """One line saying what produced the numbers: threat model, attacks and image counts."""
-    protocol = fmt.as_dict(report.get("protocol"))
-    norm = protocol.get("norm")
-    parts = [f"{fmt.norm_name(norm)} ε = {fmt.eps(protocol.get('eps'), norm)}"]
-    attacks = [fmt.attack_name(a) for a in fmt.as_list(protocol.get("attacks"))]
-    autoattack = fmt.as_dict(fmt.as_dict(protocol.get("attack_params")).get("autoattack"))
-    if autoattack:
-        version = f" ({fmt.esc(autoattack['version'])})" if autoattack.get("version") else ""
-        size = protocol.get("autoattack_size")
-        size = f" on {fmt.integer(size)} images" if fmt.num(size) is not None else ""
-        attacks.append(f"AutoAttack{version}{size}")
+    protocol = report.protocol or Protocol()
+    norm = protocol.norm
+    parts = [f"{fmt.norm_name(norm)} ε = {fmt.eps(protocol.eps, norm)}"]
+    attacks = [fmt.attack_name(a) for a in protocol.attacks]
+    autoattack = protocol.autoattack()
+    if autoattack is not None:
+        version = f" ({fmt.esc(autoattack.version)})" if autoattack.version else ""
+        size = protocol.autoattack_size
+        on = f" on {fmt.integer(size)} images" if fmt.num(size) is not None else ""
+        attacks.append(f"AutoAttack{version}{on}")
     if attacks:
         parts.append("attacks " + ", ".join(attacks))
-    if fmt.num(protocol.get("test_size")) is not None:
-        parts.append(f"{fmt.integer(protocol['test_size'])} {fmt.split_word(protocol)} images")
-    if protocol.get("precision"):
-        parts.append(fmt.esc(protocol["precision"]))
-    if protocol.get("seed") is not None:
-        parts.append(f"seed {fmt.text(protocol['seed'])}")
+    if fmt.num(protocol.test_size) is not None:
+        parts.append(f"{fmt.integer(protocol.test_size)} {fmt.split_word(protocol.split)} images")
+    if protocol.precision:
+        parts.append(fmt.esc(protocol.precision))
+    if protocol.seed is not None:
+        parts.append(f"seed {fmt.text(protocol.seed)}")
     return " · ".join(parts)
 
 
-def _provenance(report: Mapping[str, Any]) -> str:
-    env = fmt.as_dict(report.get("environment"))
-    device = fmt.text(env.get("device"))
-    if env.get("device_name") and env.get("device_name") != env.get("device"):
-        device += f" ({fmt.esc(env['device_name'])})"
+def _provenance(report: Report) -> str:
+    env = report.environment or Environment()
+    device = fmt.text(env.device)
+    if env.device_name and env.device_name != env.device:
+        device += f" ({fmt.esc(env.device_name)})"
     return " · ".join(
         [
-            f"git {_code(env.get('git_commit'))}",
-            f"torch {fmt.text(env.get('torch'))}",
+            f"git {_code(env.git_commit)}",
+            f"torch {fmt.text(env.torch)}",
             f"device {device}",
-            f"gacd {fmt.text(env.get('gacd_version'))}",
-            f"created {fmt.text(report.get('created_at'))}",
+            f"gacd {fmt.text(env.gacd_version)}",
+            f"created {fmt.text(report.created_at)}",
         ]
     )
 
 
-def _header(report: Mapping[str, Any]) -> str:
-    student, teacher = fmt.as_dict(report.get("student")), fmt.as_dict(report.get("teacher"))
-    dataset = fmt.as_dict(report.get("dataset"))
-    kind = str(report.get("kind") or "report")
-    title = f'<span class="student">{fmt.text(student.get("arch"))}</span>'
-    if teacher:
-        arch = fmt.text(teacher.get("arch"))
+def _header(report: Report) -> str:
+    student, teacher = report.student or StudentSection(), report.teacher
+    dataset = report.dataset or DatasetSection()
+    kind = str(report.kind or "report")
+    title = f'<span class="student">{fmt.text(student.arch)}</span>'
+    if teacher is not None:
+        arch = fmt.text(teacher.arch)
         title += f' <span class="soft">distilled from</span> <span class="teacher">{arch}</span>'
-    if report.get("method"):
-        verb = "with" if teacher else "trained with"
-        title += f' <span class="soft">{verb}</span> {fmt.method_name(report["method"])}'
+    if report.method:
+        verb = "with" if teacher is not None else "trained with"
+        title += f' <span class="soft">{verb}</span> {fmt.method_name(report.method)}'
     elif kind == "evaluate":
         title += ' <span class="soft">evaluated</span>'
-    facts = [fmt.text(dataset.get("name"))]
-    if fmt.num(dataset.get("num_classes")) is not None:
-        facts.append(f"{fmt.integer(dataset['num_classes'])} classes")
-    if fmt.num(dataset.get("image_size")) is not None:
-        size = fmt.integer(dataset["image_size"])
+    facts = [fmt.text(dataset.name)]
+    if fmt.num(dataset.num_classes) is not None:
+        facts.append(f"{fmt.integer(dataset.num_classes)} classes")
+    if fmt.num(dataset.image_size) is not None:
+        size = fmt.integer(dataset.image_size)
         facts.append(f"{size}×{size} images")
     return (
         '<header class="top">'
         f'<div class="eyebrow"><span class="badge">{fmt.esc(kind)}</span> robust compression report · '
-        f"{fmt.text(report.get('created_at'))}</div>"
+        f"{fmt.text(report.created_at)}</div>"
         f'<h1>{title}</h1><p class="sub">{" · ".join(facts)}</p></header>'
     )
 
@@ -112,59 +130,57 @@ def _stat(label: str, value: str, *, teacher: str = "", note: str = "") -> str:
     )
 
 
-def _accuracy_stat(
-    label: str, key: str, metrics: Mapping[str, Any], teacher: Mapping[str, Any] | None, note: str
-) -> str:
+def _accuracy_stat(label: str, key: str, metrics: Metrics, teacher: Metrics | None, note: str) -> str:
     side = ""
-    if teacher is not None and fmt.num(teacher.get(key)) is not None:
-        delta = fmt.pp(metrics.get(key), teacher[key])
-        side = f'teacher {fmt.pct(teacher[key])} <span class="delta">{delta}</span>'
-    return _stat(label, fmt.pct(metrics.get(key)), teacher=side, note=note)
+    value = metrics.accuracy(key)
+    theirs = teacher.accuracy(key) if teacher is not None else None
+    if fmt.num(theirs) is not None:
+        side = f'teacher {fmt.pct(theirs)} <span class="delta">{fmt.pp(value, theirs)}</span>'
+    return _stat(label, fmt.pct(value), teacher=side, note=note)
 
 
-def _size_stat(report: Mapping[str, Any]) -> str:
-    comp, student = fmt.as_dict(report.get("compression")), fmt.as_dict(report.get("student"))
-    s_params = comp.get("student_params", student.get("params"))
-    s_macs = comp.get("student_macs", student.get("macs"))
-    if fmt.num(comp.get("params_ratio")) is not None:
-        side = f"{fmt.si(s_params)} vs {fmt.si(comp.get('teacher_params'))} params (teacher)"
-        note = f"MACs {fmt.ratio(comp['macs_ratio'])} fewer" if fmt.num(comp.get("macs_ratio")) is not None else ""
-        return _stat("Fewer parameters", fmt.ratio(comp["params_ratio"]), teacher=side, note=note)
+def _size_stat(report: Report) -> str:
+    comp, student = report.compression or Compression(), report.student or StudentSection()
+    s_params = comp.student_params if comp.student_params is not None else student.params
+    s_macs = comp.student_macs if comp.student_macs is not None else student.macs
+    if fmt.num(comp.params_ratio) is not None:
+        side = f"{fmt.si(s_params)} vs {fmt.si(comp.teacher_params)} params (teacher)"
+        note = f"MACs {fmt.ratio(comp.macs_ratio)} fewer" if fmt.num(comp.macs_ratio) is not None else ""
+        return _stat("Fewer parameters", fmt.ratio(comp.params_ratio), teacher=side, note=note)
     if fmt.num(s_params) is not None:
         note = f"{fmt.si(s_macs)} MACs per image" if fmt.num(s_macs) is not None else ""
         return _stat("Parameters", fmt.si(s_params), note=note)
     return ""
 
 
-def _speed_stat(report: Mapping[str, Any]) -> str:
-    comp = fmt.as_dict(report.get("compression"))
-    s_ips, t_ips = comp.get("student_images_per_second"), comp.get("teacher_images_per_second")
-    notes = [fmt.text(comp["device"])] if comp.get("device") else []
-    if fmt.num(comp.get("batch_size")) is not None:
-        notes.append(f"batch {fmt.integer(comp['batch_size'])}")
+def _speed_stat(report: Report) -> str:
+    comp = report.compression or Compression()
+    s_ips, t_ips = comp.student_images_per_second, comp.teacher_images_per_second
+    notes = [fmt.text(comp.device)] if comp.device else []
+    if fmt.num(comp.batch_size) is not None:
+        notes.append(f"batch {fmt.integer(comp.batch_size)}")
     note = " · ".join(notes)
-    if fmt.num(comp.get("speedup")) is not None:
+    if fmt.num(comp.speedup) is not None:
         side = f"{fmt.integer(s_ips)} vs {fmt.integer(t_ips)} img/s (teacher)"
-        return _stat("Inference speedup", fmt.ratio(comp["speedup"]), teacher=side, note=note)
+        return _stat("Inference speedup", fmt.ratio(comp.speedup), teacher=side, note=note)
     if fmt.num(s_ips) is not None:
         return _stat("Throughput", f"{fmt.integer(s_ips)} <small>img/s</small>", note=note)
     return ""
 
 
-def _headline(report: Mapping[str, Any]) -> str:
-    metrics = fmt.as_dict(report.get("metrics"))
-    teacher = fmt.as_dict(report.get("teacher_metrics")) if report.get("teacher_metrics") else None
-    protocol = fmt.as_dict(report.get("protocol"))
-    eps = f"{fmt.norm_name(protocol.get('norm'))} ε = {fmt.eps(protocol.get('eps'), protocol.get('norm'))}"
-    test = f"{fmt.integer(protocol.get('test_size'))} {fmt.split_word(protocol)} images"
+def _headline(report: Report) -> str:
+    metrics, teacher = report.metrics or Metrics(), report.teacher_metrics
+    protocol = report.protocol or Protocol()
+    eps = f"{fmt.norm_name(protocol.norm)} ε = {fmt.eps(protocol.eps, protocol.norm)}"
+    test = f"{fmt.integer(protocol.test_size)} {fmt.split_word(protocol.split)} images"
     stats = [
-        _accuracy_stat("Clean accuracy", "clean_acc", metrics, teacher, test),
+        _accuracy_stat("Clean accuracy", _CLEAN.key, metrics, teacher, test),
         _accuracy_stat(f"{_REFERENCE.label} accuracy", _REFERENCE.key, metrics, teacher, eps),
     ]
-    if any(fmt.num(m.get("autoattack_acc")) is not None for m in (metrics, fmt.as_dict(teacher))):
-        size = protocol.get("autoattack_size")
+    if any(fmt.num(m.accuracy(_AUTOATTACK.key)) is not None for m in (metrics, teacher) if m is not None):
+        size = protocol.autoattack_size
         note = f"{eps} · {fmt.integer(size)} images" if fmt.num(size) is not None else eps
-        stats.append(_accuracy_stat("AutoAttack accuracy", "autoattack_acc", metrics, teacher, note))
+        stats.append(_accuracy_stat("AutoAttack accuracy", _AUTOATTACK.key, metrics, teacher, note))
     stats += [_size_stat(report), _speed_stat(report)]
     return (
         f'<section class="headline" aria-label="Headline numbers">{"".join(s for s in stats if s)}</section>'
@@ -172,53 +188,52 @@ def _headline(report: Mapping[str, Any]) -> str:
     )
 
 
-def _history(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    return [
-        fmt.as_dict(h)
-        for h in fmt.as_list(fmt.as_dict(report.get("training")).get("history"))
-        if isinstance(h, Mapping)
-    ]
+def _history(report: Report) -> list[Epoch]:
+    return report.training.history if report.training is not None else []
 
 
-def _epoch_pairs(
-    history: Sequence[Mapping[str, Any]], get: Callable[[Mapping[str, Any]], Any]
-) -> list[tuple[Any, Any]]:
-    return [(h.get("epoch", i + 1), get(h)) for i, h in enumerate(history)]
+def _epoch_number(h: Epoch, index: int) -> int:
+    """The epoch a history row is about (its position when the row does not say)."""
+    return h.epoch if h.epoch is not None else index + 1
 
 
-def _loss_part_names(history: Sequence[Mapping[str, Any]]) -> list[str]:
+def _epoch_pairs(history: Sequence[Epoch], get: Callable[[Epoch], Any]) -> list[tuple[Any, Any]]:
+    return [(_epoch_number(h, i), get(h)) for i, h in enumerate(history)]
+
+
+def _loss_part_names(history: Sequence[Epoch]) -> list[str]:
     names: dict[str, None] = {}
     for h in history:
-        names.update(dict.fromkeys(str(k) for k in fmt.as_dict(h.get("loss_parts"))))
+        names.update(dict.fromkeys(str(k) for k in h.loss_parts))
     return list(names)
 
 
-def _part_of(h: Mapping[str, Any], part: str) -> Any:
-    return fmt.as_dict(h.get("loss_parts")).get(part)
+def _part_of(h: Epoch, part: str) -> float | None:
+    return h.loss_part(part)
 
 
-def _field_of(h: Mapping[str, Any], key: str) -> Any:
-    return h.get(key)
+# The accuracy curves of the training history: what each plots, its name, colour and dash.
+_TRAINING_ACCURACIES: tuple[tuple[Callable[[Epoch], Any], str, str, bool], ...] = (
+    (lambda h: h.train_acc, "train (on training batches)", charts.NEUTRAL, True),
+    (lambda h: h.val_clean_acc, "validation clean", charts.STUDENT_LIGHT, False),
+    (lambda h: h.val_pgd_acc, "validation PGD", charts.STUDENT, False),
+)
 
 
-def _training_figures(report: Mapping[str, Any]) -> list[str]:
+def _training_figures(report: Report) -> list[str]:
     history = _history(report)
     if not history:
         note = '<p class="empty">No training (evaluation only): there are no per-epoch curves.</p>'
         return [f'<figure class="card figure wide"><h3>Training curves</h3>{note}</figure>']
-    loss = [charts.series("total loss", _epoch_pairs(history, lambda h: h.get("loss")), "#111827")]
+    loss = [charts.series("total loss", _epoch_pairs(history, lambda h: h.loss), "#111827")]
     for i, part in enumerate(_loss_part_names(history)):
         pairs = _epoch_pairs(history, partial(_part_of, part=part))
         loss.append(charts.series(part, pairs, charts.PALETTE[i % len(charts.PALETTE)], dashed=True))
     accuracy = [
-        charts.series(name, _epoch_pairs(history, partial(_field_of, key=key)), color, scale=100, dashed=dashed)
-        for key, name, color, dashed in (
-            ("train_acc", "train (on training batches)", charts.NEUTRAL, True),
-            ("val_clean_acc", "validation clean", charts.STUDENT_LIGHT, False),
-            ("val_pgd_acc", "validation PGD", charts.STUDENT, False),
-        )
+        charts.series(name, _epoch_pairs(history, get), color, scale=100, dashed=dashed)
+        for get, name, color, dashed in _TRAINING_ACCURACIES
     ]
-    lr = [charts.series("learning rate", _epoch_pairs(history, lambda h: h.get("lr")), charts.PALETTE[1])]
+    lr = [charts.series("learning rate", _epoch_pairs(history, lambda h: h.lr), charts.PALETTE[1])]
     return [
         _line_figure("Training loss", loss, y_label="loss"),
         _line_figure(
@@ -240,17 +255,20 @@ def _line_figure(title: str, series: Sequence[charts.Series | None], *, y_label:
     return charts.figure(fmt.esc(title), chart, legend if len(present) > 1 else "")
 
 
-def _attack_figure(report: Mapping[str, Any]) -> str:
-    metrics, teacher = fmt.as_dict(report.get("metrics")), fmt.as_dict(report.get("teacher_metrics"))
+def _attack_figure(report: Report) -> str:
+    metrics, teacher = report.metrics or Metrics(), report.teacher_metrics
+    theirs = teacher or Metrics()
     keys = [
-        k for k in catalog.ACCURACY_KEYS if fmt.num(metrics.get(k)) is not None or fmt.num(teacher.get(k)) is not None
+        k
+        for k in catalog.ACCURACY_KEYS
+        if fmt.num(metrics.accuracy(k)) is not None or fmt.num(theirs.accuracy(k)) is not None
     ]
     if not keys:
         return ""
-    bars = [charts.Bars("student", tuple(_scaled(metrics.get(k)) for k in keys), charts.STUDENT)]
-    if teacher:
-        bars.append(charts.Bars("teacher", tuple(_scaled(teacher.get(k)) for k in keys), charts.TEACHER, slot=1))
-    names = [fmt.ATTACK_LABELS.get(k.removesuffix("_acc"), k) for k in keys]
+    bars = [charts.Bars("student", tuple(_scaled(metrics.accuracy(k)) for k in keys), charts.STUDENT)]
+    if teacher is not None:
+        bars.append(charts.Bars("teacher", tuple(_scaled(teacher.accuracy(k)) for k in keys), charts.TEACHER, slot=1))
+    names = [fmt.accuracy_label(k) for k in keys]
     chart = charts.bar_chart(names, bars, label="Accuracy under attack", y_label="accuracy (%)", annotate=True)
     legend = charts.legend((b.name, b.color, "box") for b in bars)
     return charts.figure("Accuracy under attack", chart, legend, _protocol_summary(report))
@@ -261,23 +279,22 @@ def _scaled(value: Any) -> float | None:
     return None if v is None else v * 100
 
 
-def _eps_figure(report: Mapping[str, Any]) -> str:
-    protocol = fmt.as_dict(report.get("protocol"))
-    norm = protocol.get("norm")
+def _sweep(metrics: Metrics | None) -> list[tuple[float | None, float | None]]:
+    return [(p.eps, p.acc) for p in (metrics.eps_sweep or [])] if metrics is not None else []
+
+
+def _eps_figure(report: Report) -> str:
+    protocol = report.protocol or Protocol()
+    norm = protocol.norm
     series = [
-        charts.series(
-            name,
-            ((p.get("eps"), p.get("acc")) for p in map(fmt.as_dict, fmt.as_list(m.get("eps_sweep")))),
-            color,
-            scale=100,
-        )
+        charts.series(name, _sweep(m), color, scale=100)
         for name, m, color in (
-            ("student", fmt.as_dict(report.get("metrics")), charts.STUDENT),
-            ("teacher", fmt.as_dict(report.get("teacher_metrics")), charts.TEACHER),
+            ("student", report.metrics, charts.STUDENT),
+            ("teacher", report.teacher_metrics, charts.TEACHER),
         )
     ]
     present = [s for s in series if s is not None]
-    eps = fmt.num(protocol.get("eps"))
+    eps = fmt.num(protocol.eps)
     marker = None if eps is None else (eps, f"ε = {fmt.eps(eps, norm)}")
     unit = "ε (in 1/255)" if fmt.is_linf(norm) else "ε"
     chart = charts.line_chart(
@@ -295,32 +312,25 @@ def _eps_figure(report: Mapping[str, Any]) -> str:
     return charts.figure("Accuracy versus ε", chart, legend, caption)
 
 
-def _per_class_figure(report: Mapping[str, Any]) -> str:
-    names = [str(c) for c in fmt.as_list(fmt.as_dict(report.get("dataset")).get("class_names"))]
-    models = [
-        (
-            "student",
-            fmt.as_dict(fmt.as_dict(report.get("metrics")).get("per_class")),
-            charts.STUDENT,
-            charts.STUDENT_LIGHT,
-        ),
-        (
-            "teacher",
-            fmt.as_dict(fmt.as_dict(report.get("teacher_metrics")).get("per_class")),
-            charts.TEACHER,
-            charts.TEACHER_LIGHT,
-        ),
-    ]
+def _per_class_figure(report: Report) -> str:
+    names = [str(c) for c in (report.dataset.class_names if report.dataset is not None else [])]
     ref = _REFERENCE.name
-    models = [m for m in models if fmt.as_list(m[1].get(ref)) or fmt.as_list(m[1].get("clean"))]
+    models = [
+        (who, m, dark, light)
+        for who, m, dark, light in (
+            ("student", report.metrics, charts.STUDENT, charts.STUDENT_LIGHT),
+            ("teacher", report.teacher_metrics, charts.TEACHER, charts.TEACHER_LIGHT),
+        )
+        if m is not None and (m.class_accuracies(ref) or m.class_accuracies("clean"))
+    ]
     if not models:
         return ""
-    n = max(len(fmt.as_list(pc.get(k))) for _, pc, _, _ in models for k in ("clean", ref))
+    n = max(len(m.class_accuracies(k)) for _, m, _, _ in models for k in ("clean", ref))
     categories = [names[i] if i < len(names) else f"class {i}" for i in range(n)]
     bars = []
-    for slot, (who, per_class, dark, light) in enumerate(models):
+    for slot, (who, m, dark, light) in enumerate(models):
         for key, label, color, narrow in (("clean", "clean", light, False), (ref, _REFERENCE.label, dark, True)):
-            values = fmt.as_list(per_class.get(key))
+            values = m.class_accuracies(key)
             if values:
                 padded = tuple(_scaled(values[i]) if i < len(values) else None for i in range(n))
                 bars.append(charts.Bars(f"{who} {label}", padded, color, slot=slot, narrow=narrow))
@@ -330,7 +340,7 @@ def _per_class_figure(report: Mapping[str, Any]) -> str:
     return charts.figure("Per-class accuracy", chart, legend, caption, wide=True)
 
 
-def _charts(report: Mapping[str, Any]) -> str:
+def _charts(report: Report) -> str:
     figures = [
         *_training_figures(report),
         _attack_figure(report),
@@ -340,58 +350,50 @@ def _charts(report: Mapping[str, Any]) -> str:
     return '<h2>Charts</h2><div class="grid">' + "".join(f for f in figures if f) + "</div>"
 
 
-def _metric_label(key: str) -> str:
-    name = key.removesuffix("_acc")
-    return fmt.ATTACK_LABELS.get(name, fmt.esc(name)) + " accuracy"
-
-
-def _metrics_table(report: Mapping[str, Any]) -> str:
-    metrics = fmt.as_dict(report.get("metrics"))
-    teacher = fmt.as_dict(report.get("teacher_metrics")) if report.get("teacher_metrics") else None
-    keys = [k for k in catalog.ACCURACY_KEYS if k in metrics or (teacher and k in teacher)]
-    keys += [k for k in metrics if k.endswith("_acc") and k not in keys]
-    rows = [(_metric_label(k), metrics.get(k), fmt.as_dict(teacher).get(k)) for k in keys]
-    breakdown = fmt.as_dict(metrics.get("autoattack_breakdown"))
-    t_breakdown = fmt.as_dict(fmt.as_dict(teacher).get("autoattack_breakdown"))
-    for step in dict.fromkeys([*breakdown, *t_breakdown]):
+def _metrics_table(report: Report) -> str:
+    metrics, teacher = report.metrics or Metrics(), report.teacher_metrics
+    theirs = teacher or Metrics()
+    measured = report.metrics is not None or teacher is not None
+    rows = [
+        (fmt.esc(fmt.accuracy_label(k)) + " accuracy", metrics.accuracy(k), theirs.accuracy(k))
+        for k in (catalog.ACCURACY_KEYS if measured else ())
+    ]
+    for step in dict.fromkeys([*(metrics.autoattack_breakdown or {}), *(theirs.autoattack_breakdown or {})]):
         what = "AutoAttack subset, clean" if step == "clean" else f"AutoAttack after {fmt.esc(step)}"
-        label = f'<span class="indent">{what}</span>'
-        rows.append((label, breakdown.get(step), t_breakdown.get(step)))
+        rows.append((f'<span class="indent">{what}</span>', metrics.after_stage(step), theirs.after_stage(step)))
     cells: list[tuple[str, ...]]
     if teacher is None:
         cells = [(label, fmt.pct(s)) for label, s, _ in rows]
-        cells.append(("Evaluation time", fmt.duration(metrics.get("seconds"))))
+        cells.append(("Evaluation time", fmt.duration(metrics.seconds)))
         return _card("Metrics", _table(["", "Student"], cells, cls="num"))
     cells = [(label, fmt.pct(s), fmt.pct(t), fmt.pp(s, t)) for label, s, t in rows]
-    seconds = (fmt.duration(metrics.get("seconds")), fmt.duration(teacher.get("seconds")))
-    cells.append(("Evaluation time", *seconds, ""))
+    cells.append(("Evaluation time", fmt.duration(metrics.seconds), fmt.duration(teacher.seconds), ""))
     return _card("Metrics", _table(["", "Student", "Teacher", "Δ"], cells, cls="num"))
 
 
-def _attack_params(params: Mapping[str, Any], norm: Any) -> str:
+def _attack_params(params: AttackParams | AutoAttackParams, norm: Any) -> str:
     items = []
-    for key, value in params.items():
+    for key, value in params.given():
         shown = fmt.eps(value, norm) if key in {"eps", "step_size"} and fmt.num(value) is not None else fmt.text(value)
         items.append(f"{fmt.esc(key)} = {shown}")
     return "; ".join(items) or fmt.DASH
 
 
-def _protocol_table(report: Mapping[str, Any]) -> str:
-    protocol = fmt.as_dict(report.get("protocol"))
-    norm = protocol.get("norm")
-    eps = protocol.get("eps")
+def _protocol_table(report: Report) -> str:
+    protocol = report.protocol or Protocol()
+    norm, eps = protocol.norm, protocol.eps
     rows = [
         ("Threat model", f"{fmt.norm_name(norm)}, ε = {fmt.eps(eps, norm)} ({fmt.text(eps)})"),
-        ("Attacks", ", ".join(fmt.attack_name(a) for a in fmt.as_list(protocol.get("attacks"))) or fmt.DASH),
+        ("Attacks", ", ".join(fmt.attack_name(a) for a in protocol.attacks) or fmt.DASH),
     ]
-    for name, params in fmt.as_dict(protocol.get("attack_params")).items():
+    for name, params in protocol.attack_params.items():
         label = f'<span class="indent">{fmt.attack_name(name)}</span>'
-        rows.append((label, _attack_params(fmt.as_dict(params), norm)))
+        rows.append((label, _attack_params(params, norm) if params is not None else fmt.DASH))
     rows += [
-        (f"{fmt.split_word(protocol).capitalize()} images", fmt.integer(protocol.get("test_size"))),
-        ("AutoAttack images", fmt.integer(protocol.get("autoattack_size"))),
-        ("Precision", fmt.text(protocol.get("precision"))),
-        ("Seed", fmt.text(protocol.get("seed"))),
+        (f"{fmt.split_word(protocol.split).capitalize()} images", fmt.integer(protocol.test_size)),
+        ("AutoAttack images", fmt.integer(protocol.autoattack_size)),
+        ("Precision", fmt.text(protocol.precision)),
+        ("Seed", fmt.text(protocol.seed)),
     ]
     return _card("Protocol", _table(None, rows))
 
@@ -404,57 +406,61 @@ _STRUCTURE_LABELS = {
 }
 
 
-def _structure_table(report: Mapping[str, Any]) -> str:
-    structure, agreement = fmt.as_dict(report.get("structure")), fmt.as_dict(report.get("agreement"))
-    if not structure and not agreement:
+def _structure_table(report: Report) -> str:
+    structure, agreement = report.structure, report.agreement
+    if structure is None and agreement is None:
         return ""
-    rows = [(f"Prediction agreement ({fmt.esc(key)})", fmt.pct(value)) for key, value in agreement.items()]
-    for key, value in structure.items():
+    rows = [
+        (f"Prediction agreement ({fmt.esc(key)})", fmt.pct(value))
+        for key, value in (agreement.given() if agreement is not None else [])
+    ]
+    for key, value in structure.given() if structure is not None else []:
         label, digits = _STRUCTURE_LABELS.get(key, (fmt.esc(key), 4))
         rows.append((label, fmt.fixed(value, digits) if fmt.num(value) is not None else fmt.text(value)))
     return _card("Structure (student vs teacher)", _table(None, rows, cls="num"))
 
 
-def _compression_table(report: Mapping[str, Any]) -> str:
-    comp = fmt.as_dict(report.get("compression"))
-    if not comp:
+def _compression_table(report: Report) -> str:
+    comp = report.compression
+    if comp is None:
         return ""
     rows = [
-        (label, show(comp.get(f"teacher_{key}")), show(comp.get(f"student_{key}")), fmt.ratio(comp.get(ratio)))
-        for label, key, show, ratio in (
-            ("Parameters", "params", fmt.integer, "params_ratio"),
-            ("MACs / image", "macs", fmt.si, "macs_ratio"),
-            ("Images / s", "images_per_second", fmt.integer, "speedup"),
+        (label, show(teacher), show(student), fmt.ratio(ratio))
+        for label, teacher, student, ratio, show in (
+            ("Parameters", comp.teacher_params, comp.student_params, comp.params_ratio, fmt.integer),
+            ("MACs / image", comp.teacher_macs, comp.student_macs, comp.macs_ratio, fmt.si),
+            (
+                "Images / s",
+                comp.teacher_images_per_second,
+                comp.student_images_per_second,
+                comp.speedup,
+                fmt.integer,
+            ),
         )
     ]
     table = _table(["", "Teacher", "Student", "Ratio"], rows, cls="num")
-    timing = f"Throughput timed on {fmt.text(comp.get('device'))}, batch size {fmt.integer(comp.get('batch_size'))}."
+    timing = f"Throughput timed on {fmt.text(comp.device)}, batch size {fmt.integer(comp.batch_size)}."
     return _card("Compression", f'{table}<p class="note">{timing}</p>')
 
 
-def _models_table(report: Mapping[str, Any]) -> str:
-    student, teacher = fmt.as_dict(report.get("student")), fmt.as_dict(report.get("teacher"))
-    fields = (
-        ("Architecture", "arch", fmt.text),
-        ("Parameters", "params", fmt.integer),
-        ("MACs / image", "macs", fmt.si),
-        ("Classes", "num_classes", fmt.integer),
-        ("File", "file", _code),
-        ("SHA-256", "sha256", _code),
+def _models_table(report: Report) -> str:
+    student, teacher = report.student or StudentSection(), report.teacher
+    t = teacher or TeacherSection()
+    fields: tuple[tuple[str, Any, Any, Callable[[Any], str]], ...] = (
+        ("Architecture", student.arch, t.arch, fmt.text),
+        ("Parameters", student.params, t.params, fmt.integer),
+        ("MACs / image", student.macs, t.macs, fmt.si),
+        ("Classes", student.num_classes, t.num_classes, fmt.integer),
+        ("File", student.file, None, _code),
+        ("SHA-256", student.sha256, None, _code),
+        ("Input normalisation", student.normalization, t.normalization, _normalization),
     )
-    headers = ["", "Student", "Teacher"] if teacher else ["", "Student"]
-    rows = []
-    for label, key, show in fields:
-        if key in student or key in teacher:
-            rows.append([label, show(student.get(key)), *([show(teacher.get(key))] if teacher else [])])
-    if "normalization" in student or "normalization" in teacher:
-        rows.append(
-            [
-                "Input normalisation",
-                _normalization(student.get("normalization")),
-                *([_normalization(teacher.get("normalization"))] if teacher else []),
-            ]
-        )
+    headers = ["", "Student", "Teacher"] if teacher is not None else ["", "Student"]
+    rows = [
+        [label, show(mine), *([show(theirs)] if teacher is not None else [])]
+        for label, mine, theirs, show in fields
+        if mine is not None or theirs is not None
+    ]
     return _card("Models", _table(headers, rows, cls="wrap"))
 
 
@@ -466,97 +472,91 @@ _NORM_SOURCES = {
 }
 
 
-def _normalization(value: Any) -> str:
+def _normalization(norm: Normalization | None) -> str:
     """``none (mean 0, std 1), default: none given ...``: which normalisation and where it came from."""
-    norm = fmt.as_dict(value)
-    if not norm:
+    if norm is None:
         return fmt.DASH
-    name = str(norm.get("name", "custom"))
-    values = (
-        "mean 0, std 1" if name == "none" else f"mean {fmt.text(norm.get('mean'))}; std {fmt.text(norm.get('std'))}"
-    )
-    source = _NORM_SOURCES.get(str(norm.get("source")), fmt.text(norm.get("source")))
-    origin = norm.get("origin")
-    origin = f", where it was {_NORM_SOURCES.get(str(origin), fmt.text(origin))}" if origin else ""
+    name = str(norm.name if norm.name is not None else "custom")
+    values = "mean 0, std 1" if name == "none" else f"mean {fmt.text(norm.mean)}; std {fmt.text(norm.std)}"
+    source = _NORM_SOURCES.get(str(norm.source), fmt.text(norm.source))
+    origin = f", where it was {_NORM_SOURCES.get(norm.origin, fmt.text(norm.origin))}" if norm.origin else ""
     return f'<strong>{fmt.esc(name)}</strong> ({values})<br><span class="soft">{source}{origin}</span>'
 
 
-def _teacher_check_table(report: Mapping[str, Any]) -> str:
-    check = fmt.as_dict(fmt.as_dict(report.get("teacher")).get("check"))
-    if not check:
+def _teacher_check_table(report: Report) -> str:
+    check = report.teacher.check if report.teacher is not None else None
+    if check is None:
         return ""
-    if check.get("verdict") == "exempt":
-        return _card("Teacher check", f'<p class="note">Exempt: {fmt.text(check.get("exempt_reason"))}.</p>')
+    if check.verdict == "exempt":
+        return _card("Teacher check", f'<p class="note">Exempt: {fmt.text(check.exempt_reason)}.</p>')
     pgd = (
-        f"{fmt.pct(check.get('pgd20_acc'))} on {fmt.integer(check.get('pgd20_subset'))} images"
-        if check.get("pgd20_acc") is not None
-        else fmt.text(check.get("pgd20_skipped"))
+        f"{fmt.pct(check.pgd20_acc)} on {fmt.integer(check.pgd20_subset)} images"
+        if check.pgd20_acc is not None
+        else fmt.text(check.pgd20_skipped)
     )
-    verdict = fmt.text(check.get("verdict"))
-    if check.get("allowed_weak"):
+    verdict = fmt.text(check.verdict)
+    if check.allowed_weak:
         verdict += " (allowed by allow_weak)"
     rows = [
-        ("Clean accuracy", f"{fmt.pct(check.get('clean_acc'))} on {fmt.integer(check.get('clean_subset'))} images"),
+        ("Clean accuracy", f"{fmt.pct(check.clean_acc)} on {fmt.integer(check.clean_subset)} images"),
         ("PGD-20 accuracy", pgd),
-        ("Chance / refused below", f"{fmt.pct(check.get('chance'))} / {fmt.pct(check.get('threshold'))}"),
+        ("Chance / refused below", f"{fmt.pct(check.chance)} / {fmt.pct(check.threshold)}"),
         ("Verdict", verdict),
-        ("Normalisation", _normalization(check.get("normalization"))),
+        ("Normalisation", _normalization(check.normalization)),
     ]
-    for alt in fmt.as_list(check.get("alternatives")):
-        a = fmt.as_dict(alt)
-        rows.append(
-            (f"With {fmt.esc(str(a.get('label')))} ({fmt.esc(str(a.get('name')))})", fmt.pct(a.get("clean_acc")))
-        )
-    note = f'<p class="note">{fmt.text(check.get("subset"))}.</p>'
-    if check.get("message"):
-        note += f'<p class="note"><strong>Warning:</strong> {fmt.text(check.get("message"))}</p>'
+    for a in check.alternatives:
+        rows.append((f"With {fmt.esc(str(a.label))} ({fmt.esc(str(a.name))})", fmt.pct(a.clean_acc)))
+    note = f'<p class="note">{fmt.text(check.subset)}.</p>'
+    if check.message:
+        note += f'<p class="note"><strong>Warning:</strong> {fmt.text(check.message)}</p>'
     return _card("Teacher check (before anything ran)", _table(None, rows, cls="wrap") + note)
 
 
-def _dataset_table(report: Mapping[str, Any]) -> str:
-    dataset = fmt.as_dict(report.get("dataset"))
-    names = fmt.as_list(dataset.get("class_names"))
+def _dataset_table(report: Report) -> str:
+    dataset = report.dataset or DatasetSection()
+    names = dataset.class_names
     shown = fmt.text(names)
     if len(names) > 20:
         shown = f"<details><summary>{len(names)} names</summary>{shown}</details>"
+    sizes = (dataset.train_size, dataset.val_size, dataset.test_size)
     rows = [
-        ("Name", fmt.text(dataset.get("name"))),
-        ("Classes", fmt.integer(dataset.get("num_classes"))),
-        ("Train / val / test", " / ".join(fmt.integer(dataset.get(f"{k}_size")) for k in ("train", "val", "test"))),
-        ("Image size", fmt.integer(dataset.get("image_size"))),
-        ("Class subset", fmt.text(dataset.get("classes"))),
+        ("Name", fmt.text(dataset.name)),
+        ("Classes", fmt.integer(dataset.num_classes)),
+        ("Train / val / test", " / ".join(fmt.integer(n) for n in sizes)),
+        ("Image size", fmt.integer(dataset.image_size)),
+        ("Class subset", fmt.text(dataset.classes)),
         ("Class names", shown),
     ]
     return _card("Dataset", _table(None, rows, cls="wrap"))
 
 
-def _training_table(report: Mapping[str, Any]) -> str:
-    training = fmt.as_dict(report.get("training"))
-    if not training:
+def _epoch_row(h: Epoch, index: int, parts: Sequence[str]) -> list[str]:
+    return [
+        fmt.text(_epoch_number(h, index)),
+        fmt.text(h.lr),
+        fmt.fixed(h.loss, 4),
+        *(fmt.fixed(h.loss_part(p), 4) for p in parts),
+        fmt.pct(h.train_acc),
+        fmt.pct(h.val_clean_acc),
+        fmt.pct(h.val_pgd_acc),
+        fmt.duration(h.seconds),
+        fmt.integer(h.images_per_second),
+    ]
+
+
+def _training_table(report: Report) -> str:
+    training = report.training
+    if training is None:
         return _card("Training", '<p class="empty">No training (evaluation only).</p>')
     rows = [
-        ("Epochs", fmt.integer(training.get("epochs"))),
-        ("Wall time", fmt.duration(training.get("seconds"))),
-        ("Images / s", fmt.integer(training.get("images_per_second"))),
-        ("Resumed from epoch", fmt.integer(training.get("resumed_from_epoch"))),
+        ("Epochs", fmt.integer(training.epochs)),
+        ("Wall time", fmt.duration(training.seconds)),
+        ("Images / s", fmt.integer(training.images_per_second)),
+        ("Resumed from epoch", fmt.integer(training.resumed_from_epoch)),
     ]
-    history = _history(report)
-    parts = _loss_part_names(history)
+    parts = _loss_part_names(training.history)
     headers = ["Epoch", "lr", "Loss", *map(fmt.esc, parts), "Train", "Val clean", "Val PGD", "Time", "Img/s"]
-    epochs = [
-        [
-            fmt.text(h.get("epoch", i + 1)),
-            fmt.text(h.get("lr")),
-            fmt.fixed(h.get("loss"), 4),
-            *(fmt.fixed(fmt.as_dict(h.get("loss_parts")).get(p), 4) for p in parts),
-            fmt.pct(h.get("train_acc")),
-            fmt.pct(h.get("val_clean_acc")),
-            fmt.pct(h.get("val_pgd_acc")),
-            fmt.duration(h.get("seconds")),
-            fmt.integer(h.get("images_per_second")),
-        ]
-        for i, h in enumerate(history)
-    ]
+    epochs = [_epoch_row(h, i, parts) for i, h in enumerate(training.history)]
     per_epoch = ""
     if epochs:
         per_epoch = (
@@ -577,42 +577,41 @@ _ENVIRONMENT_LABELS = {
 }
 
 
-def _environment_table(report: Mapping[str, Any]) -> str:
-    env = fmt.as_dict(report.get("environment"))
+def _environment_table(report: Report) -> str:
+    env = report.environment or Environment()
     rows = [
-        (_ENVIRONMENT_LABELS.get(k, fmt.esc(k)), _code(v) if k == "git_commit" else fmt.text(v)) for k, v in env.items()
+        (_ENVIRONMENT_LABELS.get(k, fmt.esc(k)), _code(v) if k == "git_commit" else fmt.text(v)) for k, v in env.given()
     ]
-    rows.append(("Report schema", fmt.text(report.get("schema"))))
+    rows.append(("Report schema", fmt.text(report.schema_)))
     return _card("Environment", _table(None, rows, cls="wrap"))
 
 
-def _export_table(report: Mapping[str, Any]) -> str:
+def _export_table(report: Report) -> str:
     """The ONNX export and its check against PyTorch (jobs only; evaluation reports have none)."""
-    onnx = fmt.as_dict(fmt.as_dict(report.get("export")).get("onnx"))
-    if not onnx:
+    onnx = report.export.onnx if report.export is not None else None
+    if onnx is None:
         return ""
-    diff, agreement = fmt.num(onnx.get("max_abs_diff")), fmt.num(onnx.get("agreement"))
+    diff, agreement = fmt.num(onnx.max_abs_diff), fmt.num(onnx.agreement)
     rows = [
-        ("File", _code(onnx.get("file"))),
-        ("Opset", fmt.text(onnx.get("opset"))),
-        ("Input", fmt.text(onnx.get("input"))),
-        ("Normalisation", fmt.text(onnx.get("normalization"))),
+        ("File", _code(onnx.file)),
+        ("Opset", fmt.text(onnx.opset)),
+        ("Input", fmt.text(onnx.input)),
+        ("Normalisation", fmt.text(onnx.normalization)),
         ("Max |logit difference|", fmt.DASH if diff is None else f"{diff:.2e}"),
         (
             "Identical predictions",
             (fmt.DASH if agreement is None else f"{100 * agreement:.2f}%")
-            + f" of {fmt.integer(onnx.get('images'))} test images",
+            + f" of {fmt.integer(onnx.images)} test images",
         ),
-        ("Checked with", f"ONNX Runtime {fmt.text(onnx.get('onnxruntime'))} ({fmt.text(onnx.get('provider'))})"),
+        ("Checked with", f"ONNX Runtime {fmt.text(onnx.onnxruntime)} ({fmt.text(onnx.provider)})"),
     ]
     return _card("ONNX export", _table(None, rows, cls="wrap"))
 
 
-def _spec_block(report: Mapping[str, Any]) -> str:
-    spec = report.get("spec")
-    if spec is None:
+def _spec_block(report: Report) -> str:
+    if report.spec is None:
         return ""
-    text = json.dumps(spec, indent=2, ensure_ascii=False, default=str)
+    text = json.dumps(report.spec, indent=2, ensure_ascii=False, default=str)
     return _card(
         "Job specification",
         f"<details><summary>Show the spec as JSON</summary><pre>{fmt.esc(text)}</pre></details>",
@@ -620,7 +619,7 @@ def _spec_block(report: Mapping[str, Any]) -> str:
     )
 
 
-def _tables(report: Mapping[str, Any]) -> str:
+def _tables(report: Report) -> str:
     cards = [
         _metrics_table(report),
         _protocol_table(report),
@@ -637,7 +636,7 @@ def _tables(report: Mapping[str, Any]) -> str:
     return '<h2>Details</h2><div class="grid tables">' + "".join(c for c in cards if c) + "</div>"
 
 
-def _footer(report: Mapping[str, Any]) -> str:
+def _footer(report: Report) -> str:
     return (
         '<footer class="footer">'
         f"<p><strong>Protocol:</strong> {_protocol_summary(report)}.</p>"
@@ -645,14 +644,15 @@ def _footer(report: Mapping[str, Any]) -> str:
     )
 
 
-def _page_title(report: Mapping[str, Any]) -> str:
-    student = fmt.as_dict(report.get("student")).get("arch") or "model"
-    extras = [str(v) for v in (report.get("method"), fmt.as_dict(report.get("dataset")).get("name")) if v]
+def _page_title(report: Report) -> str:
+    student = (report.student.arch if report.student is not None else None) or "model"
+    dataset = report.dataset.name if report.dataset is not None else None
+    extras = [str(v) for v in (report.method, dataset) if v]
     return f"gacd report — {student}" + (f" ({', '.join(extras)})" if extras else "")
 
 
-def render_html(report: dict[str, Any]) -> str:
-    """Render a report dictionary (the content of ``report.json``) as one self-contained HTML page.
+def render_html(report: Report | Mapping[str, Any]) -> str:
+    """Render a report as one self-contained HTML page.
 
     The page opens with a strip of headline numbers (student clean, PGD-20 and AutoAttack accuracy
     with the teacher's beside them, compression and speedup), then inline-SVG charts (training
@@ -661,17 +661,18 @@ def render_html(report: dict[str, Any]) -> str:
     JavaScript and loads nothing from the network.
 
     Args:
-        report: The report, following the ``gacd-report/1`` schema. Any value may be missing or
-            ``null``; it is then shown as an em dash, or its chart is left out.
+        report: The typed report, or the content of a ``report.json`` of any layout (loaded through
+            :meth:`Report.from_dict`, so an undeclared key is refused). Any value may be ``null``; it
+            is then shown as an em dash, or its chart is left out.
 
     Returns:
         The HTML document as a string. Every string taken from the report is HTML-escaped.
     """
-    data = fmt.as_dict(report)
-    body = "".join([_header(data), _headline(data), _charts(data), _tables(data)])
+    typed = report if isinstance(report, Report) else Report.from_dict(dict(report))
+    body = "".join([_header(typed), _headline(typed), _charts(typed), _tables(typed)])
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{fmt.esc(_page_title(data))}</title><style>\n{CSS}</style></head>"
-        f"<body><main>{body}</main>{_footer(data)}</body></html>\n"
+        f"<title>{fmt.esc(_page_title(typed))}</title><style>\n{CSS}</style></head>"
+        f"<body><main>{body}</main>{_footer(typed)}</body></html>\n"
     )

@@ -13,12 +13,13 @@ Sizes are chosen for a 2-core CPU (about 10 minutes); on a GPU, pass ``--full`` 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from gacd_core.report_model import Compression, DatasetSection, Report
 
 SUBSET = {"train_subset": 5000, "test_subset": 500}
 STEPS = 5  # PGD-5 with Madry's step rule in training, to fit the CPU budget; evaluation is the full protocol
@@ -83,23 +84,35 @@ def main(argv: list[str] | None = None) -> int:
             out = svc.var / "downloads" / student_job["id"]
             print(f"[5/5] downloading into {out}", flush=True)
             files = c.download(student_job["id"], out)
-            report = json.loads((out / "report.json").read_text())
+            report = Report.load(out / "report.json")
     finally:
         svc.stop()
-    m, t = report["metrics"], report["teacher_metrics"]
-    comp = report["compression"]
     print()
-    print(
-        f"CIFAR-10 (JPEG rebuild when built from ../shared), {report['dataset']['train_size']} training images, "
-        f"{report['dataset']['test_size']} test images, eps 8/255"
-    )
-    for who, arch, acc in (("teacher", report["teacher"]["arch"], t), ("student", report["student"]["arch"], m)):
-        line = f"  {who} {arch:<13} clean {100 * acc['clean_acc']:5.1f}%   PGD-20 {100 * acc['pgd20_acc']:5.1f}%"
-        print(line + (f"   ({comp['params_ratio']:.1f}x fewer parameters)" if who == "student" else ""))
+    _results(report)
     for f in files:
         print(f"  {f}")
     print(f"done in {time.perf_counter() - t0:.0f} s")
     return 0
+
+
+def _results(report: Report) -> None:
+    """The teacher's and the student's clean and PGD-20 accuracy, and how much smaller the student is."""
+    dataset, comp = report.dataset or DatasetSection(), report.compression or Compression()
+    print(
+        f"CIFAR-10 (JPEG rebuild when built from ../shared), {dataset.train_size} training images, "
+        f"{dataset.test_size} test images, eps 8/255"
+    )
+    pairs = (("teacher", report.teacher, report.teacher_metrics), ("student", report.student, report.metrics))
+    for who, model, acc in pairs:
+        arch = model.arch if model is not None else "?"
+        clean, pgd = (acc.accuracy("clean_acc"), acc.accuracy("pgd20_acc")) if acc is not None else (None, None)
+        line = f"  {who} {arch:<13} clean {_pct(clean)}   PGD-20 {_pct(pgd)}"
+        ratio = f"   ({comp.params_ratio:.1f}x fewer parameters)" if comp.params_ratio is not None else ""
+        print(line + (ratio if who == "student" else ""))
+
+
+def _pct(value: float | None) -> str:
+    return "    -" if value is None else f"{100 * value:5.1f}%"
 
 
 if __name__ == "__main__":
