@@ -48,17 +48,17 @@ from pydantic_core import InitErrorDetails
 
 from gacd_core import catalog
 from gacd_core.errors import SpecError
-from gacd_core.method_params import (
+from gacd_core.method_params import (  # the parameters classes are also named from the specification
     METHOD_PARAMS,
-    ARDParams,
-    ATParams,
-    CRDParams,
-    GACDParams,
-    KDParams,
+    ARDParams,  # noqa: F401
+    ATParams,  # noqa: F401
+    CRDParams,  # noqa: F401
+    GACDParams,  # noqa: F401
+    KDParams,  # noqa: F401
     MethodParamsBase,
-    NaturalParams,
-    RSLADParams,
-    method_names,
+    NaturalParams,  # noqa: F401
+    RSLADParams,  # noqa: F401
+    method_names,  # noqa: F401
 )
 from gacd_core.normalization import NormalizationError, NormalizationName
 from gacd_core.normalization import resolve as resolve_normalization
@@ -69,19 +69,6 @@ EPS_8 = 8 / 255
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
-
-
-__all__ = [  # the parameters classes, importable from here as before
-    "ARDParams",
-    "ATParams",
-    "CRDParams",
-    "GACDParams",
-    "KDParams",
-    "MethodParamsBase",
-    "NaturalParams",
-    "RSLADParams",
-    "method_names",
-]
 
 
 def _check_name(value: Any, valid: Collection[str], kind: str) -> Any:
