@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from gacd_core import catalog
-from gacd_core.artifacts import JOB_OUTPUTS
+from gacd_core.artifacts import CHECKPOINT, JOB_OUTPUTS, TRAIN_LOG
 from gacd_core.errors import SpecError, TrainingPaused, TrainingStopped
 from gacd_core.report import sha256_file
 from gacd_core.spec import JobSpec
@@ -186,7 +186,7 @@ class JobRunner:
         except Fenced:
             log.info("job %s: the lease expired before the job started; leaving it", job_id)
             return False
-        resuming = (self.arts.job_checkpoints(rec.tenant, job_id) / "checkpoint.pt").is_file()
+        resuming = (self.arts.job_checkpoints(rec.tenant, job_id) / CHECKPOINT).is_file()
         patiently(
             f"job {job_id}",
             self.store.events.add,
@@ -204,7 +204,7 @@ class JobRunner:
         handler: logging.Handler | None = None
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
-            handler = _log_to(out_dir / "train.log")
+            handler = _log_to(out_dir / TRAIN_LOG)
             report = self._run_core(run, out_dir)
         except Exception as exc:
             _unlog(handler)
