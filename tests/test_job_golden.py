@@ -65,7 +65,10 @@ def seeded(start_service: Callable[..., ServiceEnv], tmp_path_factory: pytest.Te
         with open(weights, "rb") as f:
             form = {"arch": "tiny_resnet", "num_classes": "10", "dataset": "cifar10"}
             r = client.post(
-                "/v1/teachers", headers={"Authorization": f"Bearer {key}"}, data=form, files={"file": ("t.safetensors", f)}
+                "/v1/teachers",
+                headers={"Authorization": f"Bearer {key}"},
+                data=form,
+                files={"file": ("t.safetensors", f)},
             )
         assert r.status_code == 201, r.text
         if ready:
@@ -139,5 +142,7 @@ def test_every_body_is_answered_as_recorded(seeded: dict[str, Any]) -> None:
             c["expect"] = got[c["name"]]
         GOLDEN.write_text(json.dumps(doc, indent=1, ensure_ascii=True) + "\n", encoding="utf-8")
         pytest.skip(f"recorded {len(cases)} answers into {GOLDEN}")
-    differ = {c["name"]: {"recorded": c["expect"], "now": got[c["name"]]} for c in cases if got[c["name"]] != c["expect"]}
+    differ = {
+        c["name"]: {"recorded": c["expect"], "now": got[c["name"]]} for c in cases if got[c["name"]] != c["expect"]
+    }
     assert not differ, json.dumps(differ, indent=1)
