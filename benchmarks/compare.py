@@ -45,6 +45,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from gacd_core.artifacts import CHECKPOINT, REPORT_HTML, REPORT_JSON, STUDENT_ONNX, STUDENT_WEIGHTS  # noqa: E402
 from gacd_core.report_model import Report  # noqa: E402  (torch-free; the path above finds it)
 
 
@@ -325,7 +326,7 @@ def run_folder(store: Path, name: str, doc: dict[str, Any]) -> Path:
 
 
 def finished(folder: Path) -> bool:
-    return (folder / "run.json").is_file() and (folder / "report.json").is_file()
+    return (folder / "run.json").is_file() and (folder / REPORT_JSON).is_file()
 
 
 def train_one(name: str, doc: dict[str, Any], folder: str, threads: int) -> str:
@@ -342,9 +343,9 @@ def train_one(name: str, doc: dict[str, Any], folder: str, threads: int) -> str:
     t0 = time.perf_counter()
     report = run_job(parse_spec(doc), out, resume=True)
     wall = time.perf_counter() - t0
-    (out / "checkpoint.pt").unlink(missing_ok=True)
+    (out / CHECKPOINT).unlink(missing_ok=True)
     # report.json holds everything and the weights are in student.safetensors: keep the store small
-    for extra in ("report.html", "student.onnx"):
+    for extra in (REPORT_HTML, STUDENT_ONNX):
         (out / extra).unlink(missing_ok=True)
     run = {
         "name": name,
@@ -519,7 +520,7 @@ def main() -> None:
     plan = []
     for seed in args.seeds:
         for row in rows:
-            teacher_file = str(t_folders[row.teacher] / "student.safetensors")
+            teacher_file = str(t_folders[row.teacher] / STUDENT_WEIGHTS)
             doc = student_spec(scale, args.data_root, row, seed, teacher_file, args.split, task)
             plan.append((row.name, seed, doc, run_folder(store, row.name, doc)))
     missing = [p for p in plan if not finished(p[3])]
@@ -544,7 +545,7 @@ def main() -> None:
             "name": name,
             "seed": seed,
             "folder": str(folder.relative_to(store)),
-            "report": Report.load(folder / "report.json"),
+            "report": Report.load(folder / REPORT_JSON),
             "run": json.loads((folder / "run.json").read_text()),
         }
 

@@ -23,6 +23,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from gacd_core.artifacts import REPORT_JSON, STUDENT_WEIGHTS
+
 # (name, method, method_params). The GACD rows change one thing at a time from the defaults.
 STUDENTS: list[tuple[str, str, dict[str, Any]]] = [
     ("kd", "kd", {}),
@@ -86,7 +88,7 @@ def run_one(name: str, seed: int, doc: dict, out: str, threads: int) -> dict[str
 
     torch.set_num_threads(threads)
     spec = parse_spec(doc)
-    done = Path(out) / "report.json"
+    done = Path(out) / REPORT_JSON
     earlier = json.loads(done.read_text()) if done.is_file() else None
     # The stored spec is parsed again, so that fields added to the specification since take their defaults.
     if (
@@ -180,7 +182,7 @@ def finished_table(args: argparse.Namespace, students: list[tuple[str, str, dict
     ]
     missing = []
     for name, seed, method, arch, folder in plan:
-        path = folder / "report.json"
+        path = folder / REPORT_JSON
         report = json.loads(path.read_text()) if path.is_file() else None
         if report is None or "run_seconds" not in report:
             missing.append(f"{name} seed {seed}")
@@ -232,7 +234,7 @@ def main() -> None:
         rows += [f.result() for f in teachers]
         for r in rows:
             print(f"{r['name']:<45} clean {100 * r['clean_acc']:5.1f}%  pgd20 {100 * r['pgd20_acc']:5.1f}%", flush=True)
-        teacher = str(args.out / "at" / "student.safetensors")
+        teacher = str(args.out / "at" / STUDENT_WEIGHTS)
         futures = [
             pool.submit(
                 run_one,

@@ -25,6 +25,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cpu_ablation import run_one, spec_for
 
+from gacd_core.artifacts import REPORT_JSON, STUDENT_WEIGHTS
+
 LIMIT = 0.02  # the tolerance: within 2 points of fp32
 
 
@@ -34,12 +36,12 @@ def chain(args: argparse.Namespace, precision: str) -> list[dict[str, Any]]:
     rows = []
     for method, arch, teacher in (
         ("at", args.teacher_arch, None),
-        ("gacd", args.student_arch, str(out / "at" / "student.safetensors")),
+        ("gacd", args.student_arch, str(out / "at" / STUDENT_WEIGHTS)),
     ):
         doc = spec_for(args, method, arch, {}, teacher, args.seed)
         doc["precision"] = precision
         row = run_one(method, args.seed, doc, str(out / method), args.threads)
-        report = json.loads((out / method / "report.json").read_text())
+        report = json.loads((out / method / REPORT_JSON).read_text())
         fp = report["training"].get("fast_path") or {}
         row["setting"] = f"{fp.get('precision', precision)}{'+channels_last' if fp.get('channels_last') else ''}"
         row["precision"] = precision

@@ -42,7 +42,7 @@ def one_run(row: str, images: int, threads: int, data_root: str, out: str) -> di
     scale = replace(base, train_subset=images, student_epochs=1, test_subset=100, eval_attacks=("fgsm",))
     store = ROOT / "benchmarks" / "compare" / "cpu"
     t_doc = cmp.teacher_spec(base, data_root, "test")
-    teacher = cmp.run_folder(store, "teacher", t_doc) / "student.safetensors"
+    teacher = cmp.run_folder(store, "teacher", t_doc) / cmp.STUDENT_WEIGHTS
     if not teacher.is_file():
         raise SystemExit(f"the cpu-scale teacher is missing ({teacher}); train it with compare.py --train")
     doc = cmp.student_spec(scale, data_root, cmp.ROWS[row], 0, str(teacher), "val")

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gacd_core.artifacts import REPORT_JSON
 from gacd_core.report_model import Compression, DatasetSection, Report
 
 SUBSET = {"train_subset": 5000, "test_subset": 500}
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             out = svc.var / "downloads" / student_job["id"]
             print(f"[5/5] downloading into {out}", flush=True)
             files = c.download(student_job["id"], out)
-            report = Report.load(out / "report.json")
+            report = Report.load(out / REPORT_JSON)
     finally:
         svc.stop()
     print()
