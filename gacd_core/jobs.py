@@ -299,7 +299,9 @@ def _job_method(spec: JobSpec, data: DatasetBundle, teacher: ImageClassifier | N
         spec.student.arch, data.num_classes, mean=spec.student.mean or data.mean, std=spec.student.std or data.std
     )
     student.normalization_source = "user" if spec.student.mean is not None else "dataset"
-    context = MethodContext(data.num_classes, data.train.labels, spec.hyperparameters.attack)
+    context = MethodContext(
+        data.num_classes, data.train.labels, spec.hyperparameters.attack, spec.hyperparameters.epochs
+    )
     return METHODS.get(spec.method)(student, teacher, spec.params, context).to(device)
 
 

@@ -133,6 +133,49 @@ class RSLADParams(MethodParamsBase):
     clean_weight: float = Field(1 / 6, ge=0, le=10)
 
 
+class TRADESParams(MethodParamsBase):
+    """Zhang et al. 2019 (ICML), Eq. 5: CE(S(x), y) + beta * KL(S(x) || S(x')), x' maximising KL(S(x) || S(x')).
+
+    The defaults are those of the authors' code (github.com/yaodongyu/TRADES, ``train_trades_cifar10.py``
+    and ``trades.py``): beta = 6, the robust KL summed over classes and averaged over the batch
+    (``(1/B) * KLDivLoss(size_average=False)``, that is ``batchmean``), SGD weight decay 2e-4.
+    """
+
+    name = "trades"
+    label = "TRADES"
+    description = "TRADES (Zhang et al. 2019): clean CE + beta x KL(S(x) || S(x')), x' from PGD on that KL (no teacher)"
+    needs_teacher = False
+    weight_decay = 2e-4
+    beta: float = Field(6.0, ge=0, le=100, description="weight of the robust KL term (1/lambda in the paper)")
+
+
+class IADParams(MethodParamsBase):
+    """Zhu et al. 2022 (ICLR), IAD-I: ARD whose teacher term is trusted by the teacher's confidence on the
+    student's adversarial example, the rest given to the student's own clean prediction (docs/method.md).
+
+    The defaults are those of the authors' code (github.com/ZFancy/IAD, ``IAD-I.py``): beta = 0.1,
+    tau = 1, alpha = 1, the introspection switched on after 60 of 200 epochs (``warmup_fraction`` 0.3),
+    SGD weight decay 2e-4.
+    """
+
+    name = "iad"
+    label = "IAD"
+    description = "Introspective Adversarial Distillation, IAD-I (Zhu et al. 2022): ARD that trusts a confident teacher"
+    needs_teacher = True
+    weight_decay = 2e-4
+    beta: float = Field(0.1, ge=0, le=10, description="exponent of the teacher's confidence P_T(y | x')^beta")
+    temperature: float = Field(1.0, gt=0, le=100)
+    alpha: float = Field(1.0, ge=0, le=1, description="weight of the distillation terms; 1 - alpha on the clean CE")
+    warmup_fraction: float = Field(
+        0.3, ge=0, le=1, description="plain ARD for this fraction of the epochs, then IAD (the authors' 60 of 200)"
+    )
+    weight_teacher_term: Literal["confidence", "one"] = Field(
+        "confidence",
+        description="confidence: the teacher's KL weighted by P_T^beta (the paper's Eq.); one: unweighted (the "
+        "authors' code)",
+    )
+
+
 class _ContrastiveParams(MethodParamsBase):
     """Shared by ``crd`` and ``gacd``: projection heads, critic and negatives (docs/method.md)."""
 
@@ -226,9 +269,11 @@ class GACDParams(_ContrastiveParams):
 MethodParams = Union[  # noqa: UP007  (a union of classes that is also iterated: typing.get_args)
     NaturalParams,
     ATParams,
+    TRADESParams,
     KDParams,
     ARDParams,
     RSLADParams,
+    IADParams,
     CRDParams,
     GACDParams,
 ]

@@ -58,7 +58,7 @@ def test_list_names_every_choice():
     assert out.returncode == 0, out.stderr
     tables = json.loads(out.stdout)
     assert {"resnet18", "preact_resnet18", "wrn_34_10", "mobilenetv2"} <= set(tables["models"])
-    assert set(tables["methods"]) == {"natural", "at", "kd", "ard", "rslad", "crd", "gacd"}
+    assert set(tables["methods"]) == {"natural", "at", "trades", "kd", "ard", "rslad", "iad", "crd", "gacd"}
     assert {"fgsm", "pgd", "cw", "guided", "autoattack"} <= set(tables["attacks"])
     assert run("list").stdout.count("\n") > 25
 

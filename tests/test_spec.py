@@ -587,16 +587,18 @@ def test_an_implementation_registers_only_against_a_declared_method() -> None:
 
 
 def test_catalog_lists_the_documented_choices() -> None:
-    assert list(catalog.METHODS) == ["natural", "at", "kd", "ard", "rslad", "crd", "gacd"]
+    assert list(catalog.METHODS) == ["natural", "at", "trades", "kd", "ard", "rslad", "iad", "crd", "gacd"]
     assert list(catalog.METHODS) == list(METHOD_PARAMS)
-    assert TEACHERLESS_METHODS == ["natural", "at"]
-    assert TEACHER_METHODS == ["kd", "ard", "rslad", "crd", "gacd"]
+    assert TEACHERLESS_METHODS == ["natural", "at", "trades"]
+    assert TEACHER_METHODS == ["kd", "ard", "rslad", "iad", "crd", "gacd"]
     assert {n: m.label for n, m in catalog.METHODS.items()} == {
         "natural": "natural training",
         "at": "AT",
+        "trades": "TRADES",
         "kd": "KD",
         "ard": "ARD",
         "rslad": "RSLAD",
+        "iad": "IAD",
         "crd": "CRD",
         "gacd": "GACD",
     }

@@ -40,11 +40,14 @@ class MethodContext:
         num_classes: the student's classes.
         train_labels: labels of the training split, indexed like the batches' ``idx``.
         attack: the inner adversary's configuration.
+        epochs: the job's training epochs (0: not known; a method that schedules a term by epoch,
+            ``iad``'s warm-up, then applies it from the start).
     """
 
     num_classes: int
     train_labels: torch.Tensor
     attack: TrainAttackSpec = field(default_factory=TrainAttackSpec)
+    epochs: int = 0
 
     @property
     def train_size(self) -> int:
