@@ -33,6 +33,15 @@ _JSON_SCHEMA_DOCUMENT = {
     },
 }
 
+# The head of the answer, for the document's example (the real one lists every section).
+_EXAMPLE = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "Report",
+    "type": "object",
+    "properties": {"schema": {"type": "string"}, "schema_version": {"type": "integer"}, "metrics": {"$ref": "..."}},
+    "$defs": {"Metrics": {"type": "object", "properties": {"clean_acc": {"type": "number"}}}},
+}
+
 
 @cache
 def _report_schema() -> dict[str, Any]:
@@ -52,7 +61,7 @@ def _report_schema() -> dict[str, Any]:
         **responses(),
         200: {
             "description": "the JSON Schema of report.json",
-            "content": {"application/json": {"schema": _JSON_SCHEMA_DOCUMENT}},
+            "content": {"application/json": {"schema": _JSON_SCHEMA_DOCUMENT, "example": _EXAMPLE}},
         },
     },
 )
