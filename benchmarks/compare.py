@@ -37,6 +37,7 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -131,6 +132,7 @@ class Row:
     method: str
     params: dict[str, Any] = field(default_factory=dict)
     teacher: str = "at"  # how the teacher was trained: "at" (robust), or "natural" (a control)
+    hyper: dict[str, Any] = field(default_factory=dict)  # the scale's hyperparameters it changes (lr, weight_decay)
 
 
 GACD_DEFAULTS = "gacd (defaults)"  # the row the target check compares with ard and rslad
@@ -217,8 +219,143 @@ CROSS = {r.name: r for r in CROSS_ROWS}
 CONTRASTIVE = ("crd", "gacd")
 
 
+# --------------------------------------------------------------------------------------------------
+# Issue 26: one tuning budget for every method on the validation split, then the final table.
+# --------------------------------------------------------------------------------------------------
+# Every robust method (and KD) gets the same number of screening runs, SCREEN_RUNS, on the validation
+# images (``--split val``; never the test split), seed SCREEN_SEED: the learning rate x its main weights.
+# The chosen setting (best validation PGD-20, ties broken by clean accuracy, then by the order below) is
+# the one the final table trains with 3 seeds (5 for GACD and the best baseline when their AutoAttack gap
+# is within 2 standard errors) and evaluates on the whole test split, AutoAttack on a fixed stratified
+# FinalEval.autoattack_subset. ``--screen`` trains / tabulates the screening; ``--final`` the final table.
+SCREEN_LRS = (0.1, 0.2)
+SCREEN_SEED = 0
+SCREEN_RUNS = 8
+FINAL_SEEDS = (0, 1, 2)
+EXTRA_SEEDS = (3, 4)  # for GACD and the best baseline when their gap is within 2 SE
+HYPER_KEYS = ("lr", "weight_decay")  # the keys of a setting that are hyperparameters, not method parameters
+# GACD's shipped defaults, pinned (as GACD_SCREEN_BASE), so that the screening's folders stay theirs.
+GACD_TUNED_BASE: dict[str, Any] = {**GACD_SCREEN_BASE, **STAGE2_BASE}
+# "AT + KD": GACD with neither its contrastive term nor its guided attack: PGD-CE examples, KD + CE.
+AT_KD_BASE: dict[str, Any] = {**GACD_TUNED_BASE, "lambda_nce": 0.0, "attack": "ce", "attack_ce_weight": 0.0}
+GACD_FAMILY, AT_KD_FAMILY = "gacd", "at + kd"
+
+
+@dataclass(frozen=True)
+class Family:
+    """A method's screening: its settings (each a dict of method parameters and, for ``HYPER_KEYS``,
+    hyperparameters), crossed with ``lrs`` when given."""
+
+    name: str
+    method: str
+    settings: tuple[dict[str, Any], ...]
+    base: dict[str, Any] = field(default_factory=dict)
+    lrs: tuple[float, ...] = SCREEN_LRS
+
+    def setting_rows(self) -> list[Row]:
+        rows = []
+        for lr in self.lrs or (None,):  # no lrs: the settings name their own
+            for s in self.settings:
+                setting = {**({} if lr is None else {"lr": lr}), **s}
+                hyper = {k: v for k, v in setting.items() if k in HYPER_KEYS}
+                params = {**self.base, **{k: v for k, v in setting.items() if k not in HYPER_KEYS}}
+                label = ", ".join(f"{k}={_short(v)}" for k, v in setting.items())
+                rows.append(Row(f"{self.name} screen: {label}", self.method, params, hyper=hyper))
+        return rows
+
+
+def _short(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+FAMILIES = [
+    # no weight to screen: the learning rate (four values) x the weight decay (ours and the authors' 2e-4)
+    Family(
+        "at",
+        "at",
+        tuple({"lr": lr, "weight_decay": wd} for lr in (0.05, 0.1, 0.2, 0.4) for wd in (5e-4, 2e-4)),
+        lrs=(),
+    ),
+    Family("trades", "trades", tuple({"beta": b} for b in (1.0, 3.0, 6.0, 12.0))),
+    Family(
+        "kd",
+        "kd",
+        (
+            {"temperature": 4.0, "alpha": 0.9},
+            {"temperature": 1.0, "alpha": 0.9},
+            {"temperature": 4.0, "alpha": 0.5},
+            {"temperature": 10.0, "alpha": 0.9},
+        ),
+    ),
+    # alpha, tau and the KL's reduction (the official code's mean, the paper's batchmean)
+    Family(
+        "ard",
+        "ard",
+        (
+            {"alpha": 1.0, "temperature": 30.0, "kl_reduction": "mean"},
+            {"alpha": 1.0, "temperature": 30.0, "kl_reduction": "batchmean"},
+            {"alpha": 0.5, "temperature": 30.0, "kl_reduction": "batchmean"},
+            {"alpha": 1.0, "temperature": 4.0, "kl_reduction": "batchmean"},
+        ),
+    ),
+    Family(
+        "rslad",
+        "rslad",
+        (
+            {"adv_weight": 5 / 6, "clean_weight": 1 / 6, "kl_reduction": "mean"},
+            {"adv_weight": 5 / 6, "clean_weight": 1 / 6, "kl_reduction": "batchmean"},
+            {"adv_weight": 0.5, "clean_weight": 0.5, "kl_reduction": "batchmean"},
+            {"adv_weight": 1.0, "clean_weight": 0.0, "kl_reduction": "batchmean"},
+        ),
+    ),
+    Family("iad", "iad", tuple({"beta": b} for b in (0.05, 0.1, 0.5, 2.0))),
+    # lambda_nce up to where the contrastive term carries a real share of the loss (the tables report it)
+    Family(
+        GACD_FAMILY,
+        "gacd",
+        (
+            {"lambda_nce": 0.1, "lambda_ce": 1.0},
+            {"lambda_nce": 3.0, "lambda_ce": 1.0},
+            {"lambda_nce": 10.0, "lambda_ce": 1.0},
+            {"lambda_nce": 10.0, "lambda_ce": 0.5},
+        ),
+        base=GACD_TUNED_BASE,
+    ),
+    Family(
+        AT_KD_FAMILY,
+        "gacd",
+        (
+            {"lambda_kd": 1.0, "kd_temperature": 1.0},
+            {"lambda_kd": 1.0, "kd_temperature": 4.0},
+            {"lambda_kd": 2.0, "kd_temperature": 1.0},
+            {"lambda_kd": 0.5, "kd_temperature": 1.0},
+        ),
+        base=AT_KD_BASE,
+    ),
+]
+FAMILY = {f.name: f for f in FAMILIES}
+SCREEN_ROWS = {r.name: r for f in FAMILIES for r in f.setting_rows()}
+BASELINE_FAMILIES = [f.name for f in FAMILIES if f.name not in (GACD_FAMILY, AT_KD_FAMILY)]
+WITHOUT_NCE = "gacd, lambda_nce = 0"  # the chosen GACD setting without its contrastive term
+
+
+@dataclass(frozen=True)
+class FinalEval:
+    """The final table's evaluation: the test images (None: all) and AutoAttack's stratified subset."""
+
+    test_subset: int | None
+    autoattack_subset: int
+
+
+FINAL_EVAL = {
+    "cpu": FinalEval(None, 2_000),
+    "full": FinalEval(None, 2_000),
+    "smoke": FinalEval(20, 8),
+}
+
+
 def _dataset(scale: Scale, data_root: str, classes: list[int] | None = None) -> dict[str, Any]:
-    doc = {
+    doc: dict[str, Any] = {
         "name": "cifar10",
         "root": data_root,
         "train_subset": scale.train_subset,
@@ -230,7 +367,7 @@ def _dataset(scale: Scale, data_root: str, classes: list[int] | None = None) -> 
     return doc
 
 
-def _hyper(scale: Scale, epochs: int, params: dict[str, Any]) -> dict[str, Any]:
+def _hyper(scale: Scale, epochs: int, params: dict[str, Any], change: dict[str, Any] | None = None) -> dict[str, Any]:
     k = scale.attack_steps
     return {
         "epochs": epochs,
@@ -239,6 +376,7 @@ def _hyper(scale: Scale, epochs: int, params: dict[str, Any]) -> dict[str, Any]:
         "schedule": scale.schedule,
         "attack": {"steps": k, "step_size": 2.5 * (8 / 255) / k},
         "method_params": params,
+        **(change or {}),
     }
 
 
@@ -272,8 +410,17 @@ def _evaluation(scale: Scale, split: str) -> dict[str, Any]:
 
 
 def student_spec(
-    scale: Scale, data_root: str, row: Row, seed: int, teacher_file: str, split: str, task: str = "same"
+    scale: Scale,
+    data_root: str,
+    row: Row,
+    seed: int,
+    teacher_file: str,
+    split: str,
+    task: str = "same",
+    final: FinalEval | None = None,
 ) -> dict[str, Any]:
+    """A student's job. ``final``: the final table's evaluation (the whole test split, AutoAttack on a
+    larger stratified subset) instead of the scale's."""
     from gacd_core.spec import METHOD_PARAMS
 
     params = dict(row.params)
@@ -286,16 +433,26 @@ def student_spec(
         "method": row.method,
         "student": {"arch": scale.student_arch},
         "dataset": _dataset(scale, data_root, STUDENT_CLASSES if task == "cross" else None),
-        "hyperparameters": _hyper(scale, scale.student_epochs, params),
+        "hyperparameters": _hyper(scale, scale.student_epochs, params, row.hyper),
         "evaluation": {**_evaluation(scale, split), "teacher": False},
         "device": "auto",
         "seed": seed,
     }
-    if row.method != "at":
+    if final is not None:
+        doc["dataset"]["test_subset"] = final.test_subset
+        doc["evaluation"]["autoattack_subset"] = final.autoattack_subset
+    if METHOD_PARAMS[row.method].needs_teacher:
         doc["teacher"] = {"weights": teacher_file}
         if scale.allow_weak_teacher:
             doc["teacher"]["allow_weak"] = True
     return doc
+
+
+KEY_NEUTRAL: list[tuple[str, str, Any]] = [
+    ("dataset", "workers", None),
+    ("dataset", "preprocessing", None),
+    ("evaluation", "preset", "cifar"),
+]
 
 
 def run_key(doc: dict[str, Any]) -> str:
@@ -304,6 +461,11 @@ def run_key(doc: dict[str, Any]) -> str:
     from gacd_core.spec import parse_spec
 
     d = parse_spec(doc).public_dict()
+    # Fields the specification gained after runs were stored, at the value that means what the runs did:
+    # left out of the key, so that the stored runs keep their folders.
+    for section, name, value in KEY_NEUTRAL:
+        if section in d and name in d[section] and d[section][name] == value:
+            del d[section][name]
     d["dataset"]["root"] = None
     d["device"] = None  # the same run on another device is the same experiment
     if d.get("teacher") and d["teacher"].get("weights"):
@@ -466,47 +628,202 @@ def target_check(summary: list[dict[str, Any]]) -> dict[str, Any] | None:
     return {"best_baseline": best, "aa_gain": aa_gain, "clean_loss": clean_loss, "met": met, "text": text}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scale", choices=sorted(SCALES), default="cpu")
-    ap.add_argument("--data-root", default=os.environ.get("GACD_DATA_ROOT", str(ROOT / "data")))
-    ap.add_argument("--store", type=Path, help="run folders (default benchmarks/compare/<scale>[-cross])")
-    ap.add_argument("--task", choices=["same", "cross"], default="same", help="cross: teacher 0-4, students 5-9")
-    ap.add_argument("--split", choices=["val", "test"], default="test", help="val: screening; test: the report")
-    ap.add_argument("--only", nargs="*", help="these rows only (names as in the table)")
-    ap.add_argument("--variants", action="store_true", help="also the GACD variants, not only the baselines")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--train", action="store_true", help="train the runs that are missing (else: table only)")
-    ap.add_argument("--jobs", type=int, help="runs at once (default: one per core on a CPU, 1 on a GPU)")
-    ap.add_argument("--threads", type=int, help="threads per run (default: the cores shared among the jobs)")
-    args = ap.parse_args()
-    cores = os.cpu_count() or 1
-    if args.jobs is None:
-        # On 2 CPU cores, two one-thread runs at once train 1.17x the images per second of one two-thread
-        # run (benchmarks/jobs_vs_threads.py; benchmarks/RESULTS.md). A GPU takes one run at a time.
-        import torch
+def contrastive_share(report: Report) -> float | None:
+    """The contrastive term's share of the training loss in the last epoch, lambda_nce * L_nce / L
+    (from the loss parts the history records); None for a method without one."""
+    spec = report.spec or {}
+    params = spec.get("hyperparameters", {}).get("method_params", {})
+    history = report.training.history if report.training is not None else []
+    if spec.get("method") not in CONTRASTIVE or not history:
+        return None
+    last = history[-1]
+    nce, loss, lam = last.loss_part("nce"), last.loss, params.get("lambda_nce", 0.0)
+    if nce is None or not loss:
+        return None
+    return lam * nce / loss
 
-        args.jobs = 1 if torch.cuda.is_available() else cores
-    if args.threads is None:
-        args.threads = max(1, cores // args.jobs)
 
-    task = args.task
-    scale = SCALES[args.scale].for_task(task)
-    store = args.store or ROOT / "benchmarks" / "compare" / (args.scale + ("-cross" if task == "cross" else ""))
-    known = CROSS if task == "cross" else ROWS
-    rows = CROSS_ROWS if task == "cross" else BASELINES + (CONTROLS if args.split == "test" else [])
-    if task == "same" and args.variants:
-        rows += VARIANTS
-    if args.only:
-        unknown = set(args.only) - set(known)
-        if unknown:
-            ap.error(f"--only: unknown rows {sorted(unknown)}; valid: {list(known)}")
-        rows = [known[n] for n in args.only]
+def choose(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The screening's choice among one method's settings: the best validation PGD-20 accuracy, ties broken
+    by clean accuracy, then by the screening's order (the first listed)."""
 
-    # The teachers first (the robust one; a natural one where a control row asks for it): every
-    # student's specification names its teacher's file (by hash).
+    def key(r: dict[str, Any]) -> tuple[float, float]:
+        return (-1.0 if r["pgd20_acc"] is None else r["pgd20_acc"], -1.0 if r["clean_acc"] is None else r["clean_acc"])
+
+    best = results[0]
+    for r in results[1:]:
+        if key(r) > key(best):
+            best = r
+    return best
+
+
+def screening_results(entries: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Each family's finished screening runs (validation figures), in the screening's order."""
+    by_name = {e["name"]: e for e in entries}
+    out: dict[str, list[dict[str, Any]]] = {}
+    for fam in FAMILIES:
+        rows = []
+        for row in fam.setting_rows():
+            e = by_name.get(row.name)
+            if e is None:
+                continue
+            report: Report = e["report"]
+            if report.protocol is None or report.protocol.split != "val":
+                raise ValueError(f"{row.name}: the screening runs on the validation split only")
+            acc = _accuracies(report)
+            rows.append(
+                {
+                    "name": row.name,
+                    "row": row,
+                    "folder": e["folder"],
+                    "clean_acc": acc.get("clean_acc"),
+                    "pgd20_acc": acc.get("pgd20_acc"),
+                    "contrastive_share": contrastive_share(report),
+                    "seconds": e["run"].get("training_seconds") or 0.0,
+                }
+            )
+        out[fam.name] = rows
+    return out
+
+
+def chosen_rows(results: dict[str, list[dict[str, Any]]]) -> dict[str, Row]:
+    """The final table's rows: each family's chosen setting under the family's name (only for families whose
+    screening is complete), and GACD's chosen setting without its contrastive term."""
+    out: dict[str, Row] = {}
+    for fam in FAMILIES:
+        rs = results.get(fam.name, [])
+        if len(rs) < SCREEN_RUNS:
+            continue
+        pick: Row = choose(rs)["row"]
+        out[fam.name] = replace(pick, name=fam.name)
+    if GACD_FAMILY in out:
+        g = out[GACD_FAMILY]
+        out[WITHOUT_NCE] = replace(g, name=WITHOUT_NCE, params={**g.params, "lambda_nce": 0.0})
+    return out
+
+
+def screening_markdown(results: dict[str, list[dict[str, Any]]], header: str, families: list[str]) -> str:
+    lines = [
+        header,
+        "",
+        "| method | setting | clean % | PGD-20 % | contrastive share of the loss | training s | chosen |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for fam in (FAMILY[n] for n in families):
+        rs = results.get(fam.name, [])
+        pick = choose(rs)["name"] if len(rs) == SCREEN_RUNS else None
+        for r in rs:
+            share = "–" if r["contrastive_share"] is None else f"{100 * r['contrastive_share']:.1f}%"
+            setting = r["name"].split(" screen: ", 1)[1]
+            lines.append(
+                f"| {fam.name} | {setting} | {_cell([r['clean_acc']])} | {_cell([r['pgd20_acc']])} | {share} | "
+                f"{r['seconds']:.0f} | {'**chosen**' if r['name'] == pick else ''} |"
+            )
+        if len(rs) < SCREEN_RUNS:
+            lines.append(f"| {fam.name} | ({SCREEN_RUNS - len(rs)} of {SCREEN_RUNS} runs missing) | | | | | |")
+    return "\n".join(lines) + "\n"
+
+
+def _ci_cell(values: list[float]) -> str:
+    from paired_stats import mean_ci
+
+    if not values:
+        return "–"
+    if len(values) < 2:
+        return f"{100 * values[0]:.1f}"
+    m, lo, hi = mean_ci(values)
+    return f"{100 * m:.1f} ± {100 * statistics.stdev(values):.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
+def final_markdown(summary: list[dict[str, Any]], shares: dict[str, float | None]) -> list[str]:
+    lines = [
+        "| row | seeds | clean % | FGSM % | PGD-20 % | CW∞ % | AutoAttack % | contrastive share | training s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in summary:
+        share = shares.get(r["name"])
+        lines.append(
+            f"| {r['name']} | {len(r['seeds'])} | "
+            + " | ".join(_ci_cell(r[k]) for k in ("clean_acc", "fgsm_acc", "pgd20_acc", "cw_acc", "autoattack_acc"))
+            + f" | {'–' if share is None else f'{100 * share:.1f}%'} | "
+            f"{statistics.fmean(r['seconds']) if r['seconds'] else 0:.0f} |"
+        )
+    return lines
+
+
+def best_baseline(summary: list[dict[str, Any]], key: str = "autoattack_acc") -> str | None:
+    """The baseline family with the highest mean ``key`` (AutoAttack; PGD-20 where AutoAttack is absent)."""
+    rows = [r for r in summary if r["name"] in BASELINE_FAMILIES and r[key]]
+    return max(rows, key=lambda r: statistics.fmean(r[key]))["name"] if rows else None
+
+
+def paired_tests(
+    entries: list[dict[str, Any]], a: str, b: str, store: Path, attacks: tuple[str, ...] = ("pgd20", "autoattack")
+) -> dict[str, Any]:
+    """Rows ``a`` and ``b`` compared on the same images: McNemar per seed on the per-image robust correctness
+    (their ``per_image.json``; the same images, checked by the labels' digest), a sign test across seeds on
+    the accuracy differences, and the gap of the means with its standard error (accuracies from the bits)."""
+    from paired_stats import mcnemar_bits, se_difference, sign_test
+
+    from gacd_core.artifacts import PER_IMAGE
+    from gacd_core.per_image import PerImage
+
+    runs = {(e["name"], e["seed"]): e for e in entries}
+    seeds = sorted({s for (n, s) in runs if n == a} & {s for (n, s) in runs if n == b})
+    out: dict[str, Any] = {"a": a, "b": b, "seeds": seeds, "mcnemar": {}, "sign": {}, "se": {}}
+    for attack in attacks:
+        per_seed, acc_a, acc_b = [], [], []
+        for seed in seeds:
+            pa, pb = (store / runs[(n, seed)]["folder"] / PER_IMAGE for n in (a, b))
+            if not (pa.is_file() and pb.is_file()):
+                continue
+            ia, ib = PerImage.load(pa), PerImage.load(pb)
+            if ia.labels_sha256 != ib.labels_sha256 or attack not in ia.names or attack not in ib.names:
+                continue
+            bits_a, bits_b = ia.bits(attack), ib.bits(attack)
+            test = mcnemar_bits(bits_a.tolist(), bits_b.tolist())
+            per_seed.append({"seed": seed, "b": test.b, "c": test.c, "n": test.n, "p": test.p, "text": test.text})
+            acc_a.append(float(bits_a.mean()))
+            acc_b.append(float(bits_b.mean()))
+        out["mcnemar"][attack] = per_seed
+        sign = sign_test([x - y for x, y in zip(acc_a, acc_b, strict=True)])
+        out["sign"][attack] = {"positive": sign.positive, "negative": sign.negative, "p": sign.p, "text": sign.text}
+        out["se"][attack] = (
+            {"gap": statistics.fmean(acc_a) - statistics.fmean(acc_b), "se": se_difference(acc_a, acc_b)}
+            if acc_a
+            else None
+        )
+    return out
+
+
+def paired_markdown(test: dict[str, Any]) -> list[str]:
+    lines = [f"**{test['a']} vs {test['b']}** (seeds {test['seeds']}; b: only {test['a']} right, c: only {test['b']}):"]
+    for attack, per_seed in test["mcnemar"].items():
+        for t in per_seed:
+            lines.append(f"- {attack}, seed {t['seed']}: McNemar {t['text']}")
+        lines.append(f"- {attack}, across seeds: sign test {test['sign'][attack]['text']}")
+        se = test["se"][attack]
+        if se is not None:
+            lines.append(f"- {attack}: gap {100 * se['gap']:+.2f} points, SE {100 * se['se']:.2f}")
+    return lines
+
+
+def needs_more_seeds(test: dict[str, Any], attack: str = "autoattack") -> bool:
+    """5 seeds when the AutoAttack gap of GACD and the best baseline is within 2 standard errors."""
+    se = test["se"].get(attack)
+    if se is None or se["se"] != se["se"]:  # NaN: fewer than 2 seeds
+        return False
+    return abs(se["gap"]) <= 2 * se["se"] and len(test["seeds"]) < len(FINAL_SEEDS) + len(EXTRA_SEEDS)
+
+
+Plan = list[tuple[str, int, dict[str, Any], Path]]  # (row name, seed, specification, run folder)
+
+
+def _teachers(args: argparse.Namespace, scale: Scale, store: Path, task: str, methods: list[str]) -> dict[str, Path]:
+    """The teachers' run folders (the robust one, and those ``methods`` ask for), trained first when
+    missing and ``--train``: every student's specification names its teacher's file (by hash)."""
     t_folders: dict[str, Path] = {}
-    for method in dict.fromkeys(["at"] + [r.teacher for r in rows]):
+    for method in dict.fromkeys(["at", *methods]):
         name = _teacher_name(method)
         t_doc = teacher_spec(scale, args.data_root, "test", task, method)
         t_folder = t_folders[method] = run_folder(store, name, t_doc)
@@ -516,13 +833,11 @@ def main() -> None:
                 sys.exit(1)
             print(f"training {name} -> {t_folder}", flush=True)
             train_one(name, t_doc, str(t_folder), args.threads * args.jobs)
+    return t_folders
 
-    plan = []
-    for seed in args.seeds:
-        for row in rows:
-            teacher_file = str(t_folders[row.teacher] / STUDENT_WEIGHTS)
-            doc = student_spec(scale, args.data_root, row, seed, teacher_file, args.split, task)
-            plan.append((row.name, seed, doc, run_folder(store, row.name, doc)))
+
+def _train_missing(plan: Plan, args: argparse.Namespace) -> None:
+    """Train the plan's unfinished runs when ``--train`` (``--jobs`` at a time), else name them."""
     missing = [p for p in plan if not finished(p[3])]
     by_folder: dict[Path, tuple[str, int, dict[str, Any], Path]] = {}
     for p in missing:
@@ -540,17 +855,186 @@ def main() -> None:
     for name, seed, _, folder in missing:
         print(f"missing: {name} seed {seed} ({folder.name}); --train trains it", file=sys.stderr)
 
-    def entry(name: str, seed: int, folder: Path) -> dict[str, Any]:
-        return {
-            "name": name,
-            "seed": seed,
-            "folder": str(folder.relative_to(store)),
-            "report": Report.load(folder / REPORT_JSON),
-            "run": json.loads((folder / "run.json").read_text()),
-        }
 
-    entries = [entry(n, s, f) for n, s, _, f in plan if finished(f)]
-    teachers = [entry(_teacher_name(m), 0, f) for m, f in t_folders.items()]
+def _entry(store: Path, name: str, seed: int, folder: Path) -> dict[str, Any]:
+    return {
+        "name": name,
+        "seed": seed,
+        "folder": str(folder.relative_to(store)),
+        "report": Report.load(folder / REPORT_JSON),
+        "run": json.loads((folder / "run.json").read_text()),
+    }
+
+
+def _write_table(store: Path, suffix: str, text: str, doc: dict[str, Any]) -> None:
+    (store / f"table_{suffix}.md").write_text(text)
+    (store / f"table_{suffix}.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
+
+
+def screen_plan(scale: Scale, data_root: str, teacher_file: str, store: Path, families: list[str]) -> Plan:
+    """Every setting of every family, once (seed SCREEN_SEED), evaluated on the validation split."""
+    plan: Plan = []
+    for fam in families:
+        for row in FAMILY[fam].setting_rows():
+            doc = student_spec(scale, data_root, row, SCREEN_SEED, teacher_file, "val")
+            # the choice reads PGD-20: always measured (the scales' protocols but the smoke one have it)
+            doc["evaluation"]["attacks"] = list(dict.fromkeys([*doc["evaluation"]["attacks"], "pgd20"]))
+            plan.append((row.name, SCREEN_SEED, doc, run_folder(store, row.name, doc)))
+    return plan
+
+
+def budget(args: argparse.Namespace, scale: Scale, store: Path) -> None:
+    """``--screen``: the equal tuning budget on the validation split; ``--final``: each family's chosen
+    setting on the test split (3 seeds; 5 where asked), with the paired tests."""
+    teacher_file = str(_teachers(args, scale, store, "same", [])["at"] / STUDENT_WEIGHTS)
+    families = args.families or [f.name for f in FAMILIES]
+    plan = screen_plan(scale, args.data_root, teacher_file, store, families)
+    if args.screen:
+        _train_missing(plan, args)
+    results = screening_results([_entry(store, n, s, f) for n, s, _, f in plan if finished(f)])
+    command = f"python benchmarks/compare.py --scale {args.scale} --screen"
+    header = (
+        f"Scale `{args.scale}`. The tuning budget: {SCREEN_RUNS} runs per method (learning rate x its main "
+        f"weights), seed {SCREEN_SEED}, evaluated on validation images held out of training (never the test "
+        f"split); chosen: the best PGD-20, ties by clean accuracy. Contrastive share: lambda_nce x L_nce / L in "
+        f"the last epoch. Command (add `--train` to train what is missing): `{command}`."
+    )
+    text = screening_markdown(results, header, families)
+    _write_table(
+        store,
+        "screen",
+        text,
+        {
+            "scale": asdict(scale),
+            "runs_per_method": SCREEN_RUNS,
+            "results": {k: [{**r, "row": asdict(r["row"])} for r in v] for k, v in results.items()},
+        },
+    )
+    print(text)
+    if args.final:
+        final_table(args, scale, store, teacher_file, chosen_rows(results), families)
+
+
+def final_table(
+    args: argparse.Namespace, scale: Scale, store: Path, teacher_file: str, chosen: dict[str, Row], families: list[str]
+) -> None:
+    """Train (when asked) and tabulate the final rows, and print the paired tests."""
+    final = FINAL_EVAL[args.scale]
+    names = [n for n in [*families, *([WITHOUT_NCE] if GACD_FAMILY in families else [])] if n in chosen]
+    waiting = [f for f in families if f not in chosen]
+    if waiting:
+        print(f"screening incomplete for {waiting}: their final rows wait for it", file=sys.stderr)
+    train_names = [n for n in names if not args.only or n in args.only]
+
+    def plan_for(rows: list[str], seeds: Sequence[int]) -> Plan:
+        out: Plan = []
+        for name in rows:
+            for seed in seeds:
+                doc = student_spec(scale, args.data_root, chosen[name], seed, teacher_file, "test", final=final)
+                out.append((name, seed, doc, run_folder(store, f"final {name}", doc)))
+        return out
+
+    _train_missing(plan_for(train_names, args.seeds or FINAL_SEEDS), args)
+    table = plan_for(names, (*FINAL_SEEDS, *EXTRA_SEEDS))
+    entries = [_entry(store, n, s, f) for n, s, _, f in table if finished(f)]
+    summary = summarise(entries)
+    shares: dict[str, float | None] = {}
+    for r in summary:
+        vals = [contrastive_share(e["report"]) for e in entries if e["name"] == r["name"]]
+        known = [v for v in vals if v is not None]
+        shares[r["name"]] = statistics.fmean(known) if known else None
+    lines = [
+        f"Scale `{args.scale}`, final table: each method at its screened setting; test split "
+        f"({final.test_subset or 'all'} images), AutoAttack (standard) on a fixed stratified "
+        f"{final.autoattack_subset}; "
+        f"mean ± sd [95% t-interval] over seeds. Command: `python benchmarks/compare.py --scale {args.scale} --final`.",
+        "",
+        *final_markdown(summary, shares),
+        "",
+    ]
+    present = {r["name"] for r in summary}
+    best = best_baseline(summary) or best_baseline(summary, "pgd20_acc")
+    tests = [
+        paired_tests(entries, GACD_FAMILY, other, store)
+        for other in (best, AT_KD_FAMILY, WITHOUT_NCE)
+        if other is not None and GACD_FAMILY in present and other in present
+    ]
+    for t in tests:
+        lines += [*paired_markdown(t), ""]
+    if tests and tests[0]["b"] == best and needs_more_seeds(tests[0]):
+        lines.append(
+            f"GACD and {best}: AutoAttack gap within 2 SE, so 5 seeds: `python benchmarks/compare.py --scale "
+            f'{args.scale} --final --seeds {" ".join(map(str, EXTRA_SEEDS))} --only gacd "{best}" --train`.'
+        )
+    text = "\n".join(lines) + "\n"
+    _write_table(
+        store,
+        "final",
+        text,
+        {"scale": asdict(scale), "final": asdict(final), "rows": summary, "best_baseline": best, "tests": tests},
+    )
+    print(text)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scale", choices=sorted(SCALES), default="cpu")
+    ap.add_argument("--data-root", default=os.environ.get("GACD_DATA_ROOT", str(ROOT / "data")))
+    ap.add_argument("--store", type=Path, help="run folders (default benchmarks/compare/<scale>[-cross])")
+    ap.add_argument("--task", choices=["same", "cross"], default="same", help="cross: teacher 0-4, students 5-9")
+    ap.add_argument("--split", choices=["val", "test"], default="test", help="val: screening; test: the report")
+    ap.add_argument("--only", nargs="*", help="these rows only (names as in the table)")
+    ap.add_argument("--variants", action="store_true", help="also the GACD variants, not only the baselines")
+    ap.add_argument("--seeds", type=int, nargs="+", help="default 0 1 (--final: 0 1 2)")
+    ap.add_argument("--screen", action="store_true", help="the equal tuning budget on the validation split")
+    ap.add_argument("--final", action="store_true", help="the screened settings on the test split, paired tests")
+    ap.add_argument("--families", nargs="*", choices=[f.name for f in FAMILIES], help="--screen/--final: these only")
+    ap.add_argument("--train", action="store_true", help="train the runs that are missing (else: table only)")
+    ap.add_argument("--jobs", type=int, help="runs at once (default: one per core on a CPU, 1 on a GPU)")
+    ap.add_argument("--threads", type=int, help="threads per run (default: the cores shared among the jobs)")
+    args = ap.parse_args()
+    cores = os.cpu_count() or 1
+    if args.jobs is None:
+        # On 2 CPU cores, two one-thread runs at once train 1.17x the images per second of one two-thread
+        # run (benchmarks/jobs_vs_threads.py; benchmarks/RESULTS.md). A GPU takes one run at a time.
+        import torch
+
+        args.jobs = 1 if torch.cuda.is_available() else cores
+    if args.threads is None:
+        args.threads = max(1, cores // args.jobs)
+
+    task = args.task
+    scale = SCALES[args.scale].for_task(task)
+    store = args.store or ROOT / "benchmarks" / "compare" / (args.scale + ("-cross" if task == "cross" else ""))
+    if args.screen or args.final:
+        if task != "same":
+            ap.error("--screen and --final compare methods on one task: --task same")
+        budget(args, scale, store)
+        return
+    args.seeds = args.seeds or [0, 1]
+    known = CROSS if task == "cross" else ROWS
+    rows = CROSS_ROWS if task == "cross" else BASELINES + (CONTROLS if args.split == "test" else [])
+    if task == "same" and args.variants:
+        rows += VARIANTS
+    if args.only:
+        unknown = set(args.only) - set(known)
+        if unknown:
+            ap.error(f"--only: unknown rows {sorted(unknown)}; valid: {list(known)}")
+        rows = [known[n] for n in args.only]
+
+    # The teachers first (the robust one; a natural one where a control row asks for it): every
+    # student's specification names its teacher's file (by hash).
+    t_folders = _teachers(args, scale, store, task, [r.teacher for r in rows])
+
+    plan = []
+    for seed in args.seeds:
+        for row in rows:
+            teacher_file = str(t_folders[row.teacher] / STUDENT_WEIGHTS)
+            doc = student_spec(scale, args.data_root, row, seed, teacher_file, args.split, task)
+            plan.append((row.name, seed, doc, run_folder(store, row.name, doc)))
+    _train_missing(plan, args)
+    entries = [_entry(store, n, s, f) for n, s, _, f in plan if finished(f)]
+    teachers = [_entry(store, _teacher_name(m), 0, f) for m, f in t_folders.items()]
     summary = summarise(entries)
     what = "validation images held out of training" if args.split == "val" else "test images"
     classes = ""

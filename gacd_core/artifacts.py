@@ -16,6 +16,8 @@ REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
 TRAIN_LOG = "train.log"  # written by the service's worker only
 CHECKPOINT = "checkpoint.pt"  # the per-epoch checkpoint: resumes a job, never listed as an output
+# Per-image correctness of the student's evaluation, packed bits (gacd_core/per_image.py): for paired tests
+PER_IMAGE = "per_image.json"
 
 # A job's outputs, in the order a listing shows them (the service lists those that exist).
 JOB_OUTPUTS = (STUDENT_WEIGHTS, STUDENT_ONNX, REPORT_JSON, REPORT_HTML, TRAIN_LOG)

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from gacd_core import catalog
+from gacd_core import catalog, per_image
 from gacd_core.attacks import AutoAttack, protocol_attack
 from gacd_core.data import ImageSet, stratified_subset
 from gacd_core.errors import EvaluationStopped
@@ -253,6 +253,7 @@ def evaluate_model(
             metrics[row.key] = _mean(correct[name]) if name in correct else None
         metrics["autoattack_acc"] = None
         metrics["autoattack_breakdown"] = None
+        bits: dict[str, Any] = {"correct": correct}  # per image, for paired tests (gacd_core/per_image.py)
         if ev.autoattack:
             aa_idx = stratified_subset(data.labels, aa_n)
             aa_data = data.select(aa_idx)
@@ -268,6 +269,7 @@ def evaluate_model(
             result = runner.run(checked, x, y, on_progress=aa_progress)
             metrics["autoattack_acc"] = result.robust_acc
             metrics["autoattack_breakdown"] = result.breakdown
+            bits["autoattack"], bits["autoattack_positions"] = result.correct, aa_idx.cpu()
         labels = data.labels.cpu()
         metrics["per_class"] = {
             "clean": _per_class(correct["clean"], labels, c),
@@ -285,7 +287,22 @@ def evaluate_model(
         precision.close()
         model.train(was)
         model.to(memory_format=fmt_before)
-    return Evaluation(metrics, logits_all, feats_all, adv_all)
+    return Evaluation(metrics, logits_all, feats_all, adv_all, extra={"per_image": bits})
+
+
+def per_image_document(evaluation: Evaluation, labels: torch.Tensor, split: str) -> dict[str, Any] | None:
+    """The per-image correctness of an evaluation (:mod:`gacd_core.per_image`), or None when it kept none."""
+    kept = evaluation.extra.get("per_image")
+    if kept is None:
+        return None
+    aa = kept.get("autoattack")
+    return per_image.document(
+        split,
+        labels.cpu().numpy(),
+        {name: bits.numpy() for name, bits in kept["correct"].items()},
+        None if aa is None else aa.numpy(),
+        None if aa is None else kept["autoattack_positions"].numpy(),
+    )
 
 
 def _memory_format(model: nn.Module) -> torch.memory_format:

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from gacd_core import evaluation as E
-from gacd_core.artifacts import STUDENT_WEIGHTS
+from gacd_core import per_image
+from gacd_core.artifacts import PER_IMAGE, STUDENT_WEIGHTS
 from gacd_core.data import DatasetBundle, ImageSet, load_dataset
 from gacd_core.errors import (
     SpecError,
@@ -500,6 +501,9 @@ def evaluate_and_report(
     cb.at(Stage.WRITING, 1.0)
     cb.writing()
     write_report(report, out_dir)
+    bits = E.per_image_document(measured.student, test.labels, ev.split)
+    if bits is not None:
+        per_image.write(out_dir / PER_IMAGE, bits)
     return report
 
 

@@ -171,3 +171,122 @@ def test_each_natural_teacher_control_differs_from_its_gacd_row_by_the_teacher_a
     # the two teachers: one specification but for the training method
     ta, tn = (cmp.teacher_spec(scale, "data", "test", "same", m) for m in ("at", "natural"))
     assert ta.pop("method") == "at" and tn.pop("method") == "natural" and ta == tn
+
+
+# --- issue 26: the equal tuning budget and the final table's tests ------------------------------------
+
+
+def test_every_method_gets_the_same_screening_budget_on_the_validation_split(tmp_path):
+    cmp = _compare_module()
+    teacher = tmp_path / "teacher.safetensors"
+    teacher.write_bytes(b"weights")
+    counts = {f.name: len(f.setting_rows()) for f in cmp.FAMILIES}
+    assert set(counts) == {"at", "trades", "kd", "ard", "rslad", "iad", "gacd", "at + kd"}
+    assert set(counts.values()) == {cmp.SCREEN_RUNS} and cmp.SCREEN_RUNS >= 6
+    plan = cmp.screen_plan(cmp.SCALES["cpu"], "data", str(teacher), tmp_path, [f.name for f in cmp.FAMILIES])
+    assert len(plan) == len({p[3] for p in plan}) == 8 * cmp.SCREEN_RUNS  # every setting a run of its own
+    for name, seed, doc, _ in plan:
+        assert doc["evaluation"]["split"] == "val" and not doc["evaluation"]["autoattack"], name
+        assert "pgd20" in doc["evaluation"]["attacks"] and seed == cmp.SCREEN_SEED
+    rows = {f.name: f.setting_rows() for f in cmp.FAMILIES}
+    for fam in ("ard", "rslad"):  # the KL reduction both ways: the official mean, the papers' batchmean
+        assert {r.params["kl_reduction"] for r in rows[fam]} == {"mean", "batchmean"}
+    assert {r.params["alpha"] for r in rows["ard"]} >= {1.0, 0.5}
+    assert {r.params["temperature"] for r in rows["ard"]} >= {30.0, 4.0}
+    assert max(r.params["lambda_nce"] for r in rows["gacd"]) >= 10  # a real share of the loss
+    assert {r.params["lambda_ce"] for r in rows["gacd"]} == {1.0, 0.5}
+    for r in rows["at + kd"]:  # GACD with neither the contrastive term nor the guided attack
+        assert (r.params["lambda_nce"], r.params["attack"], r.params["attack_ce_weight"]) == (0.0, "ce", 0.0)
+    for fam, fam_rows in rows.items():
+        lrs = {r.hyper["lr"] for r in fam_rows}
+        assert len(lrs) >= 2, fam  # the learning rate crossed with the weights
+    # the official ARD setting at the scale's lr is the existing "ard" row: its run folder is reused
+    ard = next(r for r in rows["ard"] if r.params["kl_reduction"] == "mean" and r.hyper["lr"] == 0.1)
+    key = cmp.run_key(cmp.student_spec(cmp.SCALES["cpu"], "data", ard, 0, str(teacher), "val"))
+    assert key == cmp.run_key(cmp.student_spec(cmp.SCALES["cpu"], "data", cmp.ROWS["ard"], 0, str(teacher), "val"))
+
+
+def test_the_choice_is_validation_pgd20_then_clean_accuracy_then_the_screening_order():
+    cmp = _compare_module()
+
+    def r(name, pgd, clean):
+        return {"name": name, "pgd20_acc": pgd, "clean_acc": clean}
+
+    assert cmp.choose([r("a", 0.30, 0.50), r("b", 0.31, 0.40), r("c", 0.29, 0.60)])["name"] == "b"
+    assert cmp.choose([r("a", 0.30, 0.50), r("b", 0.30, 0.52), r("c", 0.30, 0.51)])["name"] == "b"  # tie: clean
+    assert cmp.choose([r("a", 0.30, 0.50), r("b", 0.30, 0.50)])["name"] == "a"  # full tie: the first
+    assert cmp.choose([r("a", None, 0.9), r("b", 0.01, 0.1)])["name"] == "b"  # no PGD-20: never chosen
+
+
+def test_final_rows_need_a_complete_screen_and_add_gacd_without_its_contrastive_term():
+    cmp = _compare_module()
+    results = {}
+    for fam in cmp.FAMILIES:
+        rows = fam.setting_rows()
+        n = len(rows) if fam.name != "iad" else len(rows) - 1  # iad's screening is not finished
+        results[fam.name] = [
+            {"name": row.name, "row": row, "pgd20_acc": 0.2 + 0.01 * (i == 3), "clean_acc": 0.5}
+            for i, row in enumerate(rows[:n])
+        ]
+    chosen = cmp.chosen_rows(results)
+    assert "iad" not in chosen  # waits for its whole budget
+    assert chosen["trades"].params == cmp.FAMILY["trades"].setting_rows()[3].params
+    assert chosen["trades"].hyper == {"lr": cmp.SCREEN_LRS[0]}
+    g, without = chosen["gacd"], chosen[cmp.WITHOUT_NCE]
+    assert without.params == {**g.params, "lambda_nce": 0.0} and without.hyper == g.hyper
+
+
+def _fake_run(store, folder, labels, bits):
+    from gacd_core import per_image
+
+    (store / folder).mkdir(parents=True)
+    doc = per_image.document("test", labels, {"pgd20": bits}, bits[:4], [0, 1, 2, 3])
+    per_image.write(store / folder / "per_image.json", doc)
+
+
+def test_paired_tests_read_the_per_image_bits_of_both_rows_seed_by_seed(tmp_path):
+    cmp = _compare_module()
+    import numpy as np
+
+    labels = np.arange(40) % 10
+    entries = []
+    for seed in (0, 1, 2):
+        rng = np.random.default_rng(seed)
+        a = rng.random(40) < 0.5
+        b = a.copy()
+        b[:6] = ~b[:6]  # six discordant images per seed
+        for name, bits in (("gacd", a), ("trades", b)):
+            _fake_run(tmp_path, f"{name}-{seed}", labels, bits)
+            entries.append({"name": name, "seed": seed, "folder": f"{name}-{seed}"})
+    test = cmp.paired_tests(entries, "gacd", "trades", tmp_path)
+    assert test["seeds"] == [0, 1, 2]
+    for t in test["mcnemar"]["pgd20"]:
+        assert t["b"] + t["c"] == 6 and t["n"] == 40
+    text = "\n".join(cmp.paired_markdown(test))
+    assert "pgd20, seed 0: McNemar b = " in text and "sign test" in text and "autoattack" in text
+    # different images: no pairing
+    _fake_run(tmp_path, "other-0", labels[::-1].copy(), labels < 3)
+    entries.append({"name": "other", "seed": 0, "folder": "other-0"})
+    assert cmp.paired_tests(entries, "gacd", "other", tmp_path)["mcnemar"]["pgd20"] == []
+
+
+def test_screen_then_final_tables_on_the_smoke_scale(tmp_path):
+    """One family end to end: 8 screening runs on validation, the chosen one on the test split with its
+    per-image bits, the tables written; nothing retrained on the second call."""
+    data, store = tmp_path / "data", tmp_path / "store"
+    make_cifar10(data, n_train=80, n_test=20)
+    out = compare("--screen", "--final", "--families", "trades", "--seeds", "0", "--train", data=data, store=store)
+    assert out.returncode == 0, out.stderr
+    screen = (store / "table_screen.md").read_text()
+    assert screen.count("| trades |") == 8 and screen.count("**chosen**") == 1
+    final = json.loads((store / "table_final.json").read_text())
+    assert [r["name"] for r in final["rows"]] == ["trades"]
+    folder = store / final["rows"][0]["folders"][0]
+    bits = json.loads((folder / "per_image.json").read_text())
+    assert bits["n"] == 20 and set(bits["correct"]) == {"clean", "fgsm"} and bits["autoattack"]["n"] == 8
+    spec = json.loads((folder / "report.json").read_text())["spec"]
+    assert spec["evaluation"]["split"] == "test" and spec["evaluation"]["autoattack_subset"] == 8
+    stamps = {f: (f / "report.json").stat().st_mtime_ns for f in store.iterdir() if f.is_dir()}
+    out = compare("--screen", "--final", "--families", "trades", "--seeds", "0", "--train", data=data, store=store)
+    assert out.returncode == 0, out.stderr
+    assert {f: (f / "report.json").stat().st_mtime_ns for f in store.iterdir() if f.is_dir()} == stamps

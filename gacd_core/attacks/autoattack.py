@@ -99,6 +99,7 @@ class AutoAttackResult:
     x_adv: torch.Tensor
     breakdown: dict[str, float] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    correct: torch.Tensor | None = None  # per image: the model is still right on its adversarial example
 
 
 class AutoAttack:
@@ -167,4 +168,6 @@ class AutoAttack:
         delta = (x_adv - x).abs().amax()
         if float(delta) > self.eps + 1e-6 or float(x_adv.min()) < 0 or float(x_adv.max()) > 1:
             raise RuntimeError(f"AutoAttack left the threat model (max perturbation {float(delta):.6f})")
-        return AutoAttackResult(float(correct.float().mean()), x_adv, collect.after, standard_config(aa))
+        return AutoAttackResult(
+            float(correct.float().mean()), x_adv, collect.after, standard_config(aa), correct.cpu()
+        )

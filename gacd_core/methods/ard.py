@@ -8,8 +8,10 @@ The optimisation follows the authors' code (github.com/goldblum/AdversariallyRob
 with ``KL_loss = nn.KLDivLoss()`` averages over batch x classes, hence ``kl_reduction = "mean"`` by
 default (1/C of a per-sample KL), tau = 30, alpha = 1, and its optimiser ``SGD(lr=0.1, momentum=0.9,
 weight_decay=2e-4)`` gives this method's default weight decay (:class:`gacd_core.spec.ARDParams`).
-Deviation kept on purpose: the inner PGD runs with the student in eval mode (ARD's code attacks it in
-train mode), the same for every method of the comparison (docs/method.md).
+Deviations kept on purpose: the inner PGD runs with the student in eval mode (ARD's code attacks it in
+train mode), the same for every method of the comparison; and the clean forward S(x) runs only when
+alpha < 1 (ARD's code runs ``basic_net(inputs)`` in train mode at every step, even at alpha = 1 where its
+CE has weight 0, which moves the batch-norm statistics toward clean images) (docs/method.md).
 """
 
 from __future__ import annotations

@@ -4,8 +4,10 @@ non-robust feature baseline: lambda_nce * L_NCE(T(x), S(x)) + lambda_ce * CE(S(x
 
 Our ``crd`` uses the same critic, memory bank and loss as ``gacd`` (teacher anchor, teacher negatives;
 :mod:`gacd_core.methods.contrastive`) with clean inputs and no reweighting, so that comparing the two
-isolates what GACD adds. CRD's code also adds the mirrored term (student anchor, student negatives);
-we leave it out, as GACD.md defines the objective with the teacher as the only anchor.
+isolates what GACD adds. CRD's code also adds the mirrored term, in which the teacher's embedding is
+contrasted against student embeddings (the student's embedding of x_i as positive, the student memory
+bank as negatives); we leave it out, as GACD.md defines the objective with the teacher's T_i as the only
+anchor and teacher embeddings as the only candidates.
 """
 
 from __future__ import annotations
