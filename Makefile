@@ -17,13 +17,14 @@ AIRGAP ?= $(shell docker image inspect python:3.11-slim-bookworm >/dev/null 2>&1
 COMPOSE_CPU_FILES = docker-compose.cpu.yml $(if $(AIRGAP),docker/airgap/docker-compose.airgap.yml)
 COMPOSE_GPU_FILES = docker-compose.yml $(if $(AIRGAP),docker/airgap/docker-compose.airgap.yml)
 
-.PHONY: test test-fast lint data demo serve bench bench-train compare venv clean help compose-up compose-up-cpu compose-down compose-test airgap-bases
+.PHONY: test test-fast lint data demo serve bench bench-train bench-stream compare venv clean help compose-up compose-up-cpu compose-down compose-test airgap-bases
 
 help:
 	@echo "make demo       the service end to end: a robust teacher, then a GACD student, through the HTTP API"
 	@echo "make serve      gacd serve: Redis, workers and the API on this machine"
 	@echo "make bench      API load test: 100 clients polling job status and listing jobs (benchmarks/load.py)"
 	@echo "make bench-train  training and PGD-20 evaluation throughput, naive reference vs ours (benchmarks/train_throughput.py)"
+	@echo "make bench-stream  peak RSS and images/s of an epoch streamed from 2,000 and 20,000 224-px JPEGs, and in memory (benchmarks/stream_memory.py)"
 	@echo "make compare    the method comparison (benchmarks/compare.py): make compare SCALE=cpu COMPARE_ARGS=--train"
 	@echo "make test       create $(VENV) if needed, install the project, run the whole test suite"
 	@echo "make test-fast  the fast unit tests only (no training runs, no command line or service processes)"
@@ -66,6 +67,10 @@ compare: $(if $(findstring --train,$(COMPARE_ARGS)),data,$(STAMP))
 
 bench-train: $(STAMP)
 	$(PY) benchmarks/train_throughput.py --json benchmarks/train_throughput.json
+
+# generates its JPEG folders under .cache/stream_bench/ (not committed) the first time
+bench-stream: $(STAMP)
+	$(PY) benchmarks/stream_memory.py --json benchmarks/stream_memory_cpu.json
 
 # The compose end-to-end test runs only in `make compose-test` (it builds images and starts containers).
 test: $(STAMP)

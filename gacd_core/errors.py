@@ -68,6 +68,26 @@ class DatasetError(GACDError):
     code = "invalid_dataset"
 
 
+class DatasetPathForbidden(DatasetError):
+    """A dataset reference that points outside its data root: an absolute path (where only relative ones
+    are taken), ``..``, a symbolic link that leaves the root, another tenant's folder."""
+
+    code = "dataset_path_forbidden"
+
+
+class DatasetNotFound(DatasetError):
+    """A dataset reference under the data roots that names nothing there."""
+
+    code = "dataset_not_found"
+
+
+class DatasetInvalid(DatasetError):
+    """A dataset folder (or shard set) that is there but cannot be trained on: no class folders, one class,
+    unreadable or non-image files (counted and named), class sets that differ between splits."""
+
+    code = "dataset_invalid"
+
+
 class CheckpointError(GACDError):
     """A checkpoint that cannot be resumed from."""
 

@@ -106,6 +106,7 @@ def protocol_description(ev: EvaluationSpec, test_size: int, num_classes: int, s
     params = {name: protocol_attack(name, ev.eps).params() for name in ev.attacks}
     aa = AutoAttack(ev.eps, num_classes).describe() if ev.autoattack else None
     return {
+        "preset": ev.preset_name(),
         "eps": ev.eps,
         "eps_255": round(ev.eps * 255, 3),
         "norm": "Linf",

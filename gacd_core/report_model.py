@@ -54,7 +54,7 @@ class Normalization(Section):
     name: str | None = Field(None, description="preset name (cifar10, imagenet, none) or custom")
     mean: list[float] | None = None
     std: list[float] | None = None
-    source: str | None = Field(None, description="file, user, default, dataset or entry (a RobustBench entry's record)")
+    source: str | None = Field(None, description="file, user, default or dataset")
     origin: str | None = optional_key("where the values in the file came from, when known")
 
 
@@ -101,18 +101,6 @@ class ModelSection(Section):
     mean: list[float] | None = None
     std: list[float] | None = None
     normalization: Normalization | None = None
-    source: str | None = optional_key(
-        "where the architecture comes from: timm:<name>, torchvision:<name> or robustbench:<dataset>/<threat>/<entry> "
-        "(absent: our registry)"
-    )
-    input_size: int | None = optional_key("the input side the model is built for (absent: any side)")
-    resized_from: int | None = optional_key(
-        "the side of the job's images, resized inside the model to input_size (bilinear, differentiable); "
-        "attacks stay in the images' [0, 1] pixels"
-    )
-    licence: str | None = optional_key("the licence a RobustBench entry declares for its weights")
-    licence_note: str | None = optional_key("where the licence is stated, or why none is known")
-    non_commercial: bool | None = optional_key("the weights' licence forbids commercial use")
 
 
 class StudentSection(ModelSection):
@@ -128,6 +116,22 @@ class TeacherSection(ModelSection):
     check: TeacherCheckSection | None = None
 
 
+class PreprocessingSection(Section):
+    """The declared preprocessing (gacd_core.spec.Preprocessing, resolved): the training draw and the
+    evaluation's resize and centre crop."""
+
+    train: Literal["random_crop", "random_resized_crop", "none"] | None = None
+    size: int | None = Field(None, description="the side of the training crop (the model's input)")
+    padding: int | None = optional_key("random_crop: zero padding on each side")
+    scale: list[float] | None = optional_key("random_resized_crop: (low, high) fraction of the area")
+    ratio: list[float] | None = optional_key("random_resized_crop: (low, high) aspect ratio")
+    flip: bool | None = None
+    resize: int | None = Field(None, description="evaluation: the shorter side resized to this")
+    center_crop: int | None = Field(None, description="evaluation: the centre crop's side")
+    interpolation: str | None = None
+    preset: str | None = Field(None, description="RobustBench's preset it came from (Res256Crop224, ...)")
+
+
 class DatasetSection(Section):
     """The data: its classes, the sizes of its splits and which split the protocol ran on."""
 
@@ -141,6 +145,9 @@ class DatasetSection(Section):
     source: str | None = None
     classes: list[int] | None = Field(None, description="the class subset, when the job chose one")
     evaluated_split: Literal["test", "val"] | None = None
+    preprocessing: PreprocessingSection | None = None
+    format: Literal["imagefolder", "shards"] | None = optional_key("a dataset read by reference: its layout")
+    streamed: bool | None = optional_key("the training split was streamed from disk (imagefolder, shards)")
 
 
 class AttackParams(Section):
@@ -166,6 +173,9 @@ class AutoAttackParams(Section):
 class Protocol(Section):
     """How the numbers were measured: threat model, attacks, images, precision and seed."""
 
+    preset: str | None = Field(
+        None, description="the protocol preset (cifar, imagenet), or custom where the evaluation departs from it"
+    )
     eps: float | None = None
     eps_255: float | None = None
     norm: str | None = None
@@ -445,6 +455,7 @@ __all__ = [
     "FastPath",
     "Metrics",
     "OnnxCheck",
+    "PreprocessingSection",
     "Protocol",
     "Report",
     "Structure",

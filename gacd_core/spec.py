@@ -86,16 +86,6 @@ def _positive(value: Any, what: str) -> Any:
     return value
 
 
-def _check_arch(value: Any) -> Any:
-    """``value`` if it names an architecture (ours, ``timm:``, ``torchvision:`` or a covered
-    ``robustbench:`` entry); the refusal names the valid choices (:func:`catalog.arch_refusal`)."""
-    if isinstance(value, str):
-        why = catalog.arch_refusal(value)
-        if why is not None:
-            raise ValueError(why)
-    return value
-
-
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -118,8 +108,10 @@ if TYPE_CHECKING:
     Milestones: TypeAlias = list[float]
     EpsSweep: TypeAlias = list[float]
     Attacks: TypeAlias = list[str]
+    ScalePair: TypeAlias = tuple[float, float]
+    RatioPair: TypeAlias = tuple[float, float]
 else:
-    ModelName = Literal[tuple(catalog.ARCHITECTURES)]
+    ModelName = Literal[tuple(catalog.MODELS)]
     DatasetName = Literal[tuple(catalog.DATASETS)]
     AttackName = Literal[tuple(catalog.EVAL_ATTACKS)]
     Triple = triple(float)
@@ -131,6 +123,9 @@ else:
     Milestones = unique_list(Annotated[float, Field(gt=0, lt=1)])
     EpsSweep = Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(max_length=MAX_EPS_SWEEP)]
     Attacks = unique_list(AttackName)
+    _pair = BeforeValidator(lambda v: tuple(v) if isinstance(v, list) else v)  # a JSON list is a pair
+    ScalePair = Annotated[tuple[Annotated[float, Field(gt=0, le=1)], Annotated[float, Field(gt=0, le=1)]], _pair]
+    RatioPair = Annotated[tuple[Annotated[float, Field(gt=0, le=10)], Annotated[float, Field(gt=0, le=10)]], _pair]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -167,7 +162,7 @@ class TeacherSpec(_Strict):
     @field_validator("arch", mode="before")
     @classmethod
     def _arch(cls, v: Any) -> Any:
-        return _check_arch(v)
+        return _check_name(v, catalog.MODELS, "model")
 
     @field_validator("std", mode="before")
     @classmethod
@@ -199,7 +194,7 @@ class StudentSpec(_Strict):
     @field_validator("arch", mode="before")
     @classmethod
     def _arch(cls, v: Any) -> Any:
-        return _check_arch(v)
+        return _check_name(v, catalog.MODELS, "model")
 
     @field_validator("std", mode="before")
     @classmethod
@@ -210,16 +205,86 @@ class StudentSpec(_Strict):
 # --------------------------------------------------------------------------------------------------
 # What: the dataset
 # --------------------------------------------------------------------------------------------------
+# RobustBench's preprocessing presets (robustbench/data.py PREPROCESSINGS): shorter side to 256, centre
+# crop 224, bilinear or bicubic; training draws an Inception-style random resized crop at 224.
+PREPROCESSING_PRESETS: dict[str, dict[str, Any]] = {
+    "Res256Crop224": {
+        "train": "random_resized_crop", "size": 224, "resize": 256, "center_crop": 224, "interpolation": "bilinear"
+    },
+    "BicubicRes256Crop224": {
+        "train": "random_resized_crop", "size": 224, "resize": 256, "center_crop": 224, "interpolation": "bicubic"
+    },
+}
+
+
+class Preprocessing(_Strict):
+    """How images become the model's input, declared and recorded in the report.
+
+    Training draws ``train`` at ``size``: ``random_crop`` (the image made ``size`` x ``size`` as the
+    evaluation makes it, zero-padded by ``padding`` and cropped back at a random offset: the CIFAR
+    augmentation) or ``random_resized_crop`` (a crop of ``scale`` of the area and aspect ratio in
+    ``ratio``, resized to ``size``: Szegedy et al., 2015, "Going deeper with convolutions", sec. 6),
+    each followed by a horizontal flip with p = 0.5 when ``flip``; ``none``: the evaluation's transform.
+    Evaluation resizes the shorter side to ``resize`` and takes the centre ``center_crop`` (both default
+    to ``size``). ``preset`` fills what is not given: RobustBench's ``Res256Crop224`` and
+    ``BicubicRes256Crop224``. Streamed datasets apply all of it per image; in-memory ones (built-in,
+    ``custom``) take the training transform on their stored images.
+    """
+
+    preset: Literal["Res256Crop224", "BicubicRes256Crop224"] | None = Field(
+        None, description="RobustBench's preprocessing preset; given fields override it"
+    )
+    train: Literal["random_crop", "random_resized_crop", "none"] = "random_crop"
+    size: ImageSide | None = Field(
+        None, description="the side of the training crop; default: center_crop, else the images'"
+    )
+    padding: Int = Field(4, ge=0, le=128, description="random_crop: zero padding on each side")
+    scale: ScalePair = Field((0.08, 1.0), description="random_resized_crop: (low, high) fraction of the area")
+    ratio: RatioPair = Field((3 / 4, 4 / 3), description="random_resized_crop: (low, high) aspect ratio")
+    flip: bool = Field(True, description="horizontal flip with p = 0.5 while training")
+    resize: ImageSide | None = Field(None, description="evaluation: resize the shorter side to this")
+    center_crop: ImageSide | None = Field(None, description="evaluation: the centre crop's side")
+    interpolation: Literal["bilinear", "bicubic"] = "bilinear"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("preset"), str) and data["preset"] in PREPROCESSING_PRESETS:
+            return {**PREPROCESSING_PRESETS[data["preset"]], **data}
+        return data
+
+    @model_validator(mode="after")
+    def _sizes(self) -> Preprocessing:
+        if self.scale[0] > self.scale[1] or self.ratio[0] > self.ratio[1]:
+            raise ValueError("scale: scale and ratio are (low, high) with low <= high")
+        if self.size is not None and self.center_crop is not None and self.size != self.center_crop:
+            raise ValueError(
+                "size: the training crop and the evaluation's center_crop must be one side (one pixel space)"
+            )
+        if self.resize is not None and self.center_crop is not None and self.center_crop > self.resize:
+            raise ValueError("center_crop: must not exceed resize")
+        return self
+
+    def side(self) -> int | None:
+        """The side of the model's input (training and evaluation alike), when declared."""
+        return self.size or self.center_crop
+
+
 class DatasetSpec(_Strict):
     """Where the images come from and which of them a job uses.
 
     Subsets are deterministic and class-stratified, drawn with a fixed seed that does not depend on
-    the job's seed, so that two jobs naming the same subset see the same images.
+    the job's seed, so that two jobs naming the same subset see the same images. ``imagefolder`` and
+    ``shards`` name a folder under a data root (:mod:`gacd_core.datarefs`) and are streamed.
     """
 
     name: DatasetName = "cifar10"
     root: str | None = Field(None, description="data root; default $GACD_DATA_ROOT or ./data")
-    path: str | None = Field(None, description="custom datasets: an .npz file or an ImageFolder directory")
+    path: str | None = Field(
+        None,
+        description="custom: an .npz file or an ImageFolder directory; imagefolder, shards: a folder relative "
+        "to a data root (GACD_DATA_ROOTS)",
+    )
     id: str | None = Field(None, description="custom datasets: a dataset id of the HTTP service")
     train_subset: Count | None = Field(None, description="use this many training images")
     test_subset: Count | None = Field(None, description="use this many test images")
@@ -233,6 +298,12 @@ class DatasetSpec(_Strict):
     download: bool = Field(False, description="download a built-in dataset when it is missing")
     on_device: bool = Field(False, description="keep the whole dataset on the GPU as uint8")
     augment: bool = Field(True, description="random crop (padding 4) and horizontal flip while training")
+    preprocessing: Preprocessing | None = Field(
+        None, description="the declared training and evaluation transforms (default: the CIFAR augmentation)"
+    )
+    workers: Int | None = Field(
+        None, ge=0, le=64, description="imagefolder, shards: data-loader processes (default: up to 8, one per core)"
+    )
 
     @field_validator("name", mode="before")
     @classmethod
@@ -254,6 +325,11 @@ class DatasetSpec(_Strict):
         if self.name == "custom":
             if self.path is None and self.id is None:
                 raise ValueError("path: a custom dataset needs a path (.npz or ImageFolder directory) or an id")
+        elif self.name in catalog.STREAMED:
+            if self.path is None:
+                raise ValueError(f"path: {self.name} names a folder relative to a data root (GACD_DATA_ROOTS)")
+            if self.id is not None:
+                raise ValueError(f"id: {self.name} is named by its path, not an id")
         elif self.path is not None or self.id is not None:
             raise ValueError(f"path: path and id are for custom datasets; {self.name!r} is read from root")
         return self
@@ -327,13 +403,28 @@ class HyperParameters(_Strict):
 DEFAULT_EPS_SWEEP = [0.0, 2 / 255, 4 / 255, 8 / 255, 12 / 255, 16 / 255]
 
 
+# The protocol presets: what each fills in when the evaluation does not say. ``cifar``: GACD.md's CIFAR
+# protocol (eps 8/255). ``imagenet``: RobustBench's ImageNet L-inf protocol (eps 4/255, standard AutoAttack
+# on 5,000 validation images: Croce et al., 2021, "RobustBench", sec. 3); PGD-20 and CW keep the eps/4
+# step rule, 1/255 at 4/255, as 2/255 at 8/255.
+PROTOCOL_PRESETS: dict[str, dict[str, Any]] = {
+    "cifar": {"eps": EPS_8},
+    "imagenet": {"eps": 4 / 255, "subset": 5000, "autoattack": True, "autoattack_subset": 5000},
+}
+
+
 class EvaluationSpec(_Strict):
     """The fixed protocol of GACD.md: clean, FGSM, PGD-20, CW-inf and, when asked, AutoAttack.
 
     Step sizes scale with ``eps`` (eps/4 for PGD-20 and CW, eps for FGSM), which gives exactly the
-    protocol's 2/255 at eps = 8/255. Evaluation always runs in fp32.
+    protocol's 2/255 at eps = 8/255. Evaluation always runs in fp32. ``preset`` fills the fields it
+    names (:data:`PROTOCOL_PRESETS`) where they are not given; the report names the preset, or
+    ``custom`` where a given value departs from it.
     """
 
+    preset: Literal["cifar", "imagenet"] = Field(
+        "cifar", description="cifar: eps 8/255; imagenet: eps 4/255, AutoAttack on 5000 images (RobustBench)"
+    )
     eps: float = Field(EPS_8, gt=0, le=1)
     split: Literal["test", "val"] = Field(
         "test",
@@ -348,6 +439,18 @@ class EvaluationSpec(_Strict):
     batch_size: Int = Field(256, ge=1, le=65_536)
     teacher: bool = Field(True, description="also evaluate the teacher under the same protocol")
     throughput: bool = Field(True, description="measure inference throughput of teacher and student")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("preset"), str) and data["preset"] in PROTOCOL_PRESETS:
+            return {**PROTOCOL_PRESETS[data["preset"]], **data}
+        return data
+
+    def preset_name(self) -> str:
+        """The preset, or ``custom`` where a value of the evaluation departs from it."""
+        given = PROTOCOL_PRESETS[self.preset]
+        return self.preset if all(getattr(self, k) == v for k, v in given.items()) else "custom"
 
     @field_validator("attacks", mode="before")
     @classmethod
@@ -521,7 +624,8 @@ class JobSpec(_Strict):
 
         Args:
             teacher_weights: the teacher's weights file.
-            dataset_path: a custom dataset's ``.npz`` file or ImageFolder directory.
+            dataset_path: a custom dataset's ``.npz`` file or ImageFolder directory; the real folder an
+                ``imagefolder`` or ``shards`` reference names under the data roots.
             data_root: where the built-in datasets are.
             device: the device to run on when the job says ``auto``.
             download: whether a missing built-in dataset may be downloaded.
@@ -547,7 +651,7 @@ class JobSpec(_Strict):
         if download is not None:
             changes["download"] = download
         dataset = self.dataset.model_copy(update=changes)
-        if dataset_path is not None and dataset.name != "custom":
+        if dataset_path is not None and dataset.name != "custom" and dataset.name not in catalog.STREAMED:
             errors.append(("dataset.path", f"{dataset.name!r} is read from root, not from a path"))
         if dataset.name == "custom" and dataset.path is None:
             errors.append(("dataset.path", "a custom dataset id must be resolved to its data before the job runs"))

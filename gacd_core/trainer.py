@@ -31,7 +31,7 @@ import torch
 from gacd_core import fastpath
 from gacd_core.artifacts import CHECKPOINT
 from gacd_core.attacks import PGD
-from gacd_core.data import Batches, ImageSet
+from gacd_core.data import Batches, ImageSet, StreamBatches, StreamedSet, Transform, batches_of
 from gacd_core.errors import CheckpointError, TrainingPaused, TrainingStopped
 from gacd_core.methods import Method
 from gacd_core.methods.base import StepOutput
@@ -155,11 +155,11 @@ class _Accumulator:
         self.seen = int(state["seen"])
 
 
-def _resident(train: ImageSet, device: torch.device, share: float = 0.25) -> ImageSet:
+def _resident(train: ImageSet | StreamedSet, device: torch.device, share: float = 0.25) -> ImageSet | StreamedSet:
     """The training set where batches are cut: on a CUDA device when it takes at most ``share`` of the
     device's memory (augmentation then runs there too), else in pinned host memory, from which batches
-    are copied without blocking. On the CPU it stays where it is."""
-    if device.type != "cuda" or train.images.device.type == "cuda":
+    are copied without blocking. On the CPU it stays where it is; a streamed split stays on disk."""
+    if isinstance(train, StreamedSet) or device.type != "cuda" or train.images.device.type == "cuda":
         return train
     total = torch.cuda.get_device_properties(device).total_memory
     if train.images.numel() <= share * total:
@@ -205,7 +205,7 @@ class Trainer:
 
     Args:
         method: the method, already on ``device``.
-        train: the training split.
+        train: the training split, in memory or streamed (:class:`~gacd_core.data.StreamedSet`).
         hyper: epochs, batch size, optimiser and schedule.
         device: where training runs.
         precision: ``fp32`` or ``bf16`` (autocast on CUDA or the CPU) force the precision; ``auto``
@@ -233,12 +233,15 @@ class Trainer:
             (:func:`gacd_core.fastpath.compiled`); monitoring and evaluation stay eager.
         val_eps: the radius of the per-epoch PGD-10 monitoring.
         fingerprint: identifies the job; a checkpoint with another fingerprint is refused.
+        transform: the declared training transform of an in-memory split (default: the CIFAR
+            augmentation); a streamed split carries its own.
+        workers: loader processes of a streamed split.
     """
 
     def __init__(
         self,
         method: Method,
-        train: ImageSet,
+        train: ImageSet | StreamedSet,
         hyper: HyperParameters,
         *,
         device: torch.device,
@@ -260,6 +263,8 @@ class Trainer:
         fingerprint: str | None = None,
         probe_steps: int = 2,
         compile: bool = False,
+        transform: Transform | None = None,
+        workers: int | None = None,
     ) -> None:
         self.method, self.hyper, self.device, self.val = method, hyper, device, val
         self.checkpoint_dir = checkpoint_dir
@@ -277,16 +282,8 @@ class Trainer:
         self.channels_last = False
         self.train_data = _resident(train, device)
         self.seed = seed
-        self.batches = Batches(
-            self.train_data,
-            hyper.batch_size,
-            shuffle=True,
-            augment=augment,
-            drop_last=True,
-            device=device,
-            seed=seed,
-            channels_last=False,
-        )
+        self.transform, self.workers = transform, workers
+        self.batches = self._batches(augment, seed)
         if self.setting is not None:
             self._apply(self.setting)
         self.steps_per_epoch = len(self.batches)
@@ -382,21 +379,27 @@ class Trainer:
         if self.setting is not None:
             return self.setting
         settings = fastpath.candidates(self.device, self.precision, self._channels_last_arg, self.method)
-        probe_batches = Batches(
-            self.train_data,
-            self.hyper.batch_size,
-            shuffle=True,
-            augment=self.batches.augment,
-            drop_last=True,
-            device=self.device,
-            seed=self.seed + 1,
-        )
+        probe_batches = self._batches(self.batches.augment, self.seed + 1)
         sample = [b for _, b in zip(range(2), probe_batches, strict=False)]
         result = fastpath.probe(self.method, self._probe_step, sample, settings, self.device, steps=self.probe_steps)
         self.probe_result = result
         log.info("%s", fastpath.describe(result))
         self._apply(result.chosen)
         return result.chosen
+
+    def _batches(self, augment: bool, seed: int) -> Batches | StreamBatches:
+        """The training batches (shuffled, whole batches only), in memory or streamed."""
+        return batches_of(
+            self.train_data,
+            self.hyper.batch_size,
+            transform=self.transform,
+            workers=self.workers,
+            shuffle=True,
+            augment=augment,
+            drop_last=True,
+            device=self.device,
+            seed=seed,
+        )
 
     def _probe_step(self, method: torch.nn.Module, setting: fastpath.Setting, batch: tuple) -> None:
         assert isinstance(method, Method)
@@ -452,7 +455,6 @@ class Trainer:
         """The steps of ``epoch`` (those after a mid-epoch checkpoint's); its sums and training seconds."""
         t0 = time.perf_counter()
         self.method.train()
-        self.batches.set_epoch(epoch)
         # Running sums stay on the device; the host reads them only when it reports.
         acc = _Accumulator(self.device)
         done = 0  # steps of this epoch already taken before a mid-epoch checkpoint
@@ -461,9 +463,9 @@ class Trainer:
             acc.restore(self._mid_epoch["sums"])
             t0 -= float(self._mid_epoch["seconds"])
             self._mid_epoch = None
-        for step, (x, y, idx) in enumerate(self.batches, start=1):
-            if step <= done:  # drawn again from the epoch's generator, so the next batches are the same
-                continue
+        # the epoch's plan (order, augmentation) is drawn whole again; its first `done` batches are skipped
+        self.batches.set_epoch(epoch, start=done)
+        for step, (x, y, idx) in enumerate(self.batches, start=done + 1):
             if self.should_pause is not None and self.should_pause():
                 self._pause(epoch, step - 1, acc, time.perf_counter() - t0)
             self._check_stop(epoch, step, run)

@@ -43,7 +43,9 @@ from pydantic import ValidationError
 
 from gacd_core import catalog
 from gacd_core.artifacts import CHECKPOINT, JOB_OUTPUTS, TRAIN_LOG
-from gacd_core.errors import SpecError, TrainingPaused, TrainingStopped
+from gacd_core.catalog import STREAMED
+from gacd_core.datarefs import resolve_reference
+from gacd_core.errors import DatasetNotFound, SpecError, TrainingPaused, TrainingStopped
 from gacd_core.report import sha256_file
 from gacd_core.spec import JobSpec
 from service.state.artifacts import ArtifactStore
@@ -360,6 +362,8 @@ class JobRunner:
             if dataset is None or dataset.status != "ready" or dataset.path is None:
                 raise SpecError([("dataset.id", f"dataset {rec.dataset_id} is no longer available")])
             dataset_path = self.arts.absolute(dataset.path)
+        elif rec.spec.dataset.name in STREAMED:
+            dataset_path = self._data_folder(rec)
         return rec.spec.resolved(
             teacher_weights=teacher_weights,
             dataset_path=dataset_path,
@@ -367,6 +371,19 @@ class JobRunner:
             device=self.settings.worker_device,
             download=False,
         )
+
+
+    def _data_folder(self, rec: JobRecord) -> Path:
+        """The real folder of an ``imagefolder`` or ``shards`` job, under this worker's data roots, in
+        the job's tenant's part of them.
+
+        Raises:
+            DatasetError: ``dataset_path_forbidden``, ``dataset_not_found`` (the job fails with that code).
+        """
+        assert rec.spec.dataset.path is not None
+        if not self.settings.data_roots:
+            raise DatasetNotFound("this worker has no data roots (GACD_DATA_ROOTS)", field="dataset.path")
+        return resolve_reference(rec.spec.dataset.path, self.settings.data_roots, tenant=rec.tenant)
 
 
 def _log_to(path: Path) -> logging.Handler:

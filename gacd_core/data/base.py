@@ -9,13 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from gacd_core.errors import DatasetError
+
+if TYPE_CHECKING:
+    from gacd_core.data.preprocess import Transform
+    from gacd_core.data.stream import StreamedSet
 
 SUBSET_SEED = 0  # subsets do not depend on the job's seed: two jobs with one subset size see one set
 VAL_SEED = 1
@@ -48,16 +52,22 @@ class ImageSet:
 
 @dataclass
 class DatasetBundle:
-    """The splits a job uses, with what the rest of the job needs to know about them."""
+    """The splits a job uses, with what the rest of the job needs to know about them.
+
+    The training split is in memory, or streamed (an ``imagefolder`` or ``shards`` job); the test and
+    validation images are always in memory, at the model's input size. ``transform``: the declared
+    preprocessing of an in-memory split (None: the CIFAR augmentation); a streamed split holds its own.
+    """
 
     name: str
-    train: ImageSet
+    train: ImageSet | StreamedSet
     test: ImageSet
     class_names: list[str]
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     val: ImageSet | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    transform: Transform | None = None
 
     @property
     def num_classes(self) -> int:
@@ -65,7 +75,7 @@ class DatasetBundle:
 
     @property
     def image_size(self) -> int:
-        return int(self.train.images.shape[-1])
+        return int(self.test.images.shape[-1])
 
     def describe(self) -> dict[str, Any]:
         """The facts a report states about the data."""
@@ -79,6 +89,23 @@ class DatasetBundle:
             "image_size": self.image_size,
             **self.info,
         }
+
+
+def check_cut(spec_classes: Sequence[int] | None, val_size: int, n_classes: int, n_train: int, name: str) -> None:
+    """Refuse a job's ``classes`` that the dataset lacks and a ``val_size`` that leaves no training image.
+
+    Raises:
+        DatasetError: naming ``dataset.classes`` or ``dataset.val_size``.
+    """
+    bad = [c for c in spec_classes or () if c >= n_classes]
+    if bad:
+        raise DatasetError(
+            f"classes {bad} do not exist; {name} has classes 0..{n_classes - 1}", field="dataset.classes"
+        )
+    if val_size and val_size >= n_train:
+        raise DatasetError(
+            f"val_size {val_size} leaves no training images (the split has {n_train})", field="dataset.val_size"
+        )
 
 
 def stratified_order(labels: torch.Tensor, seed: int = SUBSET_SEED) -> torch.Tensor:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gacd_core import catalog
-from gacd_core.data.base import ImageSet
+from gacd_core.data.base import DatasetBundle, ImageSet
 from gacd_core.errors import DatasetError
 from gacd_core.registry import Registry
 from gacd_core.spec import DatasetSpec
@@ -26,7 +26,9 @@ class RawDataset:
     source: str = ""
 
 
-Reader = Callable[[DatasetSpec, Path], RawDataset]
+# A reader returns the splits as stored (cut to the job by load_dataset), or, for a streamed dataset, the
+# job's bundle itself (gacd_core.data.stream)
+Reader = Callable[[DatasetSpec, Path], "RawDataset | DatasetBundle"]
 DATASETS: Registry[Reader] = Registry("dataset", catalog.DATASETS)
 register_dataset = DATASETS.register
 

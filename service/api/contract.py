@@ -24,9 +24,11 @@ from typing import Any
 from pydantic import ConfigDict, Field, create_model, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
+from gacd_core.catalog import STREAMED
 from gacd_core.spec import JOB_SPECS, DatasetSpec, JobParser, JobSpec, TeacherSpec, hidden_fields
 
 COMPONENTS = "#/components/schemas/"
+MAX_DATA_PATH = 1024  # characters of a dataset folder's path
 ID_PATTERNS = {prefix: f"^{prefix}_[0-9a-f]{{24}}$" for prefix in ("job", "tch", "ds")}
 
 CROSS_FIELD = (
@@ -70,19 +72,35 @@ class TeacherRef(TeacherSpec):
 
 
 class DatasetRef(DatasetSpec):
-    """A built-in dataset, by name; or a custom dataset of yours, by its id (``POST /v1/datasets``)."""
+    """A built-in dataset, by name; a custom dataset of yours, by its id (``POST /v1/datasets``); or a
+    folder of yours under the data roots (``imagefolder``, ``shards``), by its path (``GET /v1/datasets``
+    lists them)."""
 
-    # custom datasets are named by id, built-in ones by name alone (the validator below checks it)
+    # custom datasets are named by id, folders by path, built-in ones by name alone (the validators check it)
     model_config = ConfigDict(
         json_schema_extra={
-            "if": {"properties": {"name": {"const": "custom"}}, "required": ["name"]},
-            "then": {"required": ["id"], "properties": {"id": {"type": "string"}}},
-            "else": {"properties": {"id": {"type": "null"}}},
+            "allOf": [
+                {
+                    "if": {"properties": {"name": {"const": "custom"}}, "required": ["name"]},
+                    "then": {"required": ["id"], "properties": {"id": {"type": "string"}}},
+                    "else": {"properties": {"id": {"type": "null"}}},
+                },
+                {
+                    "if": {"properties": {"name": {"enum": list(STREAMED)}}, "required": ["name"]},
+                    "then": {"required": ["path"], "properties": {"path": {"type": "string"}}},
+                    "else": {"properties": {"path": {"type": "null"}}},
+                },
+            ]
         }
     )
 
     root: SkipJsonSchema[None] = None  # the service chooses data locations
-    path: SkipJsonSchema[None] = None
+    path: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_DATA_PATH,
+        description="imagefolder, shards: your folder, relative to your part of the data roots (GET /v1/datasets)",
+    )
     id: str | None = Field(
         None,
         pattern=ID_PATTERNS["ds"],
@@ -92,7 +110,8 @@ class DatasetRef(DatasetSpec):
     @model_validator(mode="before")
     @classmethod
     def _no_locations(cls, data: Any) -> Any:
-        for key in hidden_fields(cls):
+        named_by_path = isinstance(data, dict) and data.get("name") in STREAMED
+        for key in (*hidden_fields(cls), *(() if named_by_path else ("path",))):
             if isinstance(data, dict) and key in data:
                 raise ValueError(
                     f"{key}: the service chooses data locations; name a custom dataset by its id (dataset.id)"
@@ -102,6 +121,12 @@ class DatasetRef(DatasetSpec):
     @model_validator(mode="after")
     def _source(self) -> DatasetRef:
         # (the field named is the core's, `path`, as the answers recorded before this contract name it)
+        if self.name in STREAMED:
+            if self.path is None:
+                raise ValueError(f"path: {self.name} names your folder under the data roots (GET /v1/datasets)")
+            if self.id is not None:
+                raise ValueError(f"id: {self.name} is named by its path, not an id")
+            return self
         if self.name == "custom" and self.id is None:
             raise ValueError("path: a custom dataset is named by its id (dataset.id)")
         if self.name != "custom" and self.id is not None:

@@ -141,6 +141,21 @@ class DatasetPublic(DatasetBase):
         return cls.model_validate(rec, from_attributes=True)
 
 
+class DataFolder(_Out):
+    """A folder of yours under the data roots: its format, classes and images per split (counted from
+    the names; cached until a split or class folder changes)."""
+
+    object: Literal["data_folder"] = "data_folder"
+    name: Literal["imagefolder", "shards"] = Field(description="its format: the dataset.name a job gives")
+    path: str = Field(description="the dataset.path a job gives")
+    status: Literal["available", "invalid"]
+    error: str | None = None
+    num_classes: int | None = None
+    train_size: int | None = None
+    test_size: int | None = None
+    test_split: str | None = Field(None, description="the folder the evaluation reads: test, or val")
+
+
 class DatasetList(_Out):
     model_config = _example(
         {
@@ -163,6 +178,11 @@ class DatasetList(_Out):
 
     object: Literal["list"] = "list"
     data: list[DatasetPublic]
+    folders: list[DataFolder] = Field(
+        default_factory=list,
+        description="your folders under the data roots (GACD_DATA_ROOTS), named in a job as "
+        '{"name": <format>, "path": <path>}; listed where the API sees the roots',
+    )
 
 
 # --- jobs --------------------------------------------------------------------------------------------

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from gacd_core.datarefs import parse_roots
+
 MiB = 1 << 20
 
 
@@ -34,6 +36,11 @@ class Settings(BaseSettings):
         Path("var/artifacts"), description="shared directory of uploads, checkpoints and job outputs"
     )
     data_root: Path = Field(Path("data"), description="the workers' root of the built-in datasets")
+    data_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="roots of the datasets jobs name by reference (imagefolder, shards), each tenant's under "
+        "<root>/<tenant>/; separated by ':' or a JSON list. Empty: no data by reference",
+    )
     api_keys: str = Field(
         "", description="comma-separated KEY=TENANT pairs (or a JSON object {key: tenant})", repr=False
     )
@@ -78,6 +85,16 @@ class Settings(BaseSettings):
             if v.startswith("["):
                 return json.loads(v)
             return [o.strip() for o in v.split(",") if o.strip()]
+        return v
+
+    @field_validator("data_roots", mode="before")
+    @classmethod
+    def _roots(cls, v: object) -> object:
+        if isinstance(v, str):
+            try:
+                return parse_roots(v)
+            except ValueError as exc:
+                raise SettingsError(str(exc)) from None
         return v
 
     @model_validator(mode="after")

@@ -1,5 +1,7 @@
-"""``/v1/datasets``: the built-in datasets (and whether the workers' data root holds them) and the
-tenant's own datasets: an ``.npz`` of uint8 images and int labels, or a zip of an ImageFolder tree.
+"""``/v1/datasets``: the built-in datasets (and whether the workers' data root holds them), the
+tenant's own datasets: an ``.npz`` of uint8 images and int labels, or a zip of an ImageFolder tree, and
+the tenant's folders under the data roots (``GACD_DATA_ROOTS``, ``<root>/<tenant>/<folder>``) that jobs
+name by path (``{"name": "imagefolder", "path": ...}``, or ``shards``).
 
 Like teachers, an upload is stored here and validated by a worker (``status`` goes ``validating ->
 ready | invalid``); a zip is unpacked there, refusing absolute paths, ``..``, links and archives that
@@ -15,12 +17,16 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from gacd_core import catalog
+from gacd_core.datarefs import check_reference, list_folders, relative_parts
+from gacd_core.errors import DatasetInvalid, DatasetNotFound, DatasetPathForbidden
+from gacd_core.spec import DatasetSpec
 from service.api.deps import QueueDep, SettingsDep, StoreDep, Tenant, owned
 from service.api.errors import APIError, responses
 from service.api.schemas import DatasetList, DatasetPublic
 from service.api.uploads import file_encoding, receive_file, removed_on_error
 from service.state.artifacts import ArtifactStore
 from service.state.records import DatasetRecord, new_id, now_iso
+from service.state.settings import Settings
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
@@ -58,6 +64,35 @@ _UPLOAD_DOC = {
 }
 
 
+# A refused folder reference: its HTTP status, by the refusal's code.
+FOLDER_STATUS = {DatasetPathForbidden: 422, DatasetNotFound: 404, DatasetInvalid: 422}
+
+
+def roots_visible(settings: Settings) -> bool:
+    """Whether this process sees the data roots (the API may run where they are not mounted)."""
+    return any(r.is_dir() for r in settings.data_roots)
+
+
+def check_data_folder(spec: DatasetSpec, tenant: str, settings: Settings) -> None:
+    """Refuse a job's ``imagefolder`` or ``shards`` reference before it is queued: a path that could
+    leave the tenant's part of the roots always; one that names nothing there, or a folder that cannot
+    be trained on, wherever this process sees the roots (the worker checks again in any case).
+
+    Raises:
+        APIError: 422 ``dataset_path_forbidden``, 404 ``dataset_not_found``, 422 ``dataset_invalid``.
+    """
+    assert spec.path is not None
+    try:
+        relative_parts(spec.path)
+        if not settings.data_roots:
+            raise DatasetNotFound("this service has no data roots (GACD_DATA_ROOTS)", field="dataset.path")
+        if roots_visible(settings):
+            check_reference(spec.name, spec.path, settings.data_roots, tenant=tenant)
+    except (DatasetPathForbidden, DatasetNotFound, DatasetInvalid) as exc:
+        status = next(v for k, v in FOLDER_STATUS.items() if isinstance(exc, k))
+        raise APIError(status, exc.code, f"{exc.message}; nothing was queued", "dataset.path") from None
+
+
 def builtin_available(name: str, data_root: Path) -> bool:
     """Whether the workers' data root holds every file the built-in dataset ``name`` is read from."""
     d = BUILTIN[name]
@@ -86,7 +121,30 @@ def list_datasets(tenant: Tenant, store: StoreDep, settings: SettingsDep) -> dic
     data = [builtin(n, settings.data_root) for n in BUILTIN]
     page = store.datasets.page(tenant.name, 1000)
     data += [DatasetPublic.of(r).model_dump() for r in page.data]
-    return {"data": data}
+    return {"data": data, "folders": folders(tenant.name, settings)}
+
+
+def folders(tenant: str, settings: Settings) -> list[dict[str, Any]]:
+    """The tenant's folders under the data roots with their image counts (empty where they are not seen)."""
+    if not roots_visible(settings):
+        return []
+    out = []
+    for f in list_folders(settings.data_roots, tenant):
+        splits: dict[str, int] = f.get("splits") or {}  # type: ignore[assignment]
+        sizes = list(splits.items())
+        out.append(
+            {
+                "name": f["format"],
+                "path": f["path"],
+                "status": f["status"],
+                "error": f.get("error"),
+                "num_classes": f.get("num_classes"),
+                "train_size": sizes[0][1] if sizes else None,
+                "test_size": sizes[1][1] if len(sizes) > 1 else None,
+                "test_split": sizes[1][0] if len(sizes) > 1 else None,
+            }
+        )
+    return out
 
 
 @router.post(

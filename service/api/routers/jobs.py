@@ -20,12 +20,13 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from gacd_core.artifacts import JOB_OUTPUTS, media_type
+from gacd_core.catalog import STREAMED
 from gacd_core.errors import SpecError
 from gacd_core.spec import JobSpec
 from service.api.contract import COMPONENTS, ID_PATTERNS, parse_job
 from service.api.deps import QueueDep, SettingsDep, StoreDep, Tenant, owned
 from service.api.errors import APIError, not_found, responses, spec_error
-from service.api.routers.datasets import builtin_available
+from service.api.routers.datasets import builtin_available, check_data_folder
 from service.api.schemas import ArtifactList, EventList, JobList, JobPublic
 from service.state.artifacts import ArtifactStore
 from service.state.queue import Queue
@@ -198,7 +199,9 @@ def _submit(
     except SpecError as exc:
         raise spec_error(exc) from None
     teacher_id, dataset_id = _check_refs(spec, tenant, store)
-    if spec.dataset.name != "custom" and not builtin_available(spec.dataset.name, settings.data_root):
+    if spec.dataset.name in STREAMED:
+        check_data_folder(spec.dataset, tenant, settings)  # 4xx with the refusal's code; nothing is queued
+    elif spec.dataset.name != "custom" and not builtin_available(spec.dataset.name, settings.data_root):
         raise APIError(
             409,
             "dataset_unavailable",
