@@ -413,3 +413,43 @@ def test_the_engstrom_resnet50_has_the_kuangliu_bottleneck_layout() -> None:
     assert [len(getattr(model, f"layer{i}")) for i in range(1, 5)] == [3, 4, 6, 3]
     assert model.normalization()["std"] == pytest.approx([0.2023, 0.1994, 0.201], abs=1e-6)  # the entry's
     assert model.normalization()["source"] == "entry"
+
+
+def test_the_report_says_where_a_model_comes_from_and_that_it_resized() -> None:
+    from gacd_core.report import model_origin
+    from gacd_core.report_model import TeacherSection
+
+    model = create_model("robustbench:cifar100/Linf/Rebuffi2021Fixing_R18_ddpm").eval()
+    assert model_origin(model) == {
+        "source": "robustbench:cifar100/Linf/Rebuffi2021Fixing_R18_ddpm",
+        "input_size": 32,
+        "licence": "Apache-2.0",
+        "licence_note": model.provenance["licence_note"],
+        "non_commercial": False,
+    }
+    with torch.no_grad():
+        model(_images(1, 64))  # a job's 64-px images: resized to the entry's 32 inside the model
+    section = TeacherSection.model_validate(model_origin(model))
+    assert section.resized_from == 64 and section.input_size == 32
+    assert model_origin(create_model("tiny_resnet")) == {}  # ours: no new keys in the report
+    # a non-commercial licence (the table's one is Ding2020MMA, not covered) is flagged through the same path
+    ding = zoo.lookup("robustbench:cifar10/Linf/Ding2020MMA")
+    assert ding.non_commercial and ding.licence == "CC-BY-NC-SA-4.0"
+    entry = zoo.lookup(PREACT_ENTRY).model_copy(update={"licence": ding.licence})
+    flagged = library_mod.build_zoo_entry(entry, 10, CIFAR10_MEAN, CIFAR10_STD)
+    assert model_origin(flagged)["non_commercial"] is True
+
+
+def test_gacd_list_names_library_models_and_zoo_coverage(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from gacd_core.cli import main
+
+    assert main(["list", "--json"]) == 0
+    tables = json.loads(capsys.readouterr().out)
+    library = tables["library models (your weights file; pretrained=False)"]
+    covered = tables["robustbench entries (download the entry's weights file, name the entry)"]
+    missing = tables["robustbench entries not covered"]
+    assert "timm:resnet18" in library and "torchvision:resnet50" in library
+    assert len(covered) + len(missing) == len(zoo.entries()) and WRN_ENTRY in covered
+    assert all(reason for reason in missing.values())
