@@ -3,6 +3,8 @@
     python benchmarks/compare.py --scale cpu                 # the table from the runs already finished
     python benchmarks/compare.py --scale cpu --train         # train what is missing, then the table
     python benchmarks/compare.py --scale cpu --split val --only "gacd (defaults)" "gacd, in-batch negatives" --train
+    python benchmarks/compare.py --scale cpu --screen --train   # issue 26: the equal tuning budget (validation)
+    python benchmarks/compare.py --scale cpu --final --train    # the chosen settings, test split, paired tests
 
 Every run is a normal job (``gacd_core.jobs.run_job``). Its folder under ``--store`` is named by the
 hash of its specification (paths replaced by what they point to: the teacher by its SHA-256, the data
@@ -19,6 +21,12 @@ sessions; ``full`` is the same comparison at the published scale, for a GPU. Run
 processes, ``--jobs`` at a time with ``--threads`` each (``benchmarks/RESULTS.md`` says which split of
 the cores is faster on the development machine). ``--split val`` evaluates on images held out of the
 training split (never the test split): the screening that chooses GACD's defaults.
+
+``--screen`` and ``--final`` (issue 26; docs/RESULTS.md, section 6) are the comparison a reviewer can
+accept: every method the same number of screening runs on the validation split (:data:`FAMILIES`),
+each method's choice by validation PGD-20 (clean accuracy breaks ties), then the chosen settings on the
+whole test split with 3 seeds, 95% intervals, and McNemar / sign tests from each run's per-image bits
+(``per_image.json``; :mod:`paired_stats`).
 
 ``--task cross`` is the paper's other claim, transfer across tasks: a robust ``at`` teacher on
 CIFAR-10 classes 0-4, students on classes 5-9 (GACD and CRD from the teacher's features only, ``at``

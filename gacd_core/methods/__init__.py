@@ -1,5 +1,5 @@
-"""Training methods, one file each, in a registry: ``natural``, ``at``, ``kd``, ``ard``, ``rslad``,
-``crd``, ``gacd`` (GACD.md defines each).
+"""Training methods, one file each, in a registry: ``natural``, ``at``, ``trades``, ``kd``, ``ard``,
+``rslad``, ``iad``, ``crd``, ``gacd`` (GACD.md defines the original seven; docs/method.md all of them).
 
 Every module of this package is imported here, so that each method file registers its implementation
 (``@register_method``) without a list to keep: a new method is its file, and its parameters class in
