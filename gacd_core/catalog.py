@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gacd_core.architectures import architectures, refusal
 from gacd_core.method_params import METHOD_PARAMS
 
 MODELS: dict[str, str] = {
@@ -34,6 +35,14 @@ MODELS: dict[str, str] = {
     "tiny_wrn": "WideResNet-10-1 with base width 4: for tests",
     "tiny_mobilenetv2": "MobileNetV2 with width multiplier 0.125 and one block per stage: for tests",
 }
+# Every architecture a teacher or a student may name: ours, then the library and RobustBench names of
+# gacd_core.architectures (timm:<name>, torchvision:<name>, robustbench:<dataset>/<threat>/<entry>).
+ARCHITECTURES: dict[str, str] = {**MODELS, **architectures()}
+
+
+def arch_refusal(name: str) -> str | None:
+    """Why ``name`` is no architecture, naming the valid choices (None when it is one)."""
+    return refusal(name, list(MODELS))
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from gacd_core import catalog
+from gacd_core.architectures import architectures
 from gacd_core.artifacts import CLI_OUTPUTS, STATE_DICT_SUFFIXES
 from gacd_core.errors import GACDError, SpecError
 from gacd_core.progress import EpochCompleted, ProgressEvent, Stage, StageChanged, TrainingProgress, TrainingStarted
 from gacd_core.report_model import Report
 from gacd_core.spec import load_spec_file, method_names, parse_spec, parse_teacher, set_path
+from gacd_core.zoo import entries as zoo_entries
+from gacd_core.zoo import is_zoo_name
 
 # Where a flag lands in the job specification (error messages name the flag too).
 FLAGS: dict[str, str] = {
@@ -100,7 +103,11 @@ def _teacher(p: argparse.ArgumentParser, what: str) -> None:
 
     kinds = "/".join(STATE_DICT_SUFFIXES)
     p.add_argument("--teacher", help=f"{what} (.safetensors from gacd, or {kinds} state_dict with --teacher-arch)")
-    p.add_argument("--teacher-arch", help="the teacher's architecture, for weights without gacd metadata (gacd list)")
+    p.add_argument(
+        "--teacher-arch",
+        help="the teacher's architecture, for weights without gacd metadata: ours, timm:<name>, torchvision:<name> "
+        "or robustbench:<dataset>/<threat>/<entry> (gacd list)",
+    )
     p.add_argument(
         "--teacher-normalization",
         choices=list(PRESET_HELP),
@@ -145,7 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("distill", help="distil a teacher into a student")
     p.add_argument("--method", default=None, help=f"{distilling} (default gacd)")
     _teacher(p, "teacher weights")
-    p.add_argument("--student-arch", help="the student's architecture (gacd list)")
+    p.add_argument(
+        "--student-arch", help="the student's architecture: ours, timm:<name> or torchvision:<name> (gacd list)"
+    )
     _common(p)
     _training(p)
     p = sub.add_parser("evaluate", help="evaluate saved weights under the protocol")
@@ -303,8 +312,16 @@ def _summary(report: Report, out: Path) -> None:
 
 
 def _list(as_json: bool) -> int:
+    foreign = architectures()
     tables = {
         "models": catalog.MODELS,
+        "library models (your weights file; pretrained=False)": {
+            n: d for n, d in foreign.items() if not is_zoo_name(n)
+        },
+        "robustbench entries (download the entry's weights file, name the entry)": {
+            n: d for n, d in foreign.items() if is_zoo_name(n)
+        },
+        "robustbench entries not covered": {e.key: e.not_covered_reason or "" for e in zoo_entries() if not e.covered},
         "methods": {name: m.description for name, m in catalog.METHODS.items()},
         "attacks": catalog.ATTACKS,
         "datasets": {name: d.description for name, d in catalog.DATASETS.items()},

@@ -297,7 +297,11 @@ def _job_inputs(
 def _job_method(spec: JobSpec, data: DatasetBundle, teacher: ImageClassifier | None, device: torch.device) -> Method:
     """A new student (normalised with the user's statistics, else the dataset's) in the job's method."""
     student = create_model(
-        spec.student.arch, data.num_classes, mean=spec.student.mean or data.mean, std=spec.student.std or data.std
+        spec.student.arch,
+        data.num_classes,
+        mean=spec.student.mean or data.mean,
+        std=spec.student.std or data.std,
+        input_size=data.image_size,  # a library student (a ViT) is built for the job's images
     )
     student.normalization_source = "user" if spec.student.mean is not None else "dataset"
     context = MethodContext(

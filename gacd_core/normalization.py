@@ -48,8 +48,10 @@ PRESET_HELP = {
     "cifar100": f"CIFAR-100 statistics, mean {list(CIFAR100_MEAN)}, std {list(CIFAR100_STD)}",
     "imagenet": f"ImageNet statistics, mean {list(IMAGENET_MEAN)}, std {list(IMAGENET_STD)}",
 }
-Source = Literal["file", "user", "default", "dataset"]
+Source = Literal["file", "user", "default", "dataset", "entry"]
 SOURCES: dict[str, str] = {
+    "entry": "the RobustBench entry's record (gacd_core/zoo): the normalisation its network applies, "
+    "which its checkpoint files do not carry",
     "dataset": "the training dataset's channel statistics (students trained here)",
     "file": "read from the weights file (gacd metadata, or mu/sigma buffers in the state_dict)",
     "user": "given by the user (flag, specification field or upload form)",
@@ -153,6 +155,7 @@ def resolve_input(
     origin: str | None = None,
     buffers: Pair | None = None,
     default: Pair = IDENTITY,
+    default_source: Source = "default",
     file: str = "the file",
 ) -> InputNorm:
     """A weights file's input normalisation, from everything that can state it.
@@ -163,6 +166,7 @@ def resolve_input(
     the user's request; without that, the architecture's ``default`` (identity: no normalisation).
 
     Args:
+        default_source: where ``default`` comes from (``entry``: a RobustBench entry's record).
         file: the file's name, for messages.
 
     Raises:
@@ -191,7 +195,7 @@ def resolve_input(
         return InputNorm(_floats(stated[0]), _floats(stated[1]), "file", origin if metadata is not None else None)
     if user is not None:
         return InputNorm(_floats(user[0]), _floats(user[1]), "user")
-    return InputNorm(_floats(default[0]), _floats(default[1]), "default")
+    return InputNorm(_floats(default[0]), _floats(default[1]), default_source)
 
 
 def parse_rgb(text: str) -> RGB:

@@ -126,7 +126,7 @@ def metrics_section(metrics: dict[str, Any]) -> Metrics | None:
 
 
 def _model_fields(model: ImageClassifier, params: int | None, macs: int | None) -> dict[str, Any]:
-    return {
+    fields = {
         "arch": model.arch,
         "params": params,
         "macs": macs,
@@ -135,6 +135,22 @@ def _model_fields(model: ImageClassifier, params: int | None, macs: int | None) 
         "std": list(model.std),
         "normalization": model.normalization(),
     }
+    return {**fields, **model_origin(model)}
+
+
+def model_origin(model: ImageClassifier) -> dict[str, Any]:
+    """Where a library or zoo model comes from (source, licence), the side it is built for and the
+    side it resized from: the keys reports and teacher records add (none for our own architectures)."""
+    prov = model.provenance
+    out = {
+        "source": prov.get("source"),
+        "input_size": model.input_size,
+        "resized_from": model.resized_from if model.resized_from != model.input_size else None,
+        "licence": prov.get("licence"),
+        "licence_note": prov.get("licence_note"),
+        "non_commercial": prov.get("non_commercial") if prov else None,
+    }
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def student_section(student: ImageClassifier, comp: Compression, weights: Path) -> StudentSection:

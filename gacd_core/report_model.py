@@ -54,7 +54,7 @@ class Normalization(Section):
     name: str | None = Field(None, description="preset name (cifar10, imagenet, none) or custom")
     mean: list[float] | None = None
     std: list[float] | None = None
-    source: str | None = Field(None, description="file, user, default or dataset")
+    source: str | None = Field(None, description="file, user, default, dataset or entry (a RobustBench entry's record)")
     origin: str | None = optional_key("where the values in the file came from, when known")
 
 
@@ -101,6 +101,18 @@ class ModelSection(Section):
     mean: list[float] | None = None
     std: list[float] | None = None
     normalization: Normalization | None = None
+    source: str | None = optional_key(
+        "where the architecture comes from: timm:<name>, torchvision:<name> or robustbench:<dataset>/<threat>/<entry> "
+        "(absent: our registry)"
+    )
+    input_size: int | None = optional_key("the input side the model is built for (absent: any side)")
+    resized_from: int | None = optional_key(
+        "the side of the job's images, resized inside the model to input_size (bilinear, differentiable); "
+        "attacks stay in the images' [0, 1] pixels"
+    )
+    licence: str | None = optional_key("the licence a RobustBench entry declares for its weights")
+    licence_note: str | None = optional_key("where the licence is stated, or why none is known")
+    non_commercial: bool | None = optional_key("the weights' licence forbids commercial use")
 
 
 class StudentSection(ModelSection):

@@ -86,6 +86,16 @@ def _positive(value: Any, what: str) -> Any:
     return value
 
 
+def _check_arch(value: Any) -> Any:
+    """``value`` if it names an architecture (ours, ``timm:``, ``torchvision:`` or a covered
+    ``robustbench:`` entry); the refusal names the valid choices (:func:`catalog.arch_refusal`)."""
+    if isinstance(value, str):
+        why = catalog.arch_refusal(value)
+        if why is not None:
+            raise ValueError(why)
+    return value
+
+
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -111,7 +121,7 @@ if TYPE_CHECKING:
     ScalePair: TypeAlias = tuple[float, float]
     RatioPair: TypeAlias = tuple[float, float]
 else:
-    ModelName = Literal[tuple(catalog.MODELS)]
+    ModelName = Literal[tuple(catalog.ARCHITECTURES)]
     DatasetName = Literal[tuple(catalog.DATASETS)]
     AttackName = Literal[tuple(catalog.EVAL_ATTACKS)]
     Triple = triple(float)
@@ -162,7 +172,7 @@ class TeacherSpec(_Strict):
     @field_validator("arch", mode="before")
     @classmethod
     def _arch(cls, v: Any) -> Any:
-        return _check_name(v, catalog.MODELS, "model")
+        return _check_arch(v)
 
     @field_validator("std", mode="before")
     @classmethod
@@ -194,7 +204,7 @@ class StudentSpec(_Strict):
     @field_validator("arch", mode="before")
     @classmethod
     def _arch(cls, v: Any) -> Any:
-        return _check_name(v, catalog.MODELS, "model")
+        return _check_arch(v)
 
     @field_validator("std", mode="before")
     @classmethod

@@ -44,6 +44,8 @@ LIGHT_CORE = (
     "gacd_core.progress",
     "gacd_core.artifacts",
     "gacd_core.report_model",
+    "gacd_core.architectures",
+    "gacd_core.zoo",
 )
 
 # The arrows: which layers each layer may import ("core-light" is LIGHT_CORE, "core" all of gacd_core).

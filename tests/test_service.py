@@ -585,6 +585,16 @@ def test_job_specs_are_validated_with_the_field_named(api: TestClient, ready_tea
         ({**small_job("kd"), "teacher": {"weights": "/etc/passwd"}}, "teacher.weights", "teacher.id"),
         ({**small_job("at"), "dataset": {"name": "cifar10", "root": "/"}}, "dataset.root", "dataset.id"),
         ({**small_job("at"), "student": {"arch": "resnet19"}}, "student.arch", "unknown model 'resnet19'"),
+        (  # issue 25: library and zoo names, each refusal naming the valid choices
+            {**small_job("at"), "student": {"arch": "timm:resnet19"}},
+            "student.arch",
+            "timm models allowed here are resnet18, resnet34",
+        ),
+        (
+            {**small_job("kd"), "teacher": {"id": "tch_" + "0" * 24, "arch": "robustbench:cifar10/Linf/Wang2023"}},
+            "teacher.arch",
+            "did you mean: robustbench:cifar10/Linf/Wang2023Better_WRN-28-10",
+        ),
         ({**small_job("at"), "dataset": {"name": "imagenet77"}}, "dataset.name", "unknown dataset 'imagenet77'"),
         (small_job("at", hyperparameters={"epochz": 3}), "hyperparameters.epochz", "unknown field; valid fields"),
         (small_job("at", hyperparameters={"lr": -1}), "hyperparameters.lr", "greater than 0 (got -1)"),
@@ -622,7 +632,14 @@ def test_upload_errors_leave_nothing_behind(env: ServiceEnv, tmp_path: Path) -> 
         (
             {"arch": "vgg99", "num_classes": "10", "dataset": "cifar10"},
             "arch",
-            "unknown model 'vgg99'; valid: resnet18",
+            "unknown model 'vgg99'",
+        ),
+        ({"arch": "vgg99", "dataset": "cifar10"}, "arch", "valid: resnet18, preact_resnet18"),
+        ({"arch": "torchvision:vgg16", "dataset": "cifar10"}, "arch", "torchvision models allowed here are resnet18"),
+        (
+            {"arch": "robustbench:cifar10/Linf/Wang2023Better", "dataset": "cifar10"},
+            "arch",
+            "did you mean: robustbench:cifar10/Linf/Wang2023Better_WRN-28-10",
         ),
         ({"arch": "tiny_resnet", "num_classes": "ten", "dataset": "cifar10"}, "num_classes", "an integer"),
         ({"arch": "tiny_resnet", "num_classes": "1", "dataset": "cifar10"}, "num_classes", "between 2 and 100000"),

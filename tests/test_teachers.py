@@ -630,6 +630,34 @@ def test_public_layout_loads_through_the_upload_path(
     _assert_same_function(_logits(load_weights(weights), inputs), expected)
 
 
+@pytest.mark.api
+@pytest.mark.worker
+@pytest.mark.e2e
+def test_a_timm_teacher_with_explicit_normalisation_validates_on_the_worker(
+    service: dict[str, Any], tiny_dataset: str, tmp_path: Path, inputs: torch.Tensor
+) -> None:
+    """Issue 25: an uploaded ``timm:resnet18`` state_dict, normalised as the form says, is ready with its
+    source, input size and normalisation recorded, and its rewritten weights compute the original."""
+    import timm
+
+    torch.manual_seed(11)
+    bare = timm.create_model("resnet18", pretrained=False, num_classes=10).eval()
+    path = tmp_path / "resnet18.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in bare.state_dict().items()}}, path)
+    mean, std = "[0.485, 0.456, 0.406]", "0.229,0.224,0.225"
+    rec = _upload(service, path, arch="timm:resnet18", dataset=tiny_dataset, mean=mean, std=std, allow_weak="true")
+    rec = _settled(service, "teachers", rec["id"], ("ready", "invalid"))
+    assert rec["status"] == "ready", rec
+    assert rec["source"] == "timm:resnet18" and rec["input_size"] == 32 and rec["num_classes"] == 10
+    assert rec["normalization"]["source"] == "user" and rec["normalization"]["name"] == "imagenet"
+    assert rec["licence"] is None and rec["non_commercial"] is False
+    weights = Path(service["settings"]["artifact_root"]) / "tina" / "teachers" / rec["id"] / "weights.safetensors"
+    with torch.no_grad():
+        expected = bare((inputs - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+                        / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))  # fmt: skip
+    _assert_same_function(_logits(load_weights(weights), inputs), expected)
+
+
 @pytest.mark.slow
 @pytest.mark.api
 @pytest.mark.worker

@@ -63,6 +63,15 @@ def _input_size(dataset: str, store: Store, tenant: str) -> int:
     return 32
 
 
+def _origin(model: Any) -> dict[str, Any]:
+    """The record's source, input side and licence of a library or zoo teacher (none for ours)."""
+    from gacd_core.report import model_origin
+
+    fields = model_origin(model)
+    fields.pop("resized_from", None)
+    return fields
+
+
 def validate_teacher(store: Store, settings: Settings, teacher_id: str) -> None:
     """Load an uploaded teacher, check it on its dataset, and mark it ``ready`` or ``invalid``.
 
@@ -132,6 +141,7 @@ def _validated_teacher(rec: TeacherRecord, store: Store, settings: Settings) -> 
         "normalization": model.normalization(),
         "checks": {rec.dataset: check},
         "warning": warning,
+        **_origin(model),
     }
     if check.get("verdict") == "unfit" and not rec.allow_weak:
         fields.update({"status": "invalid", "error": check["message"], "error_code": "teacher_unfit"})

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from gacd_core.normalization import CIFAR10_MEAN, CIFAR10_STD, describe
@@ -68,6 +69,13 @@ class ImageClassifier(nn.Module):
         self.normalize = Normalize(mean, std)
         self.normalization_source = "user"
         self.normalization_origin: str | None = None  # for a file of ours: where its writer's came from
+        # the side of the square input the model is built for (None: any side, e.g. our CIFAR nets);
+        # other sides are resized inside forward_features, and ``resized_from`` keeps the last such side
+        self.input_size: int | None = None
+        self.resized_from: int | None = None
+        # where the architecture and its weights come from: source (our registry, a library, a
+        # RobustBench entry), licence, non_commercial, paper (see gacd_core.models.library)
+        self.provenance: dict[str, Any] = {}
 
     # --- to implement -------------------------------------------------------------------------
     def body(self, x: torch.Tensor) -> torch.Tensor:
@@ -76,7 +84,24 @@ class ImageClassifier(nn.Module):
     # --- the shared API ------------------------------------------------------------------------
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Pixels in [0, 1] -> the last feature map (N, C, h, w)."""
-        return COMPILED_BODIES.get(id(self), self.body)(self.normalize(x))
+        return COMPILED_BODIES.get(id(self), self.body)(self.normalize(self.resize(x)))
+
+    def resize(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` at the side the model is built for (bilinear, differentiable), so that a job keeps one
+        pixel space (the dataset's) and attacks stay in its [0, 1] pixels."""
+        side = self.input_size
+        if side is None or tuple(x.shape[-2:]) == (side, side):
+            return x
+        self.resized_from = int(x.shape[-1])
+        return F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False)
+
+    def weights_module(self) -> nn.Module:
+        """The module whose ``state_dict`` a weights file holds (the wrapped network of a library model)."""
+        return self
+
+    def adapt_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A file's state_dict in the layout of :meth:`weights_module` (as it is, here)."""
+        return state
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Feature map -> pooled features (``pre_logits=True``) or logits."""
@@ -116,4 +141,7 @@ class ImageClassifier(nn.Module):
 
     def config(self) -> dict[str, Any]:
         """What ``create_model`` needs to rebuild this model."""
-        return {"arch": self.arch, "num_classes": self.num_classes, "mean": list(self.mean), "std": list(self.std)}
+        out = {"arch": self.arch, "num_classes": self.num_classes, "mean": list(self.mean), "std": list(self.std)}
+        if self.input_size is not None:
+            out["input_size"] = self.input_size
+        return out

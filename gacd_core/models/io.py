@@ -24,15 +24,17 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 
+from gacd_core import catalog
 from gacd_core.artifacts import weights_format, weights_suffixes_text
 from gacd_core.errors import GACDError, UnknownNameError, WeightsError
 from gacd_core.models.base import ImageClassifier
 from gacd_core.models.registry import create_model
-from gacd_core.normalization import NormalizationError, resolve_input
+from gacd_core.normalization import IDENTITY, NormalizationError, resolve, resolve_input, same
+from gacd_core.zoo import ZooEntry, is_zoo_name, lookup
 
 FORMAT = "gacd-model/1"
 # Containers that training scripts commonly wrap a state_dict in.
-_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "student")
+_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "student", "last")  # last: Andriushchenko2020
 # Prefixes added by DataParallel, torch.compile or wrappers.
 _PREFIXES = ("module.", "_orig_mod.", "model.")
 # Keys some published checkpoints carry for modules their forward never uses (TRADES' WRN).
@@ -40,7 +42,11 @@ _IGNORABLE_PREFIXES = ("sub_block1.",)
 # Normalisation buffers some published state_dicts carry (RobustBench: mu, sigma).
 _NORM_BUFFERS = (("mu", "sigma"), ("mean", "std"))
 # Where the classifier lives in the layouts we load (ours and the public code's).
-_CLASSIFIER_KEYS = ("fc.weight", "linear.weight", "classifier.weight", "head.weight", "logits.weight")
+_CLASSIFIER_KEYS = (
+    "fc.weight", "linear.weight", "classifier.weight", "head.weight", "logits.weight",
+    # timm (ConvNeXt, Swin) and torchvision (EfficientNet, ConvNeXt, MobileNetV3, ViT) heads
+    "head.fc.weight", "classifier.1.weight", "classifier.2.weight", "classifier.3.weight", "heads.head.weight",
+)  # fmt: skip
 
 
 def save_weights(model: ImageClassifier, path: str | Path, info: Mapping[str, Any] | None = None) -> Path:
@@ -61,6 +67,8 @@ def save_weights(model: ImageClassifier, path: str | Path, info: Mapping[str, An
         "normalization_source": model.normalization_source,
         "info": json.dumps(dict(info or {})),
     }
+    if model.input_size is not None:  # the side a library or zoo model is built for
+        meta["input_size"] = str(model.input_size)
     tmp = path.with_name(path.name + ".tmp")
     write_safetensors(state, tmp, meta)
     os.replace(tmp, path)
@@ -146,7 +154,8 @@ def load_model_file(
     check_forward: bool = True,
     input_size: int = 32,
 ) -> ImageClassifier:
-    """Load weights from a .safetensors file or a state_dict file into a registered architecture.
+    """Load weights from a .safetensors file or a state_dict file into an architecture: a registered
+    one, ``timm:<name>``, ``torchvision:<name>`` or ``robustbench:<dataset>/<threat>/<entry>``.
 
     Values given here must agree with the file's metadata when it has ours. A file without it needs
     ``arch``; ``num_classes`` defaults to the classifier's output size in the file. The normalisation
@@ -155,6 +164,17 @@ def load_model_file(
     those, else none; the model's ``normalization_source`` says which (``file``, ``user``,
     ``default``). The loaded model is checked: every key and shape matches the architecture, every
     value is finite and, with ``check_forward``, a forward pass gives finite logits of the right shape.
+
+    A RobustBench entry's normalisation is its record's (``source`` ``entry``) when the file states
+    none: its checkpoint files carry no ``mean``/``std`` since RobustBench d2d996d, and the identity
+    would mis-normalise it without a word; values asked for here must agree with the entry's. Its
+    number of classes and input side are the record's. A library model is built for
+    ``input_size`` (or the side our metadata records) and its normalisation is explicit: the file's
+    or the caller's, never timm's ``pretrained_cfg``.
+
+    Args:
+        input_size: the side of the images the model will see (the dataset's); the check's forward
+            pass uses it. A model built for another side resizes inside (:meth:`ImageClassifier.resize`).
 
     Raises:
         WeightsError: with a message that says what is wrong (mismatched keys and shapes listed); its
@@ -167,11 +187,13 @@ def load_model_file(
     kind = weights_format(path.name)
     stated: tuple[list[float], list[float]] | None = None
     origin: str | None = None
+    built_side: int | None = input_size
     if kind == "safetensors":
         meta = read_metadata(path)
         if meta.get("format") == FORMAT:
             arch, num_classes, stated = _merge_metadata(meta, arch, num_classes)
             origin = meta.get("normalization_source")
+            built_side = int(meta["input_size"]) if meta.get("input_size", "").isdigit() else built_side
         state = _read_safetensors(path)
     elif kind == "state_dict":
         state = _read_torch_state(path)
@@ -179,8 +201,22 @@ def load_model_file(
         raise WeightsError(f"unsupported weights file {path.name!r}: use {weights_suffixes_text()}")
     state = _strip_prefixes(state)
     buffers = _pop_norm_buffers(state, path.name)
+    entry = _zoo_entry(arch)
     try:
-        norm = resolve_input(normalization, mean, std, metadata=stated, origin=origin, buffers=buffers, file=path.name)
+        if entry is not None and stated is None:
+            _agrees_with_entry(entry, normalization, mean, std)
+        default = _entry_normalization(entry)
+        norm = resolve_input(
+            normalization,
+            mean,
+            std,
+            metadata=stated,
+            origin=origin,
+            buffers=buffers,
+            default=default if default is not None else IDENTITY,
+            default_source="entry" if default is not None else "default",
+            file=path.name,
+        )
     except NormalizationError as exc:
         raise WeightsError(exc.message, field=exc.field) from None
     if arch is None:
@@ -188,16 +224,16 @@ def load_model_file(
             f"{path.name} has no gacd metadata, so it does not say its architecture: give arch", field="arch"
         )
     if num_classes is None:
-        num_classes = _classifier_size(state, path.name)
+        num_classes = _classifier_size(state, path.name, entry.arch.num_classes if entry is not None else None)
     try:
-        model = create_model(arch, num_classes=num_classes, mean=norm.mean, std=norm.std)
+        model = create_model(arch, num_classes=num_classes, mean=norm.mean, std=norm.std, input_size=built_side)
     except UnknownNameError:
         raise
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RuntimeError, AssertionError) as exc:
         raise WeightsError(f"cannot build {arch!r}: {exc}") from None
     model.normalization_source = norm.source
     model.normalization_origin = norm.origin
-    load_state(model, state, source=path.name)
+    load_state(model, model.adapt_state(state), source=path.name)
     if check_forward:
         check_model(model, input_size=input_size)
     return model.to(map_location)
@@ -206,7 +242,8 @@ def load_model_file(
 def load_state(model: ImageClassifier, state: Mapping[str, torch.Tensor], source: str = "weights") -> None:
     """Strictly load ``state`` into ``model`` after normalising common wrappers, with a readable error."""
     state = {k: v for k, v in _strip_prefixes(dict(state)).items() if not k.startswith(_IGNORABLE_PREFIXES)}
-    expected = model.state_dict()
+    target = model.weights_module()
+    expected = target.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     shapes = [
@@ -228,7 +265,7 @@ def load_state(model: ImageClassifier, state: Mapping[str, torch.Tensor], source
     bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
         raise WeightsError(f"{source} holds NaN or infinite values in {len(bad)} tensors ({_some(bad)})")
-    model.load_state_dict({k: v for k, v in state.items()}, strict=True)
+    target.load_state_dict({k: v for k, v in state.items()}, strict=True)
 
 
 def check_model(model: ImageClassifier, input_size: int = 32) -> None:
@@ -286,12 +323,42 @@ def _pop_norm_buffers(state: dict[str, torch.Tensor], name: str) -> tuple[list[f
     return None
 
 
-def _classifier_size(state: Mapping[str, torch.Tensor], name: str) -> int:
-    """The number of classes, read from the classifier's weight in a state_dict."""
+def _zoo_entry(arch: str | None) -> ZooEntry | None:
+    """The covered RobustBench entry ``arch`` names, or None for other names (refused later if unknown)."""
+    if arch is None or not is_zoo_name(arch) or catalog.arch_refusal(arch) is not None:
+        return None
+    return lookup(arch)
+
+
+def _entry_normalization(entry: ZooEntry | None) -> tuple[list[float], list[float]] | None:
+    if entry is None or entry.normalization.mean is None or entry.normalization.std is None:
+        return None
+    return list(entry.normalization.mean), list(entry.normalization.std)
+
+
+def _agrees_with_entry(
+    entry: ZooEntry, name: str | None, mean: Sequence[float] | None, std: Sequence[float] | None
+) -> None:
+    """A normalisation asked for with a zoo entry must be the entry's (its network applies that one)."""
+    asked = resolve(name, mean, std)
+    stated = _entry_normalization(entry)
+    if asked is None or stated is None or same(asked, stated):
+        return
+    raise NormalizationError(
+        f"{entry.key} normalises with mean {stated[0]} and std {stated[1]} ({entry.normalization.applied}); "
+        f"mean {list(asked[0])} and std {list(asked[1])} contradict it: leave the normalisation out to use the entry's",
+        "normalization" if name is not None else "mean",
+    )
+
+
+def _classifier_size(state: Mapping[str, torch.Tensor], name: str, default: int | None = None) -> int:
+    """The number of classes, read from the classifier's weight in a state_dict (else ``default``)."""
     for key in _CLASSIFIER_KEYS:
         w = state.get(key)
         if w is not None and w.ndim == 2:
             return int(w.shape[0])
+    if default is not None:
+        return default
     raise WeightsError(
         f"{name}: no classifier weight ({', '.join(_CLASSIFIER_KEYS)}) tells the number of classes: give num_classes",
         field="num_classes",

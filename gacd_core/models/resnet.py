@@ -40,6 +40,32 @@ class BasicBlock(nn.Module):
         return F.relu(out + self.shortcut(x))
 
 
+class Bottleneck(nn.Module):
+    """The bottleneck block of ResNet-50 (He et al. 2016a, Fig. 5 right) in kuangliu/pytorch-cifar's
+    layout, which RobustBench's ``Engstrom2019RobustnessNet`` (ResNet-50, CIFAR stem) keeps: the stride
+    on the 3x3 convolution, a 1x1 convolution and BatchNorm as projection shortcut."""
+
+    expansion = 4
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        out = self.expansion * planes
+        self.conv1 = nn.Conv2d(in_planes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, out, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_planes != out:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, out, 1, stride, bias=False), nn.BatchNorm2d(out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        return F.relu(self.bn3(self.conv3(out)) + self.shortcut(x))
+
+
 class PreActBlock(nn.Module):
     """Pre-activation basic block.
 
@@ -79,6 +105,7 @@ class ResNet(ImageClassifier):
             (2020); kuangliu/pytorch-cifar and RobustBench's ``PreActResNet18()`` have none.
         raw_shortcut: pre-activation only: projection shortcuts read the raw block input
             (RobustBench's ``PreActBlock``).
+        bottleneck: post-activation only: :class:`Bottleneck` blocks (stage outputs 4x ``widths``).
     """
 
     def __init__(
@@ -91,11 +118,15 @@ class ResNet(ImageClassifier):
         preact: bool = False,
         final_bn: bool = True,
         raw_shortcut: bool = False,
+        bottleneck: bool = False,
     ) -> None:
         super().__init__(num_classes, mean, std)
         self.preact = preact
+        expansion = Bottleneck.expansion if bottleneck else 1
 
         def block(i: int, o: int, stride: int) -> nn.Module:
+            if bottleneck:
+                return Bottleneck(i, o, stride)
             return PreActBlock(i, o, stride, raw_shortcut) if preact else BasicBlock(i, o, stride)
 
         self.conv1 = nn.Conv2d(3, widths[0], 3, 1, 1, bias=False)
@@ -106,7 +137,7 @@ class ResNet(ImageClassifier):
             for j in range(n):
                 stride = 2 if (i > 0 and j == 0) else 1
                 layers.append(block(in_planes, w, stride))
-                in_planes = w
+                in_planes = w * expansion
             setattr(self, f"layer{i + 1}", nn.Sequential(*layers))
         self.n_stages = len(blocks)
         self.bn: nn.Module | None = nn.BatchNorm2d(in_planes) if preact and final_bn else None

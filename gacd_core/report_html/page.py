@@ -454,6 +454,9 @@ def _models_table(report: Report) -> str:
         ("File", student.file, None, _code),
         ("SHA-256", student.sha256, None, _code),
         ("Input normalisation", student.normalization, t.normalization, _normalization),
+        ("Source", student.source, t.source, fmt.text),  # a library model or a RobustBench entry
+        ("Input size", _side(student), _side(t), fmt.text),
+        ("Weights licence", _licence(student), _licence(t), fmt.text),
     )
     headers = ["", "Student", "Teacher"] if teacher is not None else ["", "Student"]
     rows = [
@@ -464,7 +467,22 @@ def _models_table(report: Report) -> str:
     return _card("Models", _table(headers, rows, cls="wrap"))
 
 
+def _side(model: StudentSection | TeacherSection) -> str | None:
+    """``224 px (32 px images resized inside the model)``, or None for a model that takes any side."""
+    if model.input_size is None:
+        return None
+    resized = f" ({model.resized_from} px images resized inside the model)" if model.resized_from else ""
+    return f"{model.input_size} px{resized}"
+
+
+def _licence(model: StudentSection | TeacherSection) -> str | None:
+    if model.licence is None:
+        return None
+    return model.licence + (" (non-commercial use only)" if model.non_commercial else "")
+
+
 _NORM_SOURCES = {
+    "entry": "the RobustBench entry's record",
     "file": "from the weights file",
     "user": "given by the user",
     "default": "default: none given, so none applied",

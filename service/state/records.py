@@ -194,6 +194,17 @@ class TeacherBase(_Shape):
         "user, default); set by validation",
     )
     allow_weak: bool = False
+    source: str | None = Field(
+        None,
+        description="where the architecture comes from: timm:<name>, torchvision:<name> or a RobustBench entry "
+        "(absent: our registry); set by validation",
+    )
+    input_size: int | None = Field(
+        None, description="the input side the model is built for (other sides are resized inside it)"
+    )
+    licence: str | None = Field(None, description="the licence the RobustBench entry declares for its weights")
+    licence_note: str | None = None
+    non_commercial: bool = Field(False, description="the weights' licence forbids commercial use")
     checks: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="per dataset: the teacher check's clean and PGD-20 accuracy with their subset sizes, "

@@ -72,7 +72,13 @@ UPLOAD_SCHEMA = {
             "description": f"the weights: a file named {_names(SAFETENSORS_SUFFIXES)}, or a state_dict named "
             f"{_names(STATE_DICT_SUFFIXES)} (read on a worker with torch.load(weights_only=True)); not empty",
         },
-        "arch": {"type": "string", "enum": list(catalog.MODELS), "example": "resnet18"},
+        "arch": {
+            "type": "string",
+            "enum": list(catalog.ARCHITECTURES),
+            "example": "resnet18",
+            "description": "our architecture, timm:<name>, torchvision:<name> or a covered RobustBench entry "
+            "robustbench:<dataset>/<threat>/<entry> (gacd list)",
+        },
         "num_classes": {
             "type": "integer",
             "minimum": 2,
@@ -165,8 +171,9 @@ def _check_fields(fields: dict[str, str], tenant: str, store: Store) -> dict[str
         if not fields.get(req, "").strip():
             raise APIError(422, "invalid_request", f"{req}: required", req)
     arch = fields["arch"]
-    if arch not in catalog.MODELS:
-        raise APIError(422, "unknown_name", f"arch: unknown model {arch!r}; valid: {', '.join(catalog.MODELS)}", "arch")
+    why = catalog.arch_refusal(arch)
+    if why is not None:
+        raise APIError(422, "unknown_name", f"arch: {why}", "arch")
     # A field that is sent is held to the schema as sent: an empty or padded value is not "absent".
     num_classes = None
     if "num_classes" in fields:
