@@ -38,7 +38,7 @@ _EXAMPLE = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "Report",
     "type": "object",
-    "properties": {"schema": {"type": "string"}, "schema_version": {"type": "integer"}, "metrics": {"$ref": "..."}},
+    "properties": {"schema": {"type": "string"}, "schema_version": {"type": "integer"}, "metrics": {"type": "object"}},
     "$defs": {"Metrics": {"type": "object", "properties": {"clean_acc": {"type": "number"}}}},
 }
 
