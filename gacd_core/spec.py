@@ -120,6 +120,7 @@ if TYPE_CHECKING:
     Attacks: TypeAlias = list[str]
     ScalePair: TypeAlias = tuple[float, float]
     RatioPair: TypeAlias = tuple[float, float]
+    LoaderWorkers: TypeAlias = int
 else:
     ModelName = Literal[tuple(catalog.ARCHITECTURES)]
     DatasetName = Literal[tuple(catalog.DATASETS)]
@@ -133,6 +134,7 @@ else:
     Milestones = unique_list(Annotated[float, Field(gt=0, lt=1)])
     EpsSweep = Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(max_length=MAX_EPS_SWEEP)]
     Attacks = unique_list(AttackName)
+    LoaderWorkers = int_in(ge=0, le=64)
     _pair = BeforeValidator(lambda v: tuple(v) if isinstance(v, list) else v)  # a JSON list is a pair
     ScalePair = Annotated[tuple[Annotated[float, Field(gt=0, le=1)], Annotated[float, Field(gt=0, le=1)]], _pair]
     RatioPair = Annotated[tuple[Annotated[float, Field(gt=0, le=10)], Annotated[float, Field(gt=0, le=10)]], _pair]
@@ -311,8 +313,8 @@ class DatasetSpec(_Strict):
     preprocessing: Preprocessing | None = Field(
         None, description="the declared training and evaluation transforms (default: the CIFAR augmentation)"
     )
-    workers: Int | None = Field(
-        None, ge=0, le=64, description="imagefolder, shards: data-loader processes (default: up to 8, one per core)"
+    workers: LoaderWorkers | None = Field(
+        None, description="imagefolder, shards: data-loader processes (default: up to 8, one per core)"
     )
 
     @field_validator("name", mode="before")

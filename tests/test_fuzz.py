@@ -207,6 +207,8 @@ STATED_RULES: dict[str, tuple[str, ...]] = {
         "dataset.val_size",  # below train_subset
         "dataset.id",  # a dataset of yours that is invalid
         "evaluation.split",  # val needs dataset.val_size
+        "dataset.path",  # a folder of yours under the data roots: relative, there, and trainable
+        "dataset.preprocessing",  # (low, high) ranges; one side for training and evaluation
     ),
     "POST /v1/teachers": ("file", "mean", "std", "normalization", "dataset"),  # name's suffix; pairs; yours
     "POST /v1/datasets": ("file",),  # the name's suffix, not empty

@@ -36,7 +36,10 @@ CROSS_FIELD = (
     "a normalisation preset, or values that agree with it; `val_size` below `train_subset`; "
     "`evaluation.split: val` needs `val_size`; `warmup_epochs` below `epochs`; milestones increasing; "
     "the contrastive parameters' combinations (across tasks `lambda_kd` 0 and no `hard` reweighting; "
-    "`attack: ce` without `attack_ce_weight`). A teacher or a custom dataset must be yours and ready."
+    "`attack: ce` without `attack_ce_weight`); `dataset.preprocessing`'s ranges low to high, its `size` the "
+    "`center_crop`'s, `center_crop` at most `resize`. A teacher or a custom dataset must be yours and ready; "
+    "an `imagefolder` or `shards` path a folder of yours under the data roots (relative, no `..`; 422 "
+    "`dataset_path_forbidden`, 404 `dataset_not_found`, 422 `dataset_invalid`)."
 )
 
 
@@ -110,8 +113,9 @@ class DatasetRef(DatasetSpec):
     @model_validator(mode="before")
     @classmethod
     def _no_locations(cls, data: Any) -> Any:
-        named_by_path = isinstance(data, dict) and data.get("name") in STREAMED
-        for key in (*hidden_fields(cls), *(() if named_by_path else ("path",))):
+        # a folder under the data roots is named by its path; any other dataset's path is the service's
+        by_path = isinstance(data, dict) and (data.get("name") in STREAMED or data.get("path") is None)
+        for key in (*hidden_fields(cls), *(() if by_path else ("path",))):
             if isinstance(data, dict) and key in data:
                 raise ValueError(
                     f"{key}: the service chooses data locations; name a custom dataset by its id (dataset.id)"
