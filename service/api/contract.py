@@ -161,6 +161,8 @@ JOB_CREATE = JobParser(
 )
 # What the API never takes, shows or documents of a stored job: files on the machine that runs it.
 NOT_OVER_HTTP: dict[str, tuple[str, ...]] = {"teacher": hidden_fields(TeacherRef), "dataset": hidden_fields(DatasetRef)}
+# What HTTP takes for some jobs only (a folder's path under the data roots): shown where it was given.
+WHERE_GIVEN: dict[str, tuple[str, ...]] = {"dataset": ("path",)}
 
 
 def parse_job(body: Any) -> JobSpec:

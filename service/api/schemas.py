@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from gacd_core.spec import MetadataValue
-from service.api.contract import NOT_OVER_HTTP
+from service.api.contract import NOT_OVER_HTTP, WHERE_GIVEN
 from service.state.records import (
     Artifact,
     DatasetBase,
@@ -228,6 +228,11 @@ class JobPublic(JobBase):
             if isinstance(spec.get(part), dict):
                 for name in names:
                     spec[part].pop(name, None)
+        for part, names in WHERE_GIVEN.items():
+            if isinstance(spec.get(part), dict):
+                for name in names:
+                    if spec[part].get(name) is None:
+                        spec[part].pop(name, None)
         shared = {name: getattr(rec, name) for name in JobBase.model_fields}
         return cls.model_validate({**shared, "spec": spec, "metadata": metadata})
 
