@@ -1,11 +1,11 @@
 """Why a job failed, as its ``error`` says: one table from what a run raised to a job error ``code``.
 
 The core raises typed exceptions (:mod:`gacd_core.errors`), each with its own stable ``code``
-(``invalid_spec``, ``teacher_unfit``, a dataset folder's ``dataset_path_forbidden``, ``dataset_not_found``
-and ``dataset_invalid``, ...): the first row of the table keeps the code, message and field; a full, read-only or over-quota artifact store is
-``storage_error``, named by its errno; anything else is a bug, ``internal_error``, and its traceback
-goes to the worker's log. A job's cancellation, its pause and a lost lease are not failures: the runner
-handles them before it asks here.
+(``invalid_spec``, ``teacher_unfit``, a dataset folder's ``dataset_path_forbidden``,
+``dataset_not_found`` and ``dataset_invalid``, ...): the first row of the table keeps the code, message
+and field; a full, read-only or over-quota artifact store is ``storage_error``, named by its errno;
+anything else is a bug, ``internal_error``, and its traceback goes to the worker's log. A job's
+cancellation, its pause and a lost lease are not failures: the runner handles them before it asks here.
 """
 
 from __future__ import annotations
