@@ -98,38 +98,54 @@ def bf16_supported(device: torch.device) -> bool:
 
 
 MIN_CPU_CHANNELS_LAST_WIDTH = 8
+# Above CIFAR's 32 px, the narrowest convolution channels-last may run on the CPU.
+MIN_CPU_CHANNELS_LAST_WIDTH_LARGE = 16
+LARGE_INPUT_SIDE = 32
 
 
-def channels_last_safe(model: torch.nn.Module, device: torch.device) -> bool:
-    """Whether channels-last may run ``model`` on ``device``.
+def channels_last_safe(model: torch.nn.Module, device: torch.device, input_side: int | None = None) -> bool:
+    """Whether channels-last may run ``model`` on ``device`` for inputs ``input_side`` pixels wide.
 
-    On the CPU, torch 2.14.1 corrupts the heap (``free(): invalid next size``, ``double free``) in the
-    forward/backward of channels-last ResNet blocks 4 channels wide (``tiny_resnet``, ``tiny_wrn``;
-    reproduced here with one thread and with two), while 8 channels and more ran clean (resnet10_w8,
-    resnet10_w16, mobilenetv2, resnet18). So on the CPU, a model with a convolution narrower than 8
-    channels (the 3-channel input aside) stays in NCHW.
+    On the CPU, torch 2.14.1 (oneDNN) corrupts the heap (``free(): invalid next size``, ``double free``,
+    a segmentation fault) in the backward pass of some channels-last convolutions:
+
+    - ResNet blocks 4 channels wide (``tiny_resnet``, ``tiny_wrn``) at 32 px, with one thread and two;
+    - a 1x1 stride-2 convolution from 8 to 16 channels (a ResNet shortcut: ``resnet10_w8`` dies there) or
+      from 3 to 8 channels at 64 px and more in fp32, at 96 px and more under bf16 autocast, while the
+      same convolutions from 16, 32 or 64 channels ran clean at every side up to 224 px, and every one of
+      them ran clean in NCHW (measured on an AVX-512 EPYC, batch 20, five backward passes each).
+
+    So on the CPU a model stays in NCHW when a convolution (the 3-channel input aside) is narrower than
+    8 channels, or narrower than 16 channels for inputs over 32 px (the 3-to-8 case counts by its output).
     """
     if device.type != "cpu":
         return True
+    large = input_side is not None and input_side > LARGE_INPUT_SIDE
+    least = MIN_CPU_CHANNELS_LAST_WIDTH_LARGE if large else MIN_CPU_CHANNELS_LAST_WIDTH
     for mod in model.modules():
         if isinstance(mod, torch.nn.Conv2d):
             widths = [mod.out_channels] + ([mod.in_channels] if mod.in_channels != 3 else [])
-            if min(widths) < MIN_CPU_CHANNELS_LAST_WIDTH:
+            if min(widths) < least:
                 return False
     return True
 
 
 def candidates(
-    device: torch.device, precision: str, channels_last: bool | None = None, model: torch.nn.Module | None = None
+    device: torch.device,
+    precision: str,
+    channels_last: bool | None = None,
+    model: torch.nn.Module | None = None,
+    input_side: int | None = None,
 ) -> list[Setting]:
     """The settings to try: fp32 and, where supported, bf16; each with and without channels-last,
     unless ``channels_last`` fixes the memory format or ``model`` cannot run channels-last on
-    ``device`` (:func:`channels_last_safe`). A forced ``precision`` keeps only that one."""
+    ``device`` for inputs ``input_side`` wide (:func:`channels_last_safe`). A forced ``precision``
+    keeps only that one."""
     precisions = [precision]
     if precision == "auto":
         precisions = ["fp32", "bf16"] if bf16_supported(device) else ["fp32"]
     formats = [False, True] if channels_last is None else [channels_last]
-    if model is not None and not channels_last_safe(model, device):
+    if model is not None and not channels_last_safe(model, device, input_side):
         formats = [False]
     return [Setting(p, c) for p in precisions for c in formats]
 

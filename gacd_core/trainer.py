@@ -378,9 +378,10 @@ class Trainer:
         """The fast-path setting: forced, restored from a checkpoint, or measured now (``auto``)."""
         if self.setting is not None:
             return self.setting
-        settings = fastpath.candidates(self.device, self.precision, self._channels_last_arg, self.method)
         probe_batches = self._batches(self.batches.augment, self.seed + 1)
         sample = [b for _, b in zip(range(2), probe_batches, strict=False)]
+        side = int(sample[0][0].shape[-1]) if sample else None
+        settings = fastpath.candidates(self.device, self.precision, self._channels_last_arg, self.method, side)
         result = fastpath.probe(self.method, self._probe_step, sample, settings, self.device, steps=self.probe_steps)
         self.probe_result = result
         log.info("%s", fastpath.describe(result))

@@ -121,6 +121,17 @@ def test_probe_picks_the_fastest_and_changes_nothing_the_job_computes() -> None:
     assert method.student.conv1.weight.is_contiguous()  # the memory format of the copies only
 
 
+def test_channels_last_is_not_tried_on_the_cpu_for_narrow_models_over_32_px() -> None:
+    """resnet10_w8's 8-to-16 shortcut corrupts torch 2.14.1's CPU heap channels-last at 64 px (a job on a
+    64-px folder died so): over 32 px, 16 channels at least; wide models keep channels-last."""
+    cpu = torch.device("cpu")
+    assert fastpath.channels_last_safe(create_model("resnet10_w8"), cpu, 32)
+    assert not fastpath.channels_last_safe(create_model("resnet10_w8"), cpu, 64)
+    assert fastpath.channels_last_safe(create_model("resnet10_w16"), cpu, 224)
+    assert fastpath.candidates(cpu, "fp32", None, create_model("resnet10_w8"), 64) == [Setting("fp32", False)]
+    assert Setting("fp32", True) in fastpath.candidates(cpu, "fp32", None, create_model("resnet10_w8"), 32)
+
+
 def test_channels_last_is_not_tried_on_the_cpu_for_models_narrower_than_8_channels() -> None:
     cpu = torch.device("cpu")
     assert not fastpath.channels_last_safe(create_model("tiny_resnet"), cpu)  # 4 channels: torch corrupts its heap
