@@ -578,7 +578,7 @@ def test_a_teacher_in_use_cannot_be_deleted(idle: TestClient, ready_teacher: str
 # --------------------------------------------------------------------------------------------------
 def test_job_specs_are_validated_with_the_field_named(api: TestClient, ready_teacher: str) -> None:
     cases = [
-        ({"method": "magic"}, "method", "unknown method 'magic'; valid: natural, at, kd"),
+        ({"method": "magic"}, "method", "unknown method 'magic'; valid: natural, at, trades, kd"),
         (small_job("at", hyperparameters={"epochs": 0}), "hyperparameters.epochs", "greater than or equal to 1"),
         ({**small_job("at"), "colour": "red"}, "colour", "unknown field"),
         (small_job("gacd"), "teacher", "distils from a teacher"),
