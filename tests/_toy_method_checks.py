@@ -63,8 +63,8 @@ def test_the_cli_lists_trains_and_reports_a_new_method(tmp_path: Path, capsys: p
     assert json.loads(capsys.readouterr().out)["methods"][TOY].startswith("regression of the student's logits")
     with pytest.raises(SystemExit):
         main(["distill", "--help"])
-    assert "rslad, crd, gacd or logit_matching (default gacd)" in " ".join(capsys.readouterr().out.split())
-    with pytest.raises(SpecError, match="--method natural or at, not 'logit_matching'"):
+    assert "rslad, iad, crd, gacd or logit_matching (default gacd)" in " ".join(capsys.readouterr().out.split())
+    with pytest.raises(SpecError, match="--method natural, at or trades, not 'logit_matching'"):
         build_spec(build_parser().parse_args(["train", "--method", TOY, "--out", str(tmp_path / "no")]))
 
     make_cifar10(tmp_path / "data", n_train=64, n_test=16)

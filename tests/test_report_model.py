@@ -51,11 +51,19 @@ def key_paths(node: Any, prefix: str = "") -> set[str]:
 
 def test_every_committed_report_loads_and_renders_the_sections_it_rendered_before() -> None:
     recorded = json.loads((GOLDEN / "report_sections.json").read_text(encoding="utf-8"))["headings"]
-    assert len(COMMITTED) >= 100 and len(recorded) == len(COMMITTED)
-    for path in COMMITTED:
+    committed = {str(path.relative_to(ROOT)): path for path in COMMITTED}
+    assert len(recorded) >= 100 and set(recorded) <= set(committed), "a recorded report is gone"
+    # Reports committed after the recording (new runs) show one of the recorded layouts; the first
+    # heading names the run's models and method, so it is left out of that comparison.
+    layouts = {tuple(h[1:]) for h in recorded.values()}
+    for name, path in committed.items():
         report = Report.load(path)
         assert report.schema_version == SCHEMA_VERSION and report.metrics is not None
-        assert headings(render_html(report)) == recorded[str(path.relative_to(ROOT))], path
+        shown = headings(render_html(report))
+        if name in recorded:
+            assert shown == recorded[name], path
+        else:
+            assert tuple(shown[1:]) in layouts, (path, shown)
 
 
 def test_every_committed_report_is_valid_under_the_published_schema() -> None:
