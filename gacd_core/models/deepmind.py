@@ -97,7 +97,20 @@ class DMBlockGroup(nn.Module):
         return self.block(x)
 
 
-class DMWideResNet(ImageClassifier):
+class _DMClassifier(ImageClassifier):
+    """What both DeepMind classifiers share: their head is ``logits``, and ``padding`` pixels of zeros go
+    around the [0, 1] input before normalisation (some entries were trained on padded inputs)."""
+
+    classifier_name = "logits"
+    padding = 0
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.padding:  # before normalisation, as the authors pad the raw input
+            x = F.pad(x, (self.padding,) * 4)
+        return super().forward_features(x)
+
+
+class DMWideResNet(_DMClassifier):
     """WRN-depth-width as Gowal et al. (2020) train it.
 
     Args:
@@ -107,8 +120,6 @@ class DMWideResNet(ImageClassifier):
         padding: pixels of zero padding added around the [0, 1] input before normalisation (some
             entries were trained on padded inputs; 0 for most).
     """
-
-    classifier_name = "logits"
 
     def __init__(
         self,
@@ -136,11 +147,6 @@ class DMWideResNet(ImageClassifier):
         self.relu = _activation(activation)
         self.num_features = ch[3]
         self.logits = nn.Linear(ch[3], num_classes)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        if self.padding:  # before normalisation, as the authors pad the raw input
-            x = F.pad(x, (self.padding,) * 4)
-        return super().forward_features(x)
 
     def body(self, x: torch.Tensor) -> torch.Tensor:
         return self.relu(self.batchnorm(self.layer(self.init_conv(x))))
@@ -171,7 +177,7 @@ class DMPreActBlock(nn.Module):
         return out + (x if self.shortcut is None else self.shortcut(same_pad(x, self.stride)))
 
 
-class DMPreActResNet(ImageClassifier):
+class DMPreActResNet(_DMClassifier):
     """Pre-activation ResNet-18 or -34 as Rebuffi et al. (2021) train it (widths 64-512).
 
     Args:
@@ -180,7 +186,6 @@ class DMPreActResNet(ImageClassifier):
         padding: pixels of zero padding around the [0, 1] input, as for :class:`DMWideResNet`.
     """
 
-    classifier_name = "logits"
     BLOCKS: ClassVar[dict[int, tuple[int, ...]]] = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
 
     def __init__(
@@ -209,11 +214,6 @@ class DMPreActResNet(ImageClassifier):
         self.relu = _activation(activation)
         self.num_features = 512
         self.logits = nn.Linear(512, num_classes)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        if self.padding:
-            x = F.pad(x, (self.padding,) * 4)
-        return super().forward_features(x)
 
     def body(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv_2d(x)
