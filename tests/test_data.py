@@ -616,3 +616,23 @@ def test_random_crop_flip_runs_on_a_batch_of_one_and_keeps_the_input() -> None:
     before = images.clone()
     random_crop_flip(images, torch.Generator().manual_seed(0))
     assert torch.equal(images, before)
+
+
+def test_channel_stats_are_exact_and_chunked() -> None:
+    """The mean is the integer sum over the pixel count, the std the unbiased one (numpy in float64 on
+    a copy agrees to 1e-12), whatever the chunking; a constant channel gets the 1e-3 floor."""
+    from gacd_core.data.base import ChannelSums, channel_stats
+
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randint(0, 256, (130, 3, 12, 10), dtype=torch.uint8, generator=gen)
+    x[:, 2] = 9
+    mean, std = channel_stats(x)
+    n = 130 * 12 * 10
+    for c in range(2):
+        assert mean[c] == int(x[:, c].to(torch.int64).sum()) / n / 255
+        assert abs(std[c] - float(np.std(x[:, c].numpy() / 255.0, ddof=1))) < 1e-12
+    assert mean[2] == 9 / 255 and std[2] == 1e-3
+    halves = ChannelSums()
+    halves.add(x[:61])
+    halves.add(x[61:])
+    assert halves.stats() == (mean, std)

@@ -156,12 +156,41 @@ def resize(data: ImageSet, size: int, chunk: int = 1024) -> ImageSet:
     return ImageSet(out, data.labels.clone())
 
 
+class ChannelSums:
+    """Exact per-channel sums of uint8 images and of their squares, added a chunk at a time, so the
+    memory does not grow with the images; the mean and the unbiased standard deviation then follow from
+    integers (the variance as ``(n * sum(v^2) - sum(v)^2) / (n (n - 1))``, without cancellation).
+
+    A chunk is summed in float64, exact while its sum of squares stays below 2^53 (the chunk's size is
+    chosen so), and its sums are carried on as Python integers."""
+
+    def __init__(self) -> None:
+        self.total, self.squares, self.count = [0, 0, 0], [0, 0, 0], 0
+
+    def add(self, images: torch.Tensor) -> None:
+        per_image = 255**2 * images.shape[-1] * images.shape[-2]
+        for chunk in images.split(max(1, min(64, 2**53 // per_image))):
+            wide = chunk.transpose(0, 1).reshape(3, -1).double()
+            self.total = [t + int(v) for t, v in zip(self.total, wide.sum(1).tolist(), strict=True)]
+            self.squares = [q + int(v) for q, v in zip(self.squares, (wide * wide).sum(1).tolist(), strict=True)]
+            self.count += wide.shape[1]
+
+    def stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Mean and std in [0, 1] units (std at least 1e-3, as a constant channel would divide by 0)."""
+        n, means, stds = self.count, [], []
+        for total, squares in zip(self.total, self.squares, strict=True):
+            means.append(total / n / 255)
+            var = (n * squares - total * total) / (n * max(1, n - 1)) / 255**2  # Python integers until here
+            stds.append(max(var**0.5, 1e-3))
+        return tuple(means), tuple(stds)
+
+
 def channel_stats(images: torch.Tensor, max_images: int = 50_000) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std of uint8 images in [0, 1] units (on at most ``max_images``)."""
-    x = images[:max_images].double().div(255)
-    mean = x.mean(dim=(0, 2, 3))
-    std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
-    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+    """Per-channel mean and std (unbiased) of uint8 images in [0, 1] units (on at most ``max_images``),
+    without a float copy of them (:class:`ChannelSums`)."""
+    counts = ChannelSums()
+    counts.add(images[:max_images])
+    return counts.stats()
 
 
 def from_numpy_images(images: np.ndarray, labels: np.ndarray, where: str, field: str = "dataset.path") -> ImageSet:
