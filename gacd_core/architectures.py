@@ -81,13 +81,17 @@ def architectures() -> dict[str, str]:
     """Every library and covered zoo name users may give, with one line each (``gacd list``)."""
     out = {f"{TIMM_PREFIX}{n}": f"timm {d}" for n, d in TIMM.items()}
     out.update({f"{TORCHVISION_PREFIX}{n}": f"torchvision {d}" for n, d in TORCHVISION.items()})
-    for e in zoo.covered():
-        lb = e.leaderboard
-        out[e.key] = (
-            f"{lb.architecture}, {e.dataset} {lb.eps}: clean {lb.clean_acc}%, AutoAttack {lb.autoattack_acc}%"
-            f" ({e.licence or 'licence: see entry'})"
-        )
+    out.update({e.key: describe(e) for e in zoo.covered()})
     return out
+
+
+def describe(entry: zoo.ZooEntry) -> str:
+    """One line on a RobustBench entry: its network, radius, leaderboard accuracies and licence."""
+    lb = entry.leaderboard
+    return (
+        f"{lb.architecture}, {entry.dataset} {lb.eps}: clean {lb.clean_acc}%, AutoAttack {lb.autoattack_acc}%"
+        f" ({entry.licence or 'licence: see entry'})"
+    )
 
 
 def refusal(name: str, registry: list[str]) -> str | None:

@@ -68,7 +68,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from gacd_core import catalog
+from gacd_core import catalog, zoo
 from service.api.app import create_app
 from service.state.artifacts import ArtifactStore
 from service.state.records import WorkerBeat, now_iso
@@ -165,6 +165,13 @@ def _seed(app: FastAPI, base: Path) -> dict[str, Any]:
         "teacher_id": [teacher],
         "dataset_id": [dataset, "cifar10"],
         "name": [a["name"] for a in artifacts],
+        # the catalog's models: ours, a library's, a RobustBench entry covered and one not
+        "model": [
+            "resnet18",
+            "timm:resnet18",
+            "robustbench:cifar10/Linf/Wang2023Better_WRN-28-10",
+            next(e.key for e in zoo.entries() if not e.covered),
+        ],
     }
     # Fixed bodies that name the seeded objects, sent besides the generated ones.
     bodies = {

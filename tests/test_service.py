@@ -397,7 +397,7 @@ def test_tenant_isolation_matrix_over_every_endpoint(
     tried = []
     for template, ops in doc["paths"].items():
         params = re.findall(r"{(\w+)}", template)
-        if not params:
+        if not params or template.startswith("/v1/models/"):  # (the model catalog is every tenant's)
             continue
         assert set(params) <= set(ids), f"{template}: the matrix does not know how to fill {params}"
         for job_id in (done["id"], queued["id"]) if "job_id" in params else (None,):

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api import docs, errors, openapi
 from service.api.deps import KeyRing
-from service.api.routers import datasets, jobs, schemas, system, teachers
+from service.api.routers import datasets, jobs, models, schemas, system, teachers
 from service.api.uploads import sweep_partials
 from service.state.queue import Queue
 from service.state.settings import Settings, get_settings
@@ -143,6 +143,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None, que
 
     app.add_middleware(_Observe)
 
-    for r in (teachers.router, datasets.router, jobs.router, teachers.from_job_router, schemas.router, system.router):
+    routers = (teachers.router, datasets.router, models.router, jobs.router, teachers.from_job_router, schemas.router)
+    for r in (*routers, system.router):
         app.include_router(r)
     return app

@@ -43,6 +43,7 @@ RENAMES = {
     "TeacherPublic": "Teacher",
     "DatasetPublic": "Dataset",
     "EventPublic": "Event",
+    "ModelPublic": "Model",
 }
 
 # operationId -> {status: {link name: (target operationId, its parameters)}}

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
+from gacd_core import zoo
 from gacd_core.spec import MetadataValue
 from service.api.contract import NOT_OVER_HTTP, WHERE_GIVEN
 from service.state.records import (
@@ -183,6 +184,117 @@ class DatasetList(_Out):
         description="your folders under the data roots (GACD_DATA_ROOTS), named in a job as "
         '{"name": <format>, "path": <path>}; listed where the API sees the roots',
     )
+
+
+# --- models ------------------------------------------------------------------------------------------
+ModelSource = Literal["registry", "timm", "torchvision", "robustbench"]
+ModelRole = Literal["teacher", "student"]
+
+
+class ModelNormalization(zoo.Normalization):
+    """The input normalisation of a RobustBench entry, from the committed zoo table (RobustBench at
+    ``source_commit``). ``applied``: where RobustBench applies it: ``model`` (inside the network's
+    forward), ``wrapper`` (a layer in front of a torchvision or timm model), ``none`` (pixels in [0, 1]
+    as they are), ``per_image`` (per-sample standardisation) or ``unknown``. A job uses these numbers for
+    the entry (its checkpoint files may carry none)."""
+
+
+class ModelPreprocessing(zoo.Preprocessing):
+    """A RobustBench entry's evaluation preprocessing before the model: ``preset`` is RobustBench's name
+    where the entry declares one; ``resize_mode`` ``shorter_side`` keeps the aspect ratio, ``exact``
+    resizes to ``resize`` x ``resize``; ``crop`` is a centre crop."""
+
+
+class ModelLeaderboard(zoo.Leaderboard):
+    """The entry's RobustBench leaderboard record (accuracies in percent) and its paper."""
+
+
+class ModelWeights(zoo.Weights):
+    """Where RobustBench gets the entry's weights (Google Drive file ids, a release url or torchvision's
+    own); download the file and upload it, or name it in a job run by the command line."""
+
+
+class ModelPublic(_Out):
+    """An architecture a job's student or teacher, or a teacher upload, may name (``arch``); RobustBench
+    entries this project cannot build are listed too, with ``covered: false`` and the reason."""
+
+    model_config = _example(
+        {
+            "name": "robustbench:cifar10/Linf/Wang2023Better_WRN-28-10",
+            "object": "model",
+            "source": "robustbench",
+            "description": "WideResNet-28-10, cifar10 8/255: clean 92.44%, AutoAttack 67.31% (MIT)",
+            "covered": True,
+            "not_covered_reason": None,
+            "usable_as": ["teacher", "student"],
+            "dataset": "cifar10",
+            "threat": "Linf",
+            "entry": "Wang2023Better_WRN-28-10",
+            "num_classes": 10,
+            "input_size": [3, 32, 32],
+            "normalization": {
+                "mean": [0.4914, 0.4822, 0.4465],
+                "std": [0.2471, 0.2435, 0.2616],
+                "applied": "model",
+                "note": "applied in forward() from non-persistent buffers",
+            },
+            "licence": "MIT",
+            "source_commit": "78fcc9e48a07a861268f295a777b975f25155964",
+        }
+    )
+
+    name: str = Field(description="what a job or an upload gives as arch")
+    object: Literal["model"] = "model"
+    source: ModelSource = Field(
+        description="registry: this project's own; timm or torchvision: that library's model, built with random "
+        "weights (your file supplies them); robustbench: an entry of RobustBench's model zoo"
+    )
+    description: str
+    covered: bool = Field(
+        description="whether a job or an upload accepts it (false: a RobustBench entry this project cannot build)"
+    )
+    not_covered_reason: str | None = None
+    usable_as: list[ModelRole] = Field(description="the roles a job accepts it in")
+    dataset: zoo.Dataset | None = Field(None, description="the dataset a RobustBench entry was trained on")
+    threat: zoo.Threat | None = None
+    entry: str | None = Field(None, description="the RobustBench entry's name (its paper key)")
+    family: str | None = Field(None, description="the kind of network a RobustBench entry is built as")
+    num_classes: int | None = Field(None, description="fixed by a RobustBench entry; otherwise the job's dataset's")
+    input_size: list[int] | None = Field(
+        None, description="channels, height, width of a RobustBench entry's input; otherwise the job's images'"
+    )
+    normalization: ModelNormalization | None = Field(
+        None,
+        description="a RobustBench entry's, from the zoo table; otherwise the job's (a student: its dataset's "
+        "preset; a teacher: its file's or its upload's)",
+    )
+    preprocessing: ModelPreprocessing | None = None
+    leaderboard: ModelLeaderboard | None = None
+    weights: ModelWeights | None = None
+    licence: str | None = Field(None, description="the licence of a RobustBench entry's weights")
+    licence_note: str | None = None
+    source_commit: str | None = Field(None, description="the RobustBench commit the entry's record was read at")
+
+
+class ModelList(_Out):
+    model_config = _example(
+        {
+            "object": "list",
+            "data": [
+                {
+                    "name": "resnet18",
+                    "object": "model",
+                    "source": "registry",
+                    "description": "ResNet-18, CIFAR stem (3x3 conv, no max-pool); 11.2M parameters at 10 classes",
+                    "covered": True,
+                    "usable_as": ["teacher", "student"],
+                }
+            ],
+        }
+    )
+
+    object: Literal["list"] = "list"
+    data: list[ModelPublic]
 
 
 # --- jobs --------------------------------------------------------------------------------------------
