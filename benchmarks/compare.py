@@ -463,6 +463,13 @@ KEY_NEUTRAL: list[tuple[str, str, Any]] = [
 ]
 
 
+def _one_process(resources: Any) -> bool:
+    """True for a missing ``resources`` section or one that asks for one process and nothing else."""
+    if resources is None:
+        return True
+    return isinstance(resources, dict) and all(v in (None, 1, False) for v in resources.values())
+
+
 def run_key(doc: dict[str, Any]) -> str:
     """The hash a run's folder is named by: its resolved specification without machine-specific paths."""
     from gacd_core.report import sha256_file
@@ -474,6 +481,8 @@ def run_key(doc: dict[str, Any]) -> str:
     for section, name, value in KEY_NEUTRAL:
         if section in d and name in d[section] and d[section][name] == value:
             del d[section][name]
+    if _one_process(d.get("resources")):  # issue 27's field: a one-process run is what every stored run did
+        d.pop("resources", None)
     d["dataset"]["root"] = None
     d["device"] = None  # the same run on another device is the same experiment
     if d.get("teacher") and d["teacher"].get("weights"):

@@ -98,9 +98,13 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or "cpu"
 
 
-def environment(device: torch.device) -> Environment:
-    """The report's ``environment``: versions, the device and the commit of the code that ran."""
+def environment(device: torch.device, *, sync_batchnorm: bool = False) -> Environment:
+    """The report's ``environment``: versions, the device and the commit of the code that ran, and the
+    processes that ran it (:mod:`gacd_core.distributed`; ``sync_batchnorm``: the student trained with
+    SyncBatchNorm)."""
     import torchvision
+
+    from gacd_core import distributed
 
     return Environment(
         gacd_version=gacd_core.__version__,
@@ -112,6 +116,8 @@ def environment(device: torch.device) -> Environment:
         platform=platform.platform(),
         device=device.type,
         device_name=device_name(device),
+        world_size=distributed.world_size(),
+        sync_batchnorm=sync_batchnorm,
     )
 
 

@@ -102,6 +102,7 @@ def _number(value: Any) -> bool:
 
 RGB = tuple[float, float, float]
 MAX_EPS_SWEEP = 32  # values in evaluation.eps_sweep
+MAX_PROCESSES = 256  # resources.gpus, resources.processes
 METADATA_KEYS, METADATA_KEY_LENGTH, METADATA_TEXT_LENGTH = 64, 64, 1024
 # The closed sets (Literals of the catalog's names) and the value types that a plain annotation cannot
 # state (spec_types says why), built at run time; the type checker reads the plain types they hold.
@@ -121,6 +122,7 @@ if TYPE_CHECKING:
     ScalePair: TypeAlias = tuple[float, float]
     RatioPair: TypeAlias = tuple[float, float]
     LoaderWorkers: TypeAlias = int
+    Processes: TypeAlias = int
 else:
     ModelName = Literal[tuple(catalog.ARCHITECTURES)]
     DatasetName = Literal[tuple(catalog.DATASETS)]
@@ -135,6 +137,7 @@ else:
     EpsSweep = Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(max_length=MAX_EPS_SWEEP)]
     Attacks = unique_list(AttackName)
     LoaderWorkers = int_in(ge=0, le=64)
+    Processes = int_in(ge=1, le=MAX_PROCESSES)
     _pair = BeforeValidator(lambda v: tuple(v) if isinstance(v, list) else v)  # a JSON list is a pair
     ScalePair = Annotated[tuple[Annotated[float, Field(gt=0, le=1)], Annotated[float, Field(gt=0, le=1)]], _pair]
     RatioPair = Annotated[tuple[Annotated[float, Field(gt=0, le=10)], Annotated[float, Field(gt=0, le=10)]], _pair]
@@ -491,6 +494,60 @@ class EvaluationSpec(_Strict):
 
 
 # --------------------------------------------------------------------------------------------------
+# Where: the processes of one job
+# --------------------------------------------------------------------------------------------------
+class ResourcesSpec(_Strict):
+    """How many processes train one job: one (the default), or several started by torchrun
+    (``gacd train --gpus N`` / ``--processes N``), one per CUDA device (``gpus``, NCCL) or on the CPU
+    (``processes``, gloo: for tests, and for servers with several CPU sockets).
+
+    The global batch is ``hyperparameters.batch_size`` whatever the count (it must divide by it); each
+    process trains on its slice, and the result is that of one process on the whole batch but for
+    batch norm, which normalises each process's slice on its own unless ``sync_batchnorm`` (CUDA
+    only). A job resumes exactly at the world size it was trained at; at another it resumes, not bit
+    for bit. docs/deployment.md says what runs where.
+    """
+
+    gpus: Processes | None = Field(None, description="CUDA devices, one process each (NCCL); default 1")
+    processes: Processes | None = Field(None, description="CPU processes (gloo), instead of gpus")
+    sync_batchnorm: bool = Field(
+        False, description="SyncBatchNorm across the GPUs' processes (CUDA only); default: batch norm per process"
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ResourcesSpec:
+        if self.gpus is not None and self.processes is not None:
+            raise ValueError("processes: give gpus (CUDA, NCCL) or processes (CPU, gloo), not both")
+        return self
+
+    @property
+    def world_size(self) -> int:
+        """The number of processes that train the job."""
+        return self.gpus or self.processes or 1
+
+    def errors_with(self, device: str, batch_size: int) -> list[tuple[str, str]]:
+        """What the job's ``device`` and ``hyperparameters.batch_size`` rule out of these resources."""
+        n, errors = self.world_size, []
+        if batch_size % n:
+            errors.append(
+                (
+                    "hyperparameters.batch_size",
+                    f"the global batch of {batch_size} does not split evenly over {n} processes "
+                    f"(resources); give a multiple of {n}",
+                )
+            )
+        if self.processes is not None and device not in ("auto", "cpu"):
+            errors.append(("resources.processes", f"CPU processes run on the CPU, not {device}: use resources.gpus"))
+        if (self.gpus or 1) > 1 and device not in ("auto", "cuda"):
+            why = f"each process runs on cuda:LOCAL_RANK; device must be auto or cuda, not {device}"
+            errors.append(("resources.gpus", why))
+        if self.sync_batchnorm and (self.processes is not None or device == "cpu"):
+            why = "SyncBatchNorm needs CUDA processes (NCCL); on the CPU batch norm runs per process"
+            errors.append(("resources.sync_batchnorm", why))
+        return errors
+
+
+# --------------------------------------------------------------------------------------------------
 # The job
 # --------------------------------------------------------------------------------------------------
 # The devices a job may name: one of DEVICES, or ``cuda:N`` for the N-th CUDA device (ASCII digits).
@@ -546,6 +603,9 @@ class JobSpec(_Strict):
             "torch.compile each model's body for training (inductor). Compiling takes minutes at job start; "
             "benchmarks/RESULTS.md says where it pays off. Evaluation always runs the eager model"
         ),
+    )
+    resources: ResourcesSpec = Field(
+        default_factory=ResourcesSpec, description="the processes that train the job: one, or one per GPU"
     )
     metadata: Metadata = Field(default_factory=dict, description="free-form labels")
 
@@ -606,6 +666,8 @@ class JobSpec(_Strict):
             raise ValueError("dataset.val_size: must be smaller than dataset.train_subset")
         if self.evaluation.split == "val" and not ds.val_size:
             raise ValueError("evaluation.split: 'val' evaluates on held-out training images: set dataset.val_size")
+        for field, message in self.resources.errors_with(self.device, self.hyperparameters.batch_size):
+            raise ValueError(f"{field}: {message}")
         return self
 
     @property

@@ -290,3 +290,13 @@ def test_screen_then_final_tables_on_the_smoke_scale(tmp_path):
     out = compare("--screen", "--final", "--families", "trades", "--seeds", "0", "--train", data=data, store=store)
     assert out.returncode == 0, out.stderr
     assert {f: (f / "report.json").stat().st_mtime_ns for f in store.iterdir() if f.is_dir()} == stamps
+
+
+def test_a_one_process_resources_section_keeps_a_stored_runs_key() -> None:
+    """Issue 27's ``resources`` field, at one process, must not rename the stored runs' folders."""
+    cmp = _compare_module()
+    assert cmp._one_process(None)
+    assert cmp._one_process({"gpus": None, "processes": None, "sync_batchnorm": False})
+    assert cmp._one_process({"gpus": 1})
+    assert not cmp._one_process({"processes": 2})
+    assert not cmp._one_process({"gpus": 1, "sync_batchnorm": True})

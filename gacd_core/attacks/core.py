@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from gacd_core import distributed
+
 # loss(model, x_adv) -> per-sample loss to maximise
 LossFn = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 
@@ -39,8 +41,18 @@ def attack_mode(*modules: nn.Module | None) -> Iterator[None]:
 
 
 def random_perturb(x: torch.Tensor, eps: float) -> torch.Tensor:
-    """A uniform random point of the L-inf ball around ``x``, clipped to [0, 1]."""
-    return (x + torch.empty_like(x).uniform_(-eps, eps)).clamp_(0, 1)
+    """A uniform random point of the L-inf ball around ``x``, clipped to [0, 1]. In a job of several
+    processes, ``x`` one process's rows of a batch, the noise is that of the whole batch cut to them
+    (:func:`gacd_core.distributed.draw_rows`)."""
+    if not distributed.active():
+        return (x + torch.empty_like(x).uniform_(-eps, eps)).clamp_(0, 1)
+    channels_last = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format  # as empty_like(x) makes it
+
+    def draw(n: int) -> torch.Tensor:
+        return torch.empty((n, *x.shape[1:]), dtype=x.dtype, device=x.device, memory_format=fmt).uniform_(-eps, eps)
+
+    return (x + distributed.draw_rows(len(x), draw)).clamp_(0, 1)
 
 
 def step(x_adv: torch.Tensor, grad: torch.Tensor, step_size: float) -> torch.Tensor:

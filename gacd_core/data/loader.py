@@ -5,7 +5,8 @@ runs as tensor indexing on the device that holds the data, so with ``dataset.on_
 input pipeline stays on the GPU. Order and augmentation are an epoch's plan
 (:func:`gacd_core.data.preprocess.epoch_plan`, seeded with (seed, epoch)), drawn as the streamed path
 draws it: an epoch's batches are the same whether training ran straight through or resumed, and the
-same as a streamed folder's on the same images.
+same as a streamed folder's on the same images. A job in several processes draws the same plan in
+each and takes its slice of every batch (``shard``), so that the slices make the batch of one process.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 
 from gacd_core.data.base import ImageSet
 from gacd_core.data.preprocess import Transform, augment_batch, crop_flip, epoch_plan
+from gacd_core.distributed import rows
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -42,6 +44,8 @@ class EpochBatches:
         device: where batches go; data already there stays there.
         seed: with the epoch, seeds order and augmentation.
         channels_last: return batches in channels-last memory format.
+        shard: ``(rank, world)``: each batch is the plan's whole batch cut to this process's rows
+            (:func:`gacd_core.distributed.rows`); the number of batches is the whole batches'.
     """
 
     def __init__(
@@ -55,6 +59,7 @@ class EpochBatches:
         device: torch.device | str = "cpu",
         seed: int = 0,
         channels_last: bool = False,
+        shard: tuple[int, int] | None = None,
     ) -> None:
         self.data = data
         self.batch_size = batch_size
@@ -66,6 +71,7 @@ class EpochBatches:
         self.channels_last = channels_last
         self.epoch = 0
         self.start = 0
+        self.shard = shard
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         """Iterate epoch ``epoch`` from its batch ``start`` (0-based; the plan is drawn whole again, the
@@ -87,6 +93,13 @@ class EpochBatches:
             epoch=self.epoch,
             transform=transform if self.augment else None,
         )
+
+    def rows_of(self, idx: torch.Tensor, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A whole batch's indices and augmentation parameters, cut to this process's rows (``shard``)."""
+        if self.shard is None:
+            return idx, params
+        sl = rows(len(idx), *self.shard)
+        return idx[sl], params[sl]
 
     def on_device(self, images: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor) -> Batch:
         """A uint8 batch as the trainer takes it: float in [0, 1] on the device, labels, indices."""
@@ -117,12 +130,12 @@ class Batches(EpochBatches):
         order, params = self.plan(self.transform)
         pin = self.device.type == "cuda" and self.data.images.device.type == "cpu"
         for b in range(self.start, len(self)):
-            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            idx, p = self.rows_of(order[b * self.batch_size : (b + 1) * self.batch_size], params[b])
             src_idx = idx.to(self.data.images.device)
             images = self.data.images[src_idx]
             labels = self.data.labels[src_idx]
             if self.augment:
-                images = augment_batch(images, params[b], self.transform)
+                images = augment_batch(images, p, self.transform)
             if pin:
                 images, labels = images.pin_memory(), labels.pin_memory()
             yield self.on_device(images, labels, idx)

@@ -31,17 +31,59 @@ in memory mode: the InfoNCE term's negative part, log sum_j exp(S'_i·T_j/tau), 
 candidate j = i, so a down-weighted positive with a full-weight negative part would push S'_i away from
 its own anchor T_i. Weighting the whole term lowers an unreliable sample's say, which is what the
 reweighting is for.
+
+In a job of several processes (:mod:`gacd_core.distributed`) every process trains on its slice of the
+global batch, and what involves the whole batch is computed on the whole batch, as one process does:
+the teacher's features, logits, labels and indices of every slice are gathered (:class:`TeacherBatch`;
+they carry no gradient), so that the in-batch candidates are the global batch's, the weights are
+normalised over it, the partition constant is estimated on it, and the memory bank takes every
+slice's anchors in the batch's order, the same rows on every process. The loss of each slice is its mean;
+DDP averages the gradients of equal slices into those of the global mean.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gacd_core import distributed
 from gacd_core.method_params import CRDParams, GACDParams
+
+
+@dataclass
+class TeacherBatch:
+    """The teacher's side of a step for the whole (global) batch, and the rows this process trains on.
+
+    Attributes:
+        emb: g_T(f_T(x)) of every sample of the batch (normalised; gradients reach g_T).
+        logits: the teacher's logits (no gradient).
+        y: the labels.
+        idx: the samples' indices in the training set (memory-bank rows).
+        rows: this process's rows (all of them in one process).
+    """
+
+    emb: torch.Tensor
+    logits: torch.Tensor
+    y: torch.Tensor
+    idx: torch.Tensor
+    rows: slice
+
+    @property
+    def local(self) -> torch.Tensor:
+        """The anchors of this process's rows."""
+        return self.emb[self.rows]
+
+    @property
+    def start(self) -> int:
+        """The first row of this process's slice."""
+        return self.rows.start or 0
+
+    def detached(self) -> TeacherBatch:
+        return TeacherBatch(self.emb.detach(), self.logits, self.y, self.idx, self.rows)
 
 
 class ContrastiveObjective(nn.Module):
@@ -111,13 +153,21 @@ class ContrastiveObjective(nn.Module):
         """g_S(f_S(x)), L2-normalised."""
         return F.normalize(self.embed_s(f_s.float()), dim=1)
 
+    def teacher_batch(
+        self, f_t: torch.Tensor, t_logits: torch.Tensor, y: torch.Tensor, idx: torch.Tensor
+    ) -> TeacherBatch:
+        """The teacher's side of the step for the whole batch: this process's features, logits, labels
+        and indices with every other process's (:func:`gacd_core.distributed.gather_rows`), embedded."""
+        f_all, logits_all, y_all, idx_all = distributed.gather_rows(f_t, t_logits, y, idx)
+        return TeacherBatch(self.teacher_embed(f_all), logits_all, y_all, idx_all, distributed.local_rows())
+
     # --- negatives ----------------------------------------------------------------------------
     def sample_negatives(self, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """(B, N) memory indices: uniformly from other classes, or from all samples but i."""
         b, n = len(idx), self.n_negatives
         dev = self.memory.device
         y, idx = y.to(dev), idx.to(dev)
-        u = torch.rand(b, n, device=dev)
+        u = distributed.draw_rows(b, lambda rows: torch.rand(rows, n, device=dev))
         if self.other_class:
             count = self.class_count[y][:, None]
             start = self.class_start[y][:, None]
@@ -150,24 +200,36 @@ class ContrastiveObjective(nn.Module):
         return log_z + math.log(self.n_negatives / self.train_size)
 
     # --- critic and loss ----------------------------------------------------------------------
-    def log_h_positive(self, t_emb: torch.Tensor, s_emb: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    def log_h_positive(
+        self,
+        t_emb: torch.Tensor,
+        s_emb: torch.Tensor,
+        y: torch.Tensor | None = None,
+        candidates: TeacherBatch | None = None,
+    ) -> torch.Tensor:
         """Per-sample log-probability of the positive pairs (t_emb[i], s_emb[i]).
 
         In memory mode this is ``log h(T_i, S_i)``; in in-batch mode ``log softmax_j(S_i·T_j/tau)[i]``
-        over the same candidates as :meth:`loss` (same-class candidates masked when
-        ``other_class_negatives`` is set and ``y`` is given). The guided attack minimises it.
+        over the same candidates as :meth:`loss` (those of ``candidates``, the whole batch, when given;
+        same-class candidates masked when ``other_class_negatives`` is set and ``y`` is given). The
+        guided attack minimises it.
         """
         if self.mode == "in_batch":
-            return -self._in_batch_terms(t_emb, s_emb, y)
+            return -self._in_batch_terms(t_emb, s_emb, y, candidates)
         pos = (t_emb.float() * s_emb.float()).sum(1) / self.tau
         return F.logsigmoid(pos - self._offset())
 
-    def _in_batch_terms(self, t_emb: torch.Tensor, s_emb: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        logits = s_emb.float() @ t_emb.float().t() / self.tau  # (B, B): student i against teacher j
-        if self.other_class and y is not None:
-            same = (y[:, None] == y[None, :]) & ~torch.eye(len(y), dtype=torch.bool, device=y.device)
+    def _in_batch_terms(
+        self, t_emb: torch.Tensor, s_emb: torch.Tensor, y: torch.Tensor | None, candidates: TeacherBatch | None
+    ) -> torch.Tensor:
+        """-log softmax_j(S_i·T_j/tau)[i] for this process's rows i over the batch's candidates j."""
+        t_all, y_all, start = (t_emb, y, 0) if candidates is None else (candidates.emb, candidates.y, candidates.start)
+        logits = s_emb.float() @ t_all.float().t() / self.tau  # (B, B): student i against teacher j
+        target = torch.arange(start, start + len(logits), device=logits.device)
+        if self.other_class and y is not None and y_all is not None:
+            own = target[:, None] == torch.arange(len(t_all), device=logits.device)[None, :]
+            same = (y[:, None] == y_all[None, :]) & ~own
             logits = logits.masked_fill(same, float("-inf"))
-        target = torch.arange(len(logits), device=logits.device)
         return F.cross_entropy(logits, target, reduction="none")
 
     def loss(
@@ -177,14 +239,20 @@ class ContrastiveObjective(nn.Module):
         y: torch.Tensor,
         idx: torch.Tensor,
         weights: torch.Tensor | None = None,
+        candidates: TeacherBatch | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The weighted contrastive loss and its parts (positive and negative terms)."""
+        """The weighted contrastive loss of these rows and its parts (positive and negative terms);
+        ``candidates``: the whole batch's teacher side (in-batch candidates, the first batch's estimate
+        of the partition constant), default these rows."""
         w = torch.ones(len(y), device=s_emb.device) if weights is None else weights.float()
         if self.mode == "in_batch":
-            per = self._in_batch_terms(t_emb, s_emb, y)
+            per = self._in_batch_terms(t_emb, s_emb, y, candidates)
             loss = (w * per).mean()
             return loss, {"nce": loss.detach()}
-        self.maybe_estimate_z(t_emb.detach(), y, idx)
+        if candidates is None:
+            self.maybe_estimate_z(t_emb.detach(), y, idx)
+        else:
+            self.maybe_estimate_z(candidates.emb.detach(), candidates.y, candidates.idx)
         offset = self._offset()
         pos_u = (t_emb.float() * s_emb.float()).sum(1) / self.tau - offset
         neg_u = self.negative_scores(s_emb, self.sample_negatives(y, idx)) / self.tau - offset

@@ -38,9 +38,9 @@ class CRD(Method[CRDParams]):
     def training_step(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> StepOutput:
         p = self.params
         f_t, t_logits = self.teacher_outputs(x)
-        t_emb = self.contrast.teacher_embed(f_t)
+        batch = self.contrast.teacher_batch(f_t, t_logits, y, idx)  # the whole batch's, in several processes
         f_s, logits = self.student.forward_all(x)
-        nce, parts = self.contrast.loss(t_emb, self.contrast.student_embed(f_s), y, idx)
+        nce, parts = self.contrast.loss(batch.local, self.contrast.student_embed(f_s), y, idx, candidates=batch)
         ce = ce_loss(logits, y).mean()
         loss = p.lambda_nce * nce + p.lambda_ce * ce
         parts = {**parts, "ce": ce.detach()}
@@ -48,5 +48,5 @@ class CRD(Method[CRDParams]):
             kd = p.kd_temperature**2 * kl_div(t_logits, logits, p.kd_temperature)
             loss = loss + p.lambda_kd * kd
             parts["kd"] = kd.detach()
-        self.contrast.update_memory(t_emb, idx)
+        self.contrast.update_memory(batch.emb, batch.idx)
         return StepOutput(loss, parts, logits)

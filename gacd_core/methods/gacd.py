@@ -17,6 +17,10 @@ Per batch:
    with L_GACD the weighted contrastive loss of item 4 (:class:`ContrastiveObjective`);
 4. the memory bank takes the anchors T_i (momentum 0.5, renormalised).
 
+In a job of several processes, the teacher's side of the step is the whole global batch's
+(:class:`~gacd_core.methods.contrastive.TeacherBatch`): weights normalised over it, in-batch candidates
+and memory-bank updates taken from it, so that the step is that of one process on the global batch.
+
 Across tasks (teacher and student label sets differ) only the feature terms apply: lambda_kd must be 0
 and soft weights use the teacher's maximum probability.
 
@@ -30,10 +34,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from gacd_core import distributed
 from gacd_core.attacks import GuidedContrastiveAttack, ce_loss, kl_div
 from gacd_core.method_params import GACDParams
 from gacd_core.methods.base import Method, StepOutput, register_method
-from gacd_core.methods.contrastive import ContrastiveObjective, reliability_weights
+from gacd_core.methods.contrastive import ContrastiveObjective, TeacherBatch, reliability_weights
 from gacd_core.models import ImageClassifier
 
 
@@ -60,16 +65,27 @@ class GACD(Method[GACDParams]):
         return self.contrast.student_embed(f_s)
 
     def adversarial_examples(
-        self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, t_emb: torch.Tensor
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        idx: torch.Tensor,
+        t_emb: torch.Tensor,
+        batch: TeacherBatch | None = None,
     ) -> torch.Tensor:
-        """x' for this batch: the guided attack (default) or PGD on the student's CE."""
+        """x' for this batch: the guided attack (default) or PGD on the student's CE. ``t_emb``: the
+        anchors of these rows; ``batch``: the whole batch's teacher side (candidates, partition
+        constant), default these rows."""
         if self.params.attack == "ce":
             return self.adversary(self.student, x, y)
-        self.contrast.maybe_estimate_z(t_emb.detach(), y, idx)
+        if batch is None:
+            batch = TeacherBatch(t_emb, t_emb.new_empty(0), y, idx, slice(None))
+        self.contrast.maybe_estimate_z(batch.emb.detach(), batch.y, batch.idx)
+        # in one process the candidates are the anchors themselves; in several, the whole batch's
+        whole = {"candidates": batch.detached()} if distributed.active() else {}
 
         def log_h(anchor: torch.Tensor, s_emb: torch.Tensor) -> torch.Tensor:
             # with the labels, so that in-batch mode masks the same candidates as the loss does
-            return self.contrast.log_h_positive(anchor, s_emb, y)
+            return self.contrast.log_h_positive(anchor, s_emb, y, **whole)
 
         g = self.params.attack_ce_weight
         if g == 0:
@@ -86,16 +102,17 @@ class GACD(Method[GACDParams]):
     def training_step(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> StepOutput:
         p = self.params
         f_t, t_logits = self.teacher_outputs(x)
-        t_emb = self.contrast.teacher_embed(f_t)
-        w = reliability_weights(t_logits, y, p.reweight, p.beta, self.cross_task)
-        x_adv = self.adversarial_examples(x, y, idx, t_emb)
+        batch = self.contrast.teacher_batch(f_t, t_logits, y, idx)
+        t_emb = batch.local
+        w = reliability_weights(batch.logits, batch.y, p.reweight, p.beta, self.cross_task)[batch.rows]
+        x_adv = self.adversarial_examples(x, y, idx, t_emb, batch)
         f_s, logits = self.student.forward_all(x_adv)
         # lambda_nce = 0: the contrastive term no longer teaches the student, but the heads still learn
         # from it through a stop-gradient, so that the guided attack (which runs through the heads)
         # is not an attack through random projections.
         heads_only = p.lambda_nce == 0
         s_emb = self.contrast.student_embed(f_s.detach() if heads_only else f_s)
-        nce, parts = self.contrast.loss(t_emb, s_emb, y, idx, w)
+        nce, parts = self.contrast.loss(t_emb, s_emb, y, idx, w, candidates=batch)
         loss = nce if heads_only else p.lambda_nce * nce
         if p.lambda_kd > 0:
             kd = p.kd_temperature**2 * kl_div(t_logits, logits, p.kd_temperature)
@@ -106,5 +123,5 @@ class GACD(Method[GACDParams]):
             loss = loss + p.lambda_ce * ce
             parts["ce_adv"] = ce.detach()
         parts["weight_min"] = w.min().detach()
-        self.contrast.update_memory(t_emb, idx)
+        self.contrast.update_memory(batch.emb, batch.idx)
         return StepOutput(loss, parts, logits)

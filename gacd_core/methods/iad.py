@@ -38,6 +38,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from gacd_core import distributed
 from gacd_core.attacks import ce_loss, kl_div
 from gacd_core.method_params import IADParams
 from gacd_core.methods.base import Method, StepOutput, register_method
@@ -116,5 +117,5 @@ class IAD(Method[IADParams]):
         s_adv = self.student(x_adv)
         s_clean = self.student(x)  # always, as the authors' loss does: the clean batch also moves BN statistics
         loss, parts = iad_loss(t_clean, t_adv, s_clean, s_adv, y, self.params, introspect)
-        self.seen.add(len(y))
+        self.seen.add(distributed.batch_total(len(y)))  # the global batch's images, in several processes
         return StepOutput(loss, parts, s_adv)

@@ -25,7 +25,7 @@ from pydantic import ConfigDict, Field, create_model, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from gacd_core.catalog import STREAMED
-from gacd_core.spec import JOB_SPECS, DatasetSpec, JobParser, JobSpec, TeacherSpec, hidden_fields
+from gacd_core.spec import JOB_SPECS, DatasetSpec, JobParser, JobSpec, ResourcesSpec, TeacherSpec, hidden_fields
 
 COMPONENTS = "#/components/schemas/"
 MAX_DATA_PATH = 1024  # characters of a dataset folder's path
@@ -138,11 +138,26 @@ class DatasetRef(DatasetSpec):
         return self
 
 
+@model_validator(mode="before")
+def _one_process(cls: type[JobSpec], data: Any) -> Any:
+    # the workers run a job in one process until they launch torchrun (issue 27, phase 2)
+    if isinstance(data, dict) and "resources" in data:
+        raise ValueError(
+            "resources: the service runs every job in one process for now; a job on several GPUs runs from the "
+            "command line (gacd train/distill --gpus N)"
+        )
+    return data
+
+
 def _over_http(job: type[JobSpec]) -> type[JobSpec]:
-    """The HTTP variant of a core job variant: its teacher and dataset named by id."""
+    """The HTTP variant of a core job variant: its teacher and dataset named by id, and one process
+    (``resources`` neither taken nor documented, nor shown: :data:`NOT_YET_OVER_HTTP`)."""
     method = job.params_class
     assert method is not None
-    fields: dict[str, Any] = {"dataset": (DatasetRef, Field(default_factory=DatasetRef))}
+    fields: dict[str, Any] = {
+        "dataset": (DatasetRef, Field(default_factory=DatasetRef)),
+        "resources": (SkipJsonSchema[ResourcesSpec], Field(default_factory=ResourcesSpec)),
+    }
     if method.needs_teacher:
         fields["teacher"] = (TeacherRef, Field(description=f"the teacher {method.name} distils from"))
     return create_model(
@@ -150,6 +165,7 @@ def _over_http(job: type[JobSpec]) -> type[JobSpec]:
         __base__=job,
         __module__=__name__,
         __doc__=f"A {method.name} job over HTTP: {method.description}.",
+        __validators__={"_one_process": _one_process},
         **fields,
     )
 
@@ -161,6 +177,8 @@ JOB_CREATE = JobParser(
 )
 # What the API never takes, shows or documents of a stored job: files on the machine that runs it.
 NOT_OVER_HTTP: dict[str, tuple[str, ...]] = {"teacher": hidden_fields(TeacherRef), "dataset": hidden_fields(DatasetRef)}
+# Whole parts of a job that HTTP does not take yet, nor shows of a stored job: one process per job.
+NOT_YET_OVER_HTTP: tuple[str, ...] = ("resources",)
 # What HTTP takes for some jobs only (a folder's path under the data roots): shown where it was given.
 WHERE_GIVEN: dict[str, tuple[str, ...]] = {"dataset": ("path",)}
 
