@@ -467,7 +467,9 @@ def _one_process(resources: Any) -> bool:
     """True for a missing ``resources`` section or one that asks for one process and nothing else."""
     if resources is None:
         return True
-    return isinstance(resources, dict) and all(v in (None, 1, False) for v in resources.values())
+    return isinstance(resources, dict) and all(
+        v is None or v is False or (v == 1 and v is not True) for v in resources.values()
+    )
 
 
 def run_key(doc: dict[str, Any]) -> str:

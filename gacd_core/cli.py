@@ -8,7 +8,8 @@
 Each takes a specification file (``--spec``, JSON or YAML) and flags that override it; ``--set
 a.b=value`` overrides any field. Each writes ``student.safetensors`` (train, distill), ``report.json``
 and ``report.html`` into ``--out``. A training job interrupted (Ctrl-C, a crash) continues from its
-last epoch when the same command runs again.
+last epoch when the same command runs again. ``--gpus N`` / ``--processes N`` train one job in N
+processes (:mod:`gacd_core.launch`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,8 @@ FLAGS: dict[str, str] = {
     "device": "device",
     "precision": "precision",
     "seed": "seed",
+    "gpus": "resources.gpus",
+    "processes": "resources.processes",
 }
 FIELD_TO_FLAG = {v: "--" + k.replace("_", "-") for k, v in FLAGS.items() if k not in ("arch", "student_arch")}
 
@@ -131,6 +135,8 @@ def _training(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float)
     p.add_argument("--val-size", type=int, help="hold out this many training images for per-epoch monitoring")
     p.add_argument("--no-resume", action="store_true", help="ignore a checkpoint left in --out")
+    p.add_argument("--gpus", type=int, help="train on this many GPUs of this machine, one process each (torchrun)")
+    p.add_argument("--processes", type=int, help="train in this many CPU processes (torchrun, gloo), instead of --gpus")
 
 
 def _either(names: list[str]) -> str:
@@ -378,6 +384,19 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _launch(spec: Any, args: argparse.Namespace) -> int:
+    """A job of several processes (``--gpus``, ``--processes``): torchrun's, supervised here."""
+    from gacd_core.launch import launch_job
+
+    code = launch_job(spec, args.out, resume=not args.no_resume, quiet=args.quiet)
+    if code == 130:
+        print(
+            f"\ngacd: stopped; run the same command to continue from the last checkpoint in {args.out}",
+            file=sys.stderr,
+        )
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "list":
@@ -399,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
         teacher_doc = data.pop("teacher", None) if args.command == "evaluate" else None
         spec = parse_spec(data)
         teacher = parse_teacher(teacher_doc) if teacher_doc else None
+        if args.command != "evaluate" and spec.resources.world_size > 1 and "WORLD_SIZE" not in os.environ:
+            return _launch(spec, args)
         from gacd_core.jobs import Callbacks, run_evaluation, run_job
 
         cb = Callbacks(progress=display.progress)

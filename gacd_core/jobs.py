@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from gacd_core import distributed, per_image
 from gacd_core import evaluation as E
-from gacd_core import per_image
 from gacd_core.artifacts import PER_IMAGE, STUDENT_WEIGHTS
 from gacd_core.data import DatasetBundle, ImageSet, load_dataset
 from gacd_core.errors import (
@@ -231,10 +231,24 @@ def run_job(
         The typed report (:class:`~gacd_core.report_model.Report`), also written to ``out_dir``.
     """
     spec = spec.resolved()  # nothing left to resolve: refused here, before any data is read
-    cb = callbacks or Callbacks()
-    out = Path(out_dir)
+    res = spec.resources
+    with distributed.job_group(res.world_size, gpus=res.gpus is not None) as rank_device:
+        cb = callbacks or Callbacks()
+        if not distributed.is_main():  # the other processes only listen for stop and pause requests
+            cb = Callbacks(should_stop=cb.should_stop, should_pause=cb.should_pause)
+        device = rank_device or resolve_device(spec.device)
+        return _train_and_report(spec, Path(out_dir), checkpoint_dir, device, cb, resume)
+
+
+def _train_and_report(
+    spec: JobSpec, out: Path, checkpoint_dir: str | Path | None, device: torch.device, cb: Callbacks, resume: bool
+) -> Report:
+    """:func:`run_job` in this process, on ``device``."""
+    A job of several processes (``resources``) runs this in each of them, as torchrun starts them
+    (:func:`gacd_core.distributed.job_group`; ``gacd train --gpus N`` does it): they train and evaluate
+    together, and rank 0 alone reports progress and writes the checkpoints, the student and the reports.
+
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else out
-    device = resolve_device(spec.device)
     seed_everything(spec.seed)
     data, teacher, check = _job_inputs(spec, device, cb)
     out.mkdir(parents=True, exist_ok=True)  # only now: a refused teacher leaves nothing behind
@@ -262,6 +276,7 @@ def run_job(
         device,
         out,
         cb,
+        sync_batchnorm=trainer.synced_batchnorm,
         precision=trainer.setting.precision if trainer.setting is not None else "fp32",
         channels_last=trainer.channels_last,
         onnx_info=info,
@@ -339,6 +354,7 @@ def _job_trainer(
         spec.method,
         spec.student.arch,
         "teacher " + method.teacher.arch if method.teacher is not None else "no teacher",
+        sync_batchnorm=spec.resources.sync_batchnorm,
         data.name,
         len(data.train),
         spec.hyperparameters.epochs,
@@ -365,6 +381,8 @@ def _save_student(
 
 def run_evaluation(
     weights: str | Path,
+    if not distributed.is_main():  # rank 0 writes it
+        return out / STUDENT_FILE, info
     out_dir: str | Path,
     spec: JobSpec,
     *,
@@ -435,6 +453,7 @@ class ReportSubject:
     method: str | None
     spec: JobSpec
     data: DatasetBundle
+        sync_batchnorm: the student trained with SyncBatchNorm (several CUDA processes).
     student: ImageClassifier
     student_file: Path
     teacher: ImageClassifier | None = None
@@ -447,6 +466,7 @@ class ReportSubject:
         """Whether the pair has one label set (False without a teacher)."""
         if self.teacher is None:
             return False
+    sync_batchnorm: bool = False
         if self.same_labels is not None:
             return self.same_labels
         return self.teacher.num_classes == self.student.num_classes
@@ -484,22 +504,25 @@ def evaluate_and_report(
     ``export.onnx`` records the check.
 
     The protocol runs in fp32 whatever ``precision`` (which sets only the throughput measurement);
-    ``channels_last`` is the memory format the student's training found faster.
+    ``channels_last`` is the memory format the student's training found faster. In a job of several
+    processes they share the protocol's images (:func:`gacd_core.evaluation.evaluate_model`); rank 0
+    alone exports, measures the throughput and writes.
     """
     ev = subject.spec.evaluation
     test = _evaluation_images(subject.data, ev)
-    onnx = _export_onnx(subject.student, test, out_dir, onnx_info, cb) if onnx_info is not None else None
+    onnx = _export_onnx(subject.student, test, out_dir, onnx_info, cb) if onnx_info is not None and main else None
     measured = _measure(subject, test, device, cb, channels_last)
     cb.at(Stage.COMPRESSION, 0.0)
     autocast = torch.bfloat16 if precision == "bf16" and device.type == "cuda" else None
     comp = Compression.model_validate(
+    main = distributed.is_main()
         E.compression(
             subject.student,
             subject.teacher,
             device,
             subject.data.image_size,
             min(ev.batch_size, 256),
-            measure=ev.throughput,
+            measure=ev.throughput and main,
             autocast_dtype=autocast,
         )
     )
@@ -510,6 +533,8 @@ def evaluate_and_report(
     bits = E.per_image_document(measured.student, test.labels, ev.split)
     if bits is not None:
         per_image.write(out_dir / PER_IMAGE, bits)
+    if not main:
+        return report
     return report
 
 
@@ -604,7 +629,7 @@ def _report(
         compression=comp,
         training=training_section(subject.training),
         export=None if onnx is None else Export(onnx=onnx),
-        environment=environment(device),
+        environment=environment(device, sync_batchnorm=subject.sync_batchnorm),
     )
 
 

@@ -360,7 +360,7 @@ class Export(Section):
 
 
 class Environment(Section):
-    """Where the report was made: versions, device and the commit of the code."""
+    """Where the report was made: versions, device, the commit of the code and the processes that ran it."""
 
     gacd_version: str | None = None
     git_commit: str | None = None
@@ -374,6 +374,10 @@ class Environment(Section):
 
 
 Kind = Literal["train", "distill", "evaluate"]
+    world_size: int | None = optional_key("processes that ran the job (torch.distributed: one per GPU or CPU process)")
+    sync_batchnorm: bool | None = optional_key(
+        "whether the student trained with SyncBatchNorm over its processes (else batch norm per process)"
+    )
 
 
 class Report(Section):

@@ -10,6 +10,12 @@ every epoch holding everything needed to continue exactly (student, extra module
 projection heads and memory bank, optimiser, scheduler, RNG states, history). A pause callback, checked
 before every step, writes a checkpoint at that step boundary (with the epoch's running sums) and stops:
 resuming from it gives the same weights, bit for bit, as a run that never paused.
+
+In a job of several processes (:mod:`gacd_core.distributed`) every process runs this trainer on its
+slice of each global batch: the step goes through ``DistributedDataParallel``, batch-norm statistics are
+averaged after it, the processes agree before every step whether to pause or stop, the epoch's sums are
+summed over them, and only rank 0 writes checkpoints and reports progress. Resuming at the same number
+of processes is exact too; at another it continues, not bit for bit.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gacd_core import fastpath
+from gacd_core import distributed, fastpath
 from gacd_core.artifacts import CHECKPOINT
 from gacd_core.attacks import PGD
 from gacd_core.data import Batches, ImageSet, StreamBatches, StreamedSet, Transform, batches_of
@@ -90,18 +96,25 @@ def lr_factor(hyper: HyperParameters, steps_per_epoch: int) -> Callable[[int], f
 
 def _rng_state() -> dict[str, Any]:
     np_state: Any = np.random.get_state()
-    return {
+    state = {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "numpy": [np_state[0], torch.from_numpy(np.asarray(np_state[1]).astype(np.int64)), *list(np_state)[2:]],
         "python": random.getstate(),
     }
+    if distributed.active() and torch.cuda.is_available():
+        # each process draws on its own device; the state of that device is the same on every process
+        state.update(cuda=[torch.cuda.get_rng_state()], cuda_current_device=True)
+    return state
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if state.get("cuda") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        if state.get("cuda_current_device"):
+            torch.cuda.set_rng_state(state["cuda"][0])
+        else:
+            torch.cuda.set_rng_state_all(state["cuda"])
     n = state.get("numpy")
     if n:
         np.random.set_state((n[0], n[1].numpy().astype(np.uint32), *n[2:]))
@@ -153,6 +166,39 @@ class _Accumulator:
         self.parts = {k: v.to(device) for k, v in state["parts"].items()}
         self.correct = state["correct"].to(device)
         self.seen = int(state["seen"])
+
+    def reduce(self) -> None:
+        """Every process's sums as one process's over the global batch: the loss and its parts averaged
+        over the processes (each step's, a mean over an equal slice), correct predictions and images
+        summed. Nothing with one process."""
+        world = distributed.world_size()
+        if world == 1:
+            return
+        floats = torch.stack([self.loss, *self.parts.values()]).double()
+        counts = torch.stack([self.correct, torch.tensor(self.seen, device=self.correct.device)])
+        distributed.sum_across(floats, counts)
+        floats /= world
+        self.loss = floats[0].to(self.loss.dtype)
+        self.parts = {k: floats[i + 1].to(v.dtype) for i, (k, v) in enumerate(self.parts.items())}
+        self.correct, self.seen = counts[0], int(counts[1])
+
+
+def own_sums(mid_epoch: dict[str, Any]) -> dict[str, Any]:
+    """This process's running sums in a mid-epoch checkpoint: its own when the checkpoint was written by
+    as many processes as run now; at another count, rank 0 takes them all (the loss and parts scaled to
+    the new count, as :meth:`_Accumulator.reduce` divides by it) and the other processes none."""
+    saved = mid_epoch.get("rank_sums") or [mid_epoch["sums"]]
+    world, rank = distributed.world_size(), distributed.rank()
+    if len(saved) == world:
+        return saved[rank]
+    keep = 1.0 if rank == 0 else 0.0
+    scale = keep * world / len(saved)
+    return {
+        "loss": sum(s["loss"] for s in saved) * scale,
+        "parts": {k: sum(s["parts"][k] for s in saved) * scale for k in saved[0]["parts"]},
+        "correct": sum(s["correct"] for s in saved) * int(keep),
+        "seen": sum(int(s["seen"]) for s in saved) * int(keep),
+    }
 
 
 def _resident(train: ImageSet | StreamedSet, device: torch.device, share: float = 0.25) -> ImageSet | StreamedSet:
@@ -237,6 +283,8 @@ class Trainer:
             augmentation); a streamed split carries its own.
         workers: loader processes of a streamed split.
     """
+        sync_batchnorm: in a job of several CUDA processes, SyncBatchNorm while training
+            (:func:`gacd_core.distributed.sync_batchnorm`); default batch norm per process.
 
     def __init__(
         self,
@@ -266,8 +314,11 @@ class Trainer:
         transform: Transform | None = None,
         workers: int | None = None,
     ) -> None:
+        sync_batchnorm: bool = False,
         self.method, self.hyper, self.device, self.val = method, hyper, device, val
         self.checkpoint_dir = checkpoint_dir
+        self.sync_batchnorm, self.synced_batchnorm = sync_batchnorm, False
+        self._ddp: torch.nn.Module | None = None  # the step in DistributedDataParallel, made at the first step
         self.progress, self.should_stop, self.before_write = progress, should_stop, before_write
         self.should_pause = should_pause
         self._mid_epoch: dict[str, Any] | None = None  # set by a mid-epoch checkpoint, used once by fit()
@@ -309,12 +360,23 @@ class Trainer:
             "rng": _rng_state(),
             # Batch order and augmentation come from generators seeded with (seed, epoch), so the epoch
             # above restores them; the fast-path setting is kept so that a resumed run computes alike.
-            "data": {"seed": self.seed, "epoch": self.epoch},
+            "data": {"seed": self.seed, "epoch": self.epoch, "world_size": distributed.world_size()},
             "fast_path": None if self.setting is None else self.setting.as_dict(),
         }
 
     def save_checkpoint(self, mid_epoch: dict[str, Any] | None = None) -> Path | None:
-        if self.checkpoint_dir is None:
+        """Write ``checkpoint.pt``: rank 0 writes, every process calls it. A mid-epoch checkpoint holds the
+        running sums of every process, and every process returns once it is on disk (the job stops
+        there, and whatever runs next in this process may read it)."""
+        if mid_epoch is None or not distributed.active():
+            return self._write_checkpoint(mid_epoch)
+        mid_epoch = {**mid_epoch, "rank_sums": distributed.gather_objects(mid_epoch["sums"])}
+        path = self._write_checkpoint(mid_epoch)
+        distributed.barrier()
+        return path
+
+    def _write_checkpoint(self, mid_epoch: dict[str, Any] | None) -> Path | None:
+        if self.checkpoint_dir is None or not distributed.is_main():
             return None
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         path = self.checkpoint_dir / CHECKPOINT_NAME
@@ -359,6 +421,10 @@ class Trainer:
         self.epoch, self.seconds, self.history = int(state["epoch"]), float(state["seconds"]), list(state["history"])
         self._mid_epoch = state.get("mid_epoch") if state["format"] == MID_EPOCH_FORMAT else None
         _set_rng_state(state["rng"])
+        trained_by = int(state.get("data", {}).get("world_size", 1))
+        if trained_by != distributed.world_size():
+            now = distributed.world_size()
+            log.warning("%s was written by %d processes, this run has %d: not bit for bit", path, trained_by, now)
         fast = state.get("fast_path")
         if fast is not None:
             cl = bool(fast["channels_last"]) and fastpath.channels_last_safe(self.method, self.device)
@@ -382,14 +448,24 @@ class Trainer:
         sample = [b for _, b in zip(range(2), probe_batches, strict=False)]
         side = int(sample[0][0].shape[-1]) if sample else None
         settings = fastpath.candidates(self.device, self.precision, self._channels_last_arg, self.method, side)
-        result = fastpath.probe(self.method, self._probe_step, sample, settings, self.device, steps=self.probe_steps)
+        with distributed.batch_rows(self._global_batch()):
+            result = fastpath.probe(
+                self.method, self._probe_step, sample, settings, self.device, steps=self.probe_steps
+            )
+        result = distributed.broadcast(result)  # rank 0's measurement decides for every process
         self.probe_result = result
         log.info("%s", fastpath.describe(result))
         self._apply(result.chosen)
         return result.chosen
 
     def _batches(self, augment: bool, seed: int) -> Batches | StreamBatches:
-        """The training batches (shuffled, whole batches only), in memory or streamed."""
+    def _global_batch(self) -> int:
+        """The images of one step over every process (a split smaller than the batch: all of it)."""
+        return min(self.hyper.batch_size, len(self.train_data))
+
+        """The training batches (shuffled, whole batches only), in memory or streamed; in a job of several
+        processes, this process's slice of each."""
+        shard = (distributed.rank(), distributed.world_size()) if distributed.active() else None
         return batches_of(
             self.train_data,
             self.hyper.batch_size,
@@ -401,6 +477,7 @@ class Trainer:
             device=self.device,
             seed=seed,
         )
+            shard=shard,
 
     def _probe_step(self, method: torch.nn.Module, setting: fastpath.Setting, batch: tuple) -> None:
         assert isinstance(method, Method)
@@ -413,15 +490,26 @@ class Trainer:
         """One optimisation step on a batch in the chosen setting: the method's step (its inner attack
         included) under autocast, backward, optimiser and schedule."""
         setting = self.setting or self.choose_setting()
-        with fastpath.autocast(self.device, setting):
-            out = self.method.training_step(x, y, idx)
+        with fastpath.autocast(self.device, setting), distributed.batch_rows(self._global_batch()):
+            out = self._forward(x, y, idx)
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         self.optimizer.step()
         self.scheduler.step()
         return out
+        distributed.average_batchnorm_stats(self.method.student)
 
     # --- training -----------------------------------------------------------------------------
+    def _forward(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> StepOutput:
+        """The method's step: as it is in one process; through DistributedDataParallel in several
+        (:func:`gacd_core.distributed.wrap_step`, made at the first step, once the fast path is set)."""
+        if not distributed.active():
+            return self.method.training_step(x, y, idx)
+        if self._ddp is None:
+            self._ddp = distributed.wrap_step(self.method)
+        loss, logits, parts = self._ddp(x, y, idx)
+        return StepOutput(loss, parts, logits)
+
     def fit(self, resume_from: Path | None = None) -> TrainResult:
         """Train for the remaining epochs; with ``resume_from``, continue from that checkpoint."""
         resumed = None
@@ -434,8 +522,15 @@ class Trainer:
         run = _Run(time.perf_counter(), self.hyper.epochs * self.steps_per_epoch)
         if self.progress is not None and self.epoch < self.hyper.epochs:
             self._report(TrainingStarted, self.epoch + 1, 0, run, float("nan"), {})
-        with fastpath.compiled(self.method.student, self.method.teacher, enabled=self.compile):
-            self._epochs(run)
+        with (
+            distributed.sync_batchnorm(self.method.student, self.sync_batchnorm) as synced,
+            fastpath.compiled(self.method.student, self.method.teacher, enabled=self.compile),
+        ):
+            self.synced_batchnorm = synced
+            try:
+                self._epochs(run)
+            finally:
+                self._ddp = None  # it holds the SyncBatchNorm layers, which leave with this block
         images = sum(r["images_per_second"] * r["seconds"] for r in self.history)
         fast = None
         if self.setting is not None:
@@ -461,16 +556,16 @@ class Trainer:
         done = 0  # steps of this epoch already taken before a mid-epoch checkpoint
         if self._mid_epoch is not None:
             done = int(self._mid_epoch["step"])
-            acc.restore(self._mid_epoch["sums"])
+            acc.restore(own_sums(self._mid_epoch))
             t0 -= float(self._mid_epoch["seconds"])
             self._mid_epoch = None
         # the epoch's plan (order, augmentation) is drawn whole again; its first `done` batches are skipped
         self.batches.set_epoch(epoch, start=done)
         for step, (x, y, idx) in enumerate(self.batches, start=done + 1):
-            if self.should_pause is not None and self.should_pause():
-                self._pause(epoch, step - 1, acc, time.perf_counter() - t0)
-            self._check_stop(epoch, step, run)
+            self._before_step(epoch, step, run, acc, t0)
             out = self.train_step(x, y, idx)
+        """The fraction right on ``batches`` (under ``attack``). Processes of one job each take their rows
+        of every batch, agree on a stop request before it, and sum their counts."""
             run.steps += 1
             acc.add(out.loss, out.parts, out.logits, y)
             now = time.perf_counter()
@@ -480,23 +575,48 @@ class Trainer:
                 self._report(TrainingStep, epoch, step, run, loss_mean, parts)
         return acc, time.perf_counter() - t0
 
-    def _check_stop(self, epoch: int, step: int, run: _Run) -> None:
-        """Ask the stop callback every ``check_every`` steps or ``check_seconds``, whichever comes first.
+    def _before_step(self, epoch: int, step: int, run: _Run, acc: _Accumulator, t0: float) -> None:
+        """Pause (a checkpoint at this step boundary) or stop, when asked, before step ``step``. Processes
+        of one job decide together (:func:`gacd_core.distributed.agree`, every step): any one asked, all do.
 
         Raises:
-            TrainingStopped: the callback said stop.
+            TrainingPaused: the pause callback said pause (after the checkpoint).
+            TrainingStopped: the stop callback said stop.
         """
         now = time.perf_counter()
+        pause = self.should_pause is not None and self.should_pause()
+        if not distributed.active():
+            if pause:
+                self._pause(epoch, step - 1, acc, time.perf_counter() - t0)
+            self._check_stop(epoch, step, run)
+            return
+        pause, stop = distributed.agree(pause, self._stop_due(step, run))
+        if pause:
+            self._pause(epoch, step - 1, acc, time.perf_counter() - t0)
+        if stop:
+            raise TrainingStopped(epoch, step)
+
+    def _stop_due(self, step: int, run: _Run) -> bool:
+        """Whether the stop callback, asked every ``check_every`` steps or ``check_seconds`` (whichever
+        comes first), says stop."""
         due = (step - 1) % self.check_every == 0 or now - run.last_check >= self.check_seconds
-        if self.should_stop is not None and due:
-            run.last_check = now
-            if self.should_stop():
-                raise TrainingStopped(epoch, step)
+        if self.should_stop is None or not due:
+            return False
+        run.last_check = now
+        return bool(self.should_stop())
+
+    def _check_stop(self, epoch: int, step: int, run: _Run) -> None:
+        """Raises:
+        TrainingStopped: the stop callback, when asked (:meth:`_stop_due`), said stop.
+        """
+        if self._stop_due(step, run):
+            raise TrainingStopped(epoch, step)
 
     def _end_epoch(self, epoch: int, acc: _Accumulator, train_seconds: float, run: _Run) -> None:
         """The epoch's history row (with the validation monitor), its checkpoint, log line and progress."""
         self.seconds += train_seconds
         loss_mean, parts = acc.means(self.steps_per_epoch, epoch)
+        acc.reduce()  # every process's sums: the global batch's
         record: dict[str, Any] = {
             "epoch": epoch,
             "lr": self.optimizer.param_groups[0]["lr"],
@@ -565,15 +685,21 @@ class Trainer:
     @torch.no_grad()
     def _accuracy(self, batches: Batches, attack: PGD | None) -> float:
         model = self.method.student
-        correct = 0
+        correct = torch.zeros((), dtype=torch.long)
         for x, y, _ in batches:
-            if self.should_stop is not None and self.should_stop():  # a long validation split: cancel here too
+            stop = self.should_stop is not None and self.should_stop()  # a long validation split: cancel here too
+            if distributed.agree(stop)[0]:
                 raise TrainingStopped(self.epoch + 1, self.steps_per_epoch)
-            if attack is not None:
-                with torch.enable_grad():
-                    x = attack(model, x, y)
-            correct += int((model(x).argmax(1) == y).sum())
-        return correct / max(1, len(batches.data))
+            with distributed.batch_rows(len(y)) as rows:
+                x, y = x[rows], y[rows]
+                if not len(y):
+                    continue
+                if attack is not None:
+                    with torch.enable_grad():
+                        x = attack(model, x, y)
+                correct += int((model(x).argmax(1) == y).sum())
+        distributed.sum_across(correct)
+        return int(correct) / max(1, len(batches.data))
 
     def monitor(self) -> dict[str, float]:
         """Clean and PGD-10 (eps/4 steps) accuracy on the validation split, student in eval mode."""

@@ -155,7 +155,7 @@ class StreamBatches(EpochBatches):
         order, params = self.plan(self.data.transform)
         b0, bs = self.start, self.batch_size
         keys = [
-            [(int(i), *p.tolist()) for i, p in zip(order[b * bs : (b + 1) * bs], params[b], strict=True)]
+            [(int(i), *p.tolist()) for i, p in zip(*self.rows_of(order[b * bs : (b + 1) * bs], params[b]), strict=True)]
             for b in range(b0, len(self))
         ]
         pin = self.device.type == "cuda"

@@ -593,6 +593,8 @@ _ENVIRONMENT_LABELS = {
     "git_commit": "Git commit",
     "gacd_version": "gacd version",
 }
+    "world_size": "Processes (torch.distributed)",
+    "sync_batchnorm": "SyncBatchNorm",
 
 
 def _environment_table(report: Report) -> str:

@@ -336,6 +336,8 @@ class JobPublic(JobBase):
         """What a user sees of a stored job: its specification as submitted, with the metadata beside it."""
         spec = rec.spec.public_dict()
         metadata = spec.pop("metadata", {})
+        for part in NOT_YET_OVER_HTTP:
+            spec.pop(part, None)
         for part, names in NOT_OVER_HTTP.items():
             if isinstance(spec.get(part), dict):
                 for name in names:
