@@ -227,6 +227,10 @@ def run_job(
         checkpoint_dir: where the per-epoch checkpoint goes (default ``out_dir``); with ``resume``, an
             existing checkpoint there is continued from.
 
+    A job of several processes (``resources``) runs this in each of them, as torchrun starts them
+    (:func:`gacd_core.distributed.job_group`; ``gacd train --gpus N`` does it): they train and evaluate
+    together, and rank 0 alone reports progress and writes the checkpoints, the student and the reports.
+
     Returns:
         The typed report (:class:`~gacd_core.report_model.Report`), also written to ``out_dir``.
     """
@@ -244,10 +248,6 @@ def _train_and_report(
     spec: JobSpec, out: Path, checkpoint_dir: str | Path | None, device: torch.device, cb: Callbacks, resume: bool
 ) -> Report:
     """:func:`run_job` in this process, on ``device``."""
-    A job of several processes (``resources``) runs this in each of them, as torchrun starts them
-    (:func:`gacd_core.distributed.job_group`; ``gacd train --gpus N`` does it): they train and evaluate
-    together, and rank 0 alone reports progress and writes the checkpoints, the student and the reports.
-
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else out
     seed_everything(spec.seed)
     data, teacher, check = _job_inputs(spec, device, cb)
@@ -270,13 +270,13 @@ def _train_and_report(
         training=result,
         teacher_check=check,
         same_labels=teacher is not None and not method.cross_task,
+        sync_batchnorm=trainer.synced_batchnorm,
     )
     return evaluate_and_report(
         subject,
         device,
         out,
         cb,
-        sync_batchnorm=trainer.synced_batchnorm,
         precision=trainer.setting.precision if trainer.setting is not None else "fp32",
         channels_last=trainer.channels_last,
         onnx_info=info,
@@ -348,13 +348,13 @@ def _job_trainer(
         compile=spec.compile,
         transform=data.transform,
         workers=spec.dataset.workers,
+        sync_batchnorm=spec.resources.sync_batchnorm,
     )
     log.info(
         "%s: training %s (%s) on %s, %d images, %d epochs, device %s",
         spec.method,
         spec.student.arch,
         "teacher " + method.teacher.arch if method.teacher is not None else "no teacher",
-        sync_batchnorm=spec.resources.sync_batchnorm,
         data.name,
         len(data.train),
         spec.hyperparameters.epochs,
@@ -375,14 +375,14 @@ def _save_student(
         "classes": spec.dataset.classes,
         "input_size": data.image_size,
     }  # no timestamp: the same weights give the same file (and the same SHA-256) whenever they are saved
+    if not distributed.is_main():  # rank 0 writes it
+        return out / STUDENT_FILE, info
     cb.writing()
     return save_weights(student, out / STUDENT_FILE, info), info
 
 
 def run_evaluation(
     weights: str | Path,
-    if not distributed.is_main():  # rank 0 writes it
-        return out / STUDENT_FILE, info
     out_dir: str | Path,
     spec: JobSpec,
     *,
@@ -447,26 +447,26 @@ class ReportSubject:
         same_labels: teacher and student share one label set (teacher accuracy, agreement and logit
             correlations are then meaningful); default: when their class counts are equal. A job
             that declares ``cross_task`` says False even when the counts are equal.
+        sync_batchnorm: the student trained with SyncBatchNorm (several CUDA processes).
     """
 
     kind: Kind
     method: str | None
     spec: JobSpec
     data: DatasetBundle
-        sync_batchnorm: the student trained with SyncBatchNorm (several CUDA processes).
     student: ImageClassifier
     student_file: Path
     teacher: ImageClassifier | None = None
     training: TrainResult | None = None
     teacher_check: TeacherCheck | None = None
     same_labels: bool | None = None
+    sync_batchnorm: bool = False
 
     @property
     def shares_labels(self) -> bool:
         """Whether the pair has one label set (False without a teacher)."""
         if self.teacher is None:
             return False
-    sync_batchnorm: bool = False
         if self.same_labels is not None:
             return self.same_labels
         return self.teacher.num_classes == self.student.num_classes
@@ -509,13 +509,13 @@ def evaluate_and_report(
     alone exports, measures the throughput and writes.
     """
     ev = subject.spec.evaluation
+    main = distributed.is_main()
     test = _evaluation_images(subject.data, ev)
     onnx = _export_onnx(subject.student, test, out_dir, onnx_info, cb) if onnx_info is not None and main else None
     measured = _measure(subject, test, device, cb, channels_last)
     cb.at(Stage.COMPRESSION, 0.0)
     autocast = torch.bfloat16 if precision == "bf16" and device.type == "cuda" else None
     comp = Compression.model_validate(
-    main = distributed.is_main()
         E.compression(
             subject.student,
             subject.teacher,
@@ -527,14 +527,14 @@ def evaluate_and_report(
         )
     )
     report = _report(subject, test, measured, comp, onnx, device)
+    if not main:
+        return report
     cb.at(Stage.WRITING, 1.0)
     cb.writing()
     write_report(report, out_dir)
     bits = E.per_image_document(measured.student, test.labels, ev.split)
     if bits is not None:
         per_image.write(out_dir / PER_IMAGE, bits)
-    if not main:
-        return report
     return report
 
 

@@ -371,13 +371,13 @@ class Environment(Section):
     platform: str | None = None
     device: str | None = None
     device_name: str | None = None
-
-
-Kind = Literal["train", "distill", "evaluate"]
     world_size: int | None = optional_key("processes that ran the job (torch.distributed: one per GPU or CPU process)")
     sync_batchnorm: bool | None = optional_key(
         "whether the student trained with SyncBatchNorm over its processes (else batch norm per process)"
     )
+
+
+Kind = Literal["train", "distill", "evaluate"]
 
 
 class Report(Section):

@@ -282,9 +282,9 @@ class Trainer:
         transform: the declared training transform of an in-memory split (default: the CIFAR
             augmentation); a streamed split carries its own.
         workers: loader processes of a streamed split.
-    """
         sync_batchnorm: in a job of several CUDA processes, SyncBatchNorm while training
             (:func:`gacd_core.distributed.sync_batchnorm`); default batch norm per process.
+    """
 
     def __init__(
         self,
@@ -313,12 +313,12 @@ class Trainer:
         compile: bool = False,
         transform: Transform | None = None,
         workers: int | None = None,
-    ) -> None:
         sync_batchnorm: bool = False,
+    ) -> None:
         self.method, self.hyper, self.device, self.val = method, hyper, device, val
-        self.checkpoint_dir = checkpoint_dir
         self.sync_batchnorm, self.synced_batchnorm = sync_batchnorm, False
         self._ddp: torch.nn.Module | None = None  # the step in DistributedDataParallel, made at the first step
+        self.checkpoint_dir = checkpoint_dir
         self.progress, self.should_stop, self.before_write = progress, should_stop, before_write
         self.should_pause = should_pause
         self._mid_epoch: dict[str, Any] | None = None  # set by a mid-epoch checkpoint, used once by fit()
@@ -420,11 +420,11 @@ class Trainer:
             raise CheckpointError(f"{path} does not match this job: {str(exc).splitlines()[0]}") from None
         self.epoch, self.seconds, self.history = int(state["epoch"]), float(state["seconds"]), list(state["history"])
         self._mid_epoch = state.get("mid_epoch") if state["format"] == MID_EPOCH_FORMAT else None
-        _set_rng_state(state["rng"])
         trained_by = int(state.get("data", {}).get("world_size", 1))
         if trained_by != distributed.world_size():
             now = distributed.world_size()
             log.warning("%s was written by %d processes, this run has %d: not bit for bit", path, trained_by, now)
+        _set_rng_state(state["rng"])
         fast = state.get("fast_path")
         if fast is not None:
             cl = bool(fast["channels_last"]) and fastpath.channels_last_safe(self.method, self.device)
@@ -458,11 +458,11 @@ class Trainer:
         self._apply(result.chosen)
         return result.chosen
 
-    def _batches(self, augment: bool, seed: int) -> Batches | StreamBatches:
     def _global_batch(self) -> int:
         """The images of one step over every process (a split smaller than the batch: all of it)."""
         return min(self.hyper.batch_size, len(self.train_data))
 
+    def _batches(self, augment: bool, seed: int) -> Batches | StreamBatches:
         """The training batches (shuffled, whole batches only), in memory or streamed; in a job of several
         processes, this process's slice of each."""
         shard = (distributed.rank(), distributed.world_size()) if distributed.active() else None
@@ -476,8 +476,8 @@ class Trainer:
             drop_last=True,
             device=self.device,
             seed=seed,
-        )
             shard=shard,
+        )
 
     def _probe_step(self, method: torch.nn.Module, setting: fastpath.Setting, batch: tuple) -> None:
         assert isinstance(method, Method)
@@ -496,10 +496,9 @@ class Trainer:
         out.loss.backward()
         self.optimizer.step()
         self.scheduler.step()
-        return out
         distributed.average_batchnorm_stats(self.method.student)
+        return out
 
-    # --- training -----------------------------------------------------------------------------
     def _forward(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> StepOutput:
         """The method's step: as it is in one process; through DistributedDataParallel in several
         (:func:`gacd_core.distributed.wrap_step`, made at the first step, once the fast path is set)."""
@@ -510,6 +509,7 @@ class Trainer:
         loss, logits, parts = self._ddp(x, y, idx)
         return StepOutput(loss, parts, logits)
 
+    # --- training -----------------------------------------------------------------------------
     def fit(self, resume_from: Path | None = None) -> TrainResult:
         """Train for the remaining epochs; with ``resume_from``, continue from that checkpoint."""
         resumed = None
@@ -564,8 +564,6 @@ class Trainer:
         for step, (x, y, idx) in enumerate(self.batches, start=done + 1):
             self._before_step(epoch, step, run, acc, t0)
             out = self.train_step(x, y, idx)
-        """The fraction right on ``batches`` (under ``attack``). Processes of one job each take their rows
-        of every batch, agree on a stop request before it, and sum their counts."""
             run.steps += 1
             acc.add(out.loss, out.parts, out.logits, y)
             now = time.perf_counter()
@@ -583,7 +581,6 @@ class Trainer:
             TrainingPaused: the pause callback said pause (after the checkpoint).
             TrainingStopped: the stop callback said stop.
         """
-        now = time.perf_counter()
         pause = self.should_pause is not None and self.should_pause()
         if not distributed.active():
             if pause:
@@ -599,6 +596,7 @@ class Trainer:
     def _stop_due(self, step: int, run: _Run) -> bool:
         """Whether the stop callback, asked every ``check_every`` steps or ``check_seconds`` (whichever
         comes first), says stop."""
+        now = time.perf_counter()
         due = (step - 1) % self.check_every == 0 or now - run.last_check >= self.check_seconds
         if self.should_stop is None or not due:
             return False
@@ -615,8 +613,8 @@ class Trainer:
     def _end_epoch(self, epoch: int, acc: _Accumulator, train_seconds: float, run: _Run) -> None:
         """The epoch's history row (with the validation monitor), its checkpoint, log line and progress."""
         self.seconds += train_seconds
-        loss_mean, parts = acc.means(self.steps_per_epoch, epoch)
         acc.reduce()  # every process's sums: the global batch's
+        loss_mean, parts = acc.means(self.steps_per_epoch, epoch)
         record: dict[str, Any] = {
             "epoch": epoch,
             "lr": self.optimizer.param_groups[0]["lr"],
@@ -684,6 +682,8 @@ class Trainer:
 
     @torch.no_grad()
     def _accuracy(self, batches: Batches, attack: PGD | None) -> float:
+        """The fraction right on ``batches`` (under ``attack``). Processes of one job each take their rows
+        of every batch, agree on a stop request before it, and sum their counts."""
         model = self.method.student
         correct = torch.zeros((), dtype=torch.long)
         for x, y, _ in batches:

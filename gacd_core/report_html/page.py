@@ -592,9 +592,9 @@ _ENVIRONMENT_LABELS = {
     "device_name": "Device name",
     "git_commit": "Git commit",
     "gacd_version": "gacd version",
-}
     "world_size": "Processes (torch.distributed)",
     "sync_batchnorm": "SyncBatchNorm",
+}
 
 
 def _environment_table(report: Report) -> str:

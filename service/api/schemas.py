@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from gacd_core import zoo
 from gacd_core.spec import MetadataValue
-from service.api.contract import NOT_OVER_HTTP, WHERE_GIVEN
+from service.api.contract import NOT_OVER_HTTP, NOT_YET_OVER_HTTP, WHERE_GIVEN
 from service.state.records import (
     Artifact,
     DatasetBase,
