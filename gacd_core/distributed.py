@@ -353,7 +353,7 @@ def sync_batchnorm(module: nn.Module, enabled: bool) -> Iterator[bool]:
     swaps = []
     for parent in module.modules():
         for name, child in parent.named_children():
-            if type(child) in PLAIN_BATCHNORM:
+            if isinstance(child, _BatchNorm) and type(child) in PLAIN_BATCHNORM:
                 swaps.append((parent, name, child, _synced(child)))
             elif isinstance(child, _BatchNorm) and not isinstance(child, nn.SyncBatchNorm):
                 raise SpecError([(field, f"the student's {type(child).__name__} layers are not plain BatchNorm")])
