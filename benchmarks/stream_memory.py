@@ -9,7 +9,11 @@ peak RSS, and the largest peak RSS of a loader process.
 
 - ``streamed-2000`` and ``streamed-20000``: ``dataset: {"name": "imagefolder", ...}``; the larger must
   not need more than 1.2x the main-process memory of the smaller (the run says whether it held);
-- ``memory-2000``: the same images as ``custom`` (the whole split decoded into memory first).
+- ``memory-2000``: the same images as ``custom`` (the whole split decoded into memory first);
+- ``evaluate-2000`` and ``evaluate-20000``: a clean-only evaluation (``evaluate_model`` with no attack)
+  of the same model over each folder's training images, streamed as an evaluation reads a split (a batch
+  at a time, at the evaluation's transform); the larger must not need more than 1.2x the memory of the
+  smaller either.
 
 Not a timed test. ``make bench-stream`` runs it; results go to benchmarks/RESULTS.md.
 """
@@ -133,6 +137,36 @@ def measure(kind: str, folder: Path, device: str, workers: int) -> dict[str, Any
     }
 
 
+def measure_evaluation(folder: Path, device: str, workers: int) -> dict[str, Any]:
+    """A clean-only evaluation pass over the folder's training images, streamed (the child's side of
+    :func:`run`): what grows with the folder is the per-image logits, features and correctness bits."""
+    import torch
+
+    from gacd_core.data import load_dataset
+    from gacd_core.evaluation import evaluate_model
+    from gacd_core.jobs import resolve_device
+    from gacd_core.spec import DatasetSpec, EvaluationSpec
+
+    torch.manual_seed(0)
+    data = load_dataset(DatasetSpec(name="imagefolder", path=folder.name, root=str(folder.parent), workers=workers))
+    dev = resolve_device(device)
+    model = _tiny_model(data.num_classes, data.mean, data.std)
+    ev = EvaluationSpec(attacks=[], eps_sweep=[], batch_size=64, throughput=False)
+    result = evaluate_model(model, data.train, ev, dev)
+    seconds = result.metrics["seconds"]
+    return {
+        "kind": "evaluate",
+        "train_images": len(data.train),
+        "load_seconds": 0.0,
+        "epoch_seconds": round(seconds, 2),
+        "images_per_second": round(len(data.train) / seconds, 1),
+        "peak_rss_mib": round(_peak_mib(resource.RUSAGE_SELF), 1),
+        "loader_peak_rss_mib": round(_peak_mib(resource.RUSAGE_CHILDREN), 1),
+        "workers": workers,
+        "device": str(dev),
+    }
+
+
 def run(kind: str, folder: Path, device: str, workers: int) -> dict[str, Any]:
     """:func:`measure` in a fresh interpreter (its peak RSS is its own)."""
     cmd = [sys.executable, __file__, "--child", kind, str(folder), "--device", device, "--workers", str(workers)]
@@ -151,15 +185,20 @@ def main() -> None:
     p.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        print(json.dumps(measure(args.child[0], Path(args.child[1]), args.device, args.workers)))
+        kind, folder = args.child[0], Path(args.child[1])
+        row = measure_evaluation(folder, args.device, args.workers) if kind == "evaluate" else None
+        print(json.dumps(row or measure(kind, folder, args.device, args.workers)))
         return
     small, large = (generate(n) for n in args.sizes)
     rows = [
         run("streamed", small, args.device, args.workers),
         run("streamed", large, args.device, args.workers),
         run("memory", small, args.device, args.workers),
+        run("evaluate", small, args.device, args.workers),
+        run("evaluate", large, args.device, args.workers),
     ]
     ratio = rows[1]["peak_rss_mib"] / rows[0]["peak_rss_mib"]
+    eval_ratio = rows[4]["peak_rss_mib"] / rows[3]["peak_rss_mib"]
     total = [(r["peak_rss_mib"] + r["workers"] * r["loader_peak_rss_mib"]) for r in rows[:2]]
     summary = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -168,6 +207,8 @@ def main() -> None:
         "rss_ratio_large_over_small": round(ratio, 3),
         "rss_ratio_with_loaders": round(total[1] / total[0], 3),
         "within_1_2x": ratio <= 1.2,
+        "evaluation_rss_ratio_large_over_small": round(eval_ratio, 3),
+        "evaluation_within_1_2x": eval_ratio <= 1.2,
         "streamed_over_memory_images_per_second": round(rows[0]["images_per_second"] / rows[2]["images_per_second"], 3),
     }
     for r in rows:
@@ -181,6 +222,7 @@ def main() -> None:
         f"within 1.2x: {summary['within_1_2x']}; streamed / in-memory img/s on 2k: "
         f"{summary['streamed_over_memory_images_per_second']:.3f}"
     )
+    print(f"clean evaluation, peak RSS 20k / 2k: {eval_ratio:.3f} (main process); within 1.2x: {eval_ratio <= 1.2}")
     if args.json:
         args.json.write_text(json.dumps(summary, indent=1) + "\n")
 

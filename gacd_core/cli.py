@@ -369,7 +369,7 @@ def _export(args: argparse.Namespace) -> int:
 
         name = info.get("dataset") or "cifar10"
         dspec = DatasetSpec(name=name, root=args.data_root, test_subset=args.test_subset, classes=info.get("classes"))
-        images, where = load_dataset(dspec).test.images, f"{name} test images"
+        images, where = load_dataset(dspec).test.decoded().images, f"{name} test images"
     else:
         gen = torch.Generator().manual_seed(0)
         images, where = torch.rand(args.test_subset or 512, 3, size, size, generator=gen), "random images"

@@ -10,6 +10,13 @@ Choices that keep the numbers honest: evaluation always runs in fp32 with the mo
 teacher and student are attacked on the same images, each by attacks against itself (white-box); the
 random starts are seeded, so a report can be reproduced; the final model is always the last epoch's,
 never one picked by test accuracy.
+
+The images come a batch at a time from a :class:`~gacd_core.data.Split`, in memory or streamed from
+disk, so that what an evaluation holds grows with its number of images only by per-image records
+(logits, features, correctness bits). Two things are bounded on a streamed split, both by a fixed,
+class-stratified choice of images (:func:`resident_positions`): the student's adversarial examples kept
+for the structure metrics (:data:`KEEP_ADV_BYTES`), and AutoAttack, run a chunk at a time
+(:data:`AUTOATTACK_CHUNK_BYTES`). An in-memory split keeps all its examples and runs AutoAttack once.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from torch import nn
 
 from gacd_core import catalog, per_image
 from gacd_core.attacks import AutoAttack, protocol_attack
-from gacd_core.data import ImageSet, stratified_subset
+from gacd_core.data import ImageSet, Split, stratified_subset
 from gacd_core.errors import EvaluationStopped
 from gacd_core.models import ImageClassifier
 from gacd_core.progress import EvalProgress
@@ -35,6 +42,8 @@ from gacd_core.spec import EvaluationSpec
 log = logging.getLogger("gacd.evaluation")
 EVAL_SEED = 1234
 REFERENCE = catalog.REFERENCE_ATTACK  # PGD-20: see catalog.Accuracy.reference
+KEEP_ADV_BYTES = 1 << 30  # float32 adversarial examples kept of a streamed split, for the structure metrics
+AUTOATTACK_CHUNK_BYTES = 1 << 30  # float32 images of a streamed split AutoAttack gets at once
 
 
 class _Work:
@@ -99,6 +108,7 @@ class Evaluation:
     clean_feats: torch.Tensor
     adv_inputs: torch.Tensor | None = None  # the model's own reference (PGD-20) examples (CPU, float)
     extra: dict[str, Any] = field(default_factory=dict)
+    adv_positions: torch.Tensor | None = None  # the images of ``adv_inputs``: positions in the evaluated set
 
 
 def protocol_description(ev: EvaluationSpec, test_size: int, num_classes: int, seed: int = EVAL_SEED) -> dict[str, Any]:
@@ -155,20 +165,36 @@ def tf32_enabled() -> bool:
     return any(getattr(obj, name) != value for obj, name, value in _tf32_switches())
 
 
-def evaluation_set(test: ImageSet, ev: EvaluationSpec) -> ImageSet:
+def evaluation_set(test: Split, ev: EvaluationSpec) -> Split:
     """The test images the protocol runs on: ``evaluation.subset`` of them, class-stratified."""
     if ev.subset is None or ev.subset >= len(test):
         return test
     return test.select(stratified_subset(test.labels, ev.subset))
 
 
-def _batches(data: ImageSet, batch_size: int, device: torch.device, channels_last: bool = False):
-    pin = device.type == "cuda" and data.images.device.type == "cpu"
+def resident_positions(data: Split, most: int) -> torch.Tensor:
+    """The images of ``data`` that a step needing them at once keeps: all of an in-memory set; of a
+    streamed one, at most ``most``: the first of a class-stratified ordering (seed 0, as
+    :func:`~gacd_core.data.stratified_subset`), sorted."""
+    if isinstance(data, ImageSet):
+        return torch.arange(len(data))
+    return stratified_subset(data.labels, max(1, most))
+
+
+def resident(data: Split, most: int) -> ImageSet:
+    """``data`` in memory: itself, or (streamed) its :func:`resident_positions` decoded."""
+    return data if isinstance(data, ImageSet) else data.select(resident_positions(data, most)).decoded()
+
+
+def _float_bytes(data: Split) -> int:
+    return 3 * data.side**2 * 4
+
+
+def _batches(
+    data: Split, batch_size: int, device: torch.device, channels_last: bool = False
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    for s in range(0, len(data), batch_size):
-        images, labels = data.images[s : s + batch_size], data.labels[s : s + batch_size]
-        if pin:
-            images, labels = images.pin_memory(), labels.pin_memory()
+    for s, images, labels in data.chunks(batch_size, pin=device.type == "cuda"):
         x = images.to(device, non_blocking=True).float().div_(255).contiguous(memory_format=fmt)
         yield s, x, labels.to(device, non_blocking=True)
 
@@ -180,7 +206,7 @@ def _predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def evaluate_model(
     model: ImageClassifier,
-    data: ImageSet,
+    data: Split,
     ev: EvaluationSpec,
     device: torch.device,
     *,
@@ -190,10 +216,12 @@ def evaluate_model(
     should_stop: Callable[[], bool] | None = None,
     channels_last: bool = False,
 ) -> Evaluation:
-    """Run the protocol on ``model`` over ``data``.
+    """Run the protocol on ``model`` over ``data``, a batch at a time.
 
     Args:
-        keep_adv: keep the model's PGD-20 examples (for structure metrics on adversarial inputs).
+        keep_adv: keep the model's PGD-20 examples (for structure metrics on adversarial inputs): of
+            every image in memory, of a streamed set those of :func:`resident_positions` within
+            :data:`KEEP_ADV_BYTES` (``adv_positions`` says which).
         on_progress: called before every attack on every batch (and as AutoAttack moves) with the
             attack about to run, the fraction done and an ETA.
         should_stop: polled at every progress report and before every forward pass of an attack (keep
@@ -219,7 +247,11 @@ def evaluate_model(
     sweep_correct = {e: torch.zeros(n, dtype=torch.bool) for e in sweep}
     logits_all = torch.empty(n, c)
     feats_all = torch.empty(n, model.num_features)
-    adv_all = torch.empty(n, *data.images.shape[1:]) if keep_adv and ref in attacks else None
+    kept = resident_positions(data, KEEP_ADV_BYTES // _float_bytes(data)) if keep_adv and ref in attacks else None
+    adv_all = torch.empty(len(kept), 3, data.side, data.side) if kept is not None else None
+    slot = torch.full((n,), -1, dtype=torch.long)  # image -> its row in adv_all (-1: not kept)
+    if kept is not None:
+        slot[kept] = torch.arange(len(kept))
     per_image = 1 + sum(map(_attack_cost, attacks.values())) + sum(map(_attack_cost, sweep_attacks.values()))
     aa_n = min(n, ev.autoattack_subset or n) if ev.autoattack else 0
     work = _Work(n * per_image + aa_n * AUTOATTACK_COST, on_progress, should_stop)
@@ -242,7 +274,8 @@ def evaluate_model(
                     x_adv = attack(checked, x, y)
                     correct[name][s:e] = (_predict(model, x_adv) == y).cpu()
                     if name == ref and adv_all is not None:
-                        adv_all[s:e] = x_adv.cpu()
+                        rows = slot[s:e]
+                        adv_all[rows[rows >= 0]] = x_adv.cpu()[rows >= 0]
                     done += len(y) * _attack_cost(attack)
                 for eps, attack in sweep_attacks.items():
                     work.at(f"{ref}@{eps * 255:.3g}/255", done)
@@ -257,20 +290,15 @@ def evaluate_model(
         bits: dict[str, Any] = {"correct": correct}  # per image, for paired tests (gacd_core/per_image.py)
         if ev.autoattack:
             aa_idx = stratified_subset(data.labels, aa_n)
-            aa_data = data.select(aa_idx)
-            x = aa_data.images.to(device).float().div_(255)
-            y = aa_data.labels.to(device)
-            log.info("AutoAttack (standard) on %d images", aa_n)
             base = n * per_image
 
             def aa_progress(attack: str, fraction: float) -> None:
                 work.at(f"autoattack/{attack}", base + fraction * aa_n * AUTOATTACK_COST)
 
-            runner = AutoAttack(ev.eps, c, seed=seed, batch_size=min(ev.batch_size, 500))
-            result = runner.run(checked, x, y, on_progress=aa_progress)
-            metrics["autoattack_acc"] = result.robust_acc
-            metrics["autoattack_breakdown"] = result.breakdown
-            bits["autoattack"], bits["autoattack_positions"] = result.correct, aa_idx.cpu()
+            aa_correct, breakdown = _autoattack(checked, data.select(aa_idx), ev, c, seed, device, aa_progress)
+            metrics["autoattack_acc"] = _mean(aa_correct)
+            metrics["autoattack_breakdown"] = breakdown
+            bits["autoattack"], bits["autoattack_positions"] = aa_correct, aa_idx.cpu()
         labels = data.labels.cpu()
         metrics["per_class"] = {
             "clean": _per_class(correct["clean"], labels, c),
@@ -288,7 +316,49 @@ def evaluate_model(
         precision.close()
         model.train(was)
         model.to(memory_format=fmt_before)
-    return Evaluation(metrics, logits_all, feats_all, adv_all, extra={"per_image": bits})
+    return Evaluation(metrics, logits_all, feats_all, adv_all, extra={"per_image": bits}, adv_positions=kept)
+
+
+def _autoattack(
+    model: nn.Module,
+    data: Split,
+    ev: EvaluationSpec,
+    num_classes: int,
+    seed: int,
+    device: torch.device,
+    on_progress: Callable[[str, float], None],
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Standard AutoAttack on every image of ``data``: per image, whether the model is still right, and
+    the robust accuracy after each of its attacks.
+
+    An in-memory set is attacked in one run (seeded ``seed``). A streamed set is decoded and attacked
+    :data:`AUTOATTACK_CHUNK_BYTES` of float images at a time, chunk ``k`` seeded ``seed + k``: standard
+    AutoAttack treats each image on its own, so chunks change nothing but the random draws of its
+    restarts and of Square (a single chunk is the one run). Across chunks the breakdown is the robust
+    count after each attack over all images (an attack a chunk skipped, none of it being robust, counts 0).
+    """
+    n = len(data)
+    chunk = n if isinstance(data, ImageSet) else max(1, AUTOATTACK_CHUNK_BYTES // _float_bytes(data))
+    log.info("AutoAttack (standard) on %d images%s", n, f", {chunk} at a time" if chunk < n else "")
+    correct: list[torch.Tensor] = []
+    parts: list[tuple[int, dict[str, float]]] = []
+    for k, s in enumerate(range(0, n, chunk)):
+        part = (data if chunk >= n else data.select(torch.arange(s, min(s + chunk, n)))).decoded()
+        x, y = part.images.to(device).float().div_(255), part.labels.to(device)
+
+        def progress(attack: str, fraction: float, s: int = s, m: int = len(part)) -> None:
+            on_progress(attack, (s + fraction * m) / n)
+
+        runner = AutoAttack(ev.eps, num_classes, seed=seed + k, batch_size=min(ev.batch_size, 500))
+        result = runner.run(model, x, y, on_progress=progress)
+        assert result.correct is not None
+        correct.append(result.correct)
+        parts.append((len(part), result.breakdown))
+    if len(parts) == 1:
+        return correct[0], parts[0][1]
+    names = list(dict.fromkeys(name for _, after in parts for name in after))
+    robust = {name: sum(round(after.get(name, 0.0) * m) for m, after in parts) for name in names}
+    return torch.cat(correct), {name: count / n for name, count in robust.items()}
 
 
 def per_image_document(evaluation: Evaluation, labels: torch.Tensor, split: str) -> dict[str, Any] | None:
@@ -356,15 +426,20 @@ def logit_corr_diff(t_logits: torch.Tensor, s_logits: torch.Tensor) -> float:
 @torch.no_grad()
 @strict_fp32()
 def features_and_logits(
-    model: ImageClassifier, images: torch.Tensor, device: torch.device, batch_size: int = 256
+    model: ImageClassifier, images: torch.Tensor | Split, device: torch.device, batch_size: int = 256
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pooled features and logits of ``model`` on float images (CPU tensors in, CPU tensors out)."""
+    """Pooled features and logits of ``model`` on float images (a CPU tensor) or on the uint8 images of
+    a split, read a batch at a time (CPU tensors out)."""
+    if isinstance(images, torch.Tensor):
+        floats = (images[s : s + batch_size] for s in range(0, len(images), batch_size))
+    else:
+        floats = (x.float().div(255) for _, x, _ in images.chunks(batch_size, pin=device.type == "cuda"))
     was = model.training
     model.eval()
     feats, logits = [], []
     try:
-        for s in range(0, len(images), batch_size):
-            f, z = model.forward_all(images[s : s + batch_size].to(device))
+        for x in floats:
+            f, z = model.forward_all(x.to(device))
             feats.append(f.float().cpu())
             logits.append(z.float().cpu())
     finally:
@@ -385,15 +460,21 @@ def pair_metrics(
     """Teacher-student agreement and structural metrics.
 
     Adversarial inputs are the student's PGD-20 examples, fed to both models, so that both
-    representations describe the same images. Agreement and logit correlations need one label set;
-    they are None across tasks.
+    representations describe the same images: all of them, or those the student's evaluation kept
+    (``adv_images`` says how many). Agreement and logit correlations need one label set; they are
+    None across tasks.
     """
+    kept, n = None if s_eval.adv_inputs is None else len(s_eval.adv_inputs), len(s_eval.clean_logits)
+    described = "the student's PGD-20 examples, fed to both models"
+    if kept is not None and kept < n:
+        described += f", on {kept} of the {n} images (the first {kept} of a class-stratified ordering, seed 0)"
     structure: dict[str, Any] = {
         "cka_clean": linear_cka(t_eval.clean_feats, s_eval.clean_feats),
         "cka_adv": None,
         "logit_corr_diff": logit_corr_diff(t_eval.clean_logits, s_eval.clean_logits) if same_labels else None,
         "logit_corr_diff_adv": None,
-        "adv_inputs": "the student's PGD-20 examples, fed to both models",
+        "adv_inputs": described,
+        "adv_images": kept,
     }
     agreement: dict[str, Any] | None = None
     if same_labels:

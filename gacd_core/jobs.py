@@ -23,7 +23,7 @@ import torch
 from gacd_core import distributed, per_image
 from gacd_core import evaluation as E
 from gacd_core.artifacts import PER_IMAGE, STUDENT_WEIGHTS
-from gacd_core.data import DatasetBundle, ImageSet, load_dataset
+from gacd_core.data import DatasetBundle, Split, load_dataset
 from gacd_core.errors import (
     SpecError,
     TeacherLoadError,
@@ -53,6 +53,7 @@ from gacd_core.trainer import CHECKPOINT_NAME, Trainer, TrainResult
 
 log = logging.getLogger("gacd.jobs")
 STUDENT_FILE = STUDENT_WEIGHTS  # named in gacd_core.artifacts, with every other output
+ONNX_CHECK_IMAGES = 500  # of a streamed split, the images the ONNX graph is checked on (in memory: all)
 
 
 @dataclass
@@ -538,7 +539,7 @@ def evaluate_and_report(
     return report
 
 
-def _evaluation_images(data: DatasetBundle, ev: EvaluationSpec) -> ImageSet:
+def _evaluation_images(data: DatasetBundle, ev: EvaluationSpec) -> Split:
     """The images the protocol runs on: the test split, or the validation images held out of training."""
     if ev.split != "val":
         return E.evaluation_set(data.test, ev)
@@ -548,18 +549,20 @@ def _evaluation_images(data: DatasetBundle, ev: EvaluationSpec) -> ImageSet:
 
 
 def _export_onnx(
-    student: ImageClassifier, test: ImageSet, out_dir: Path, onnx_info: dict[str, Any], cb: Callbacks
+    student: ImageClassifier, test: Split, out_dir: Path, onnx_info: dict[str, Any], cb: Callbacks
 ) -> OnnxCheck:
-    """Export the student to ``student.onnx`` and check it against PyTorch on the evaluation images."""
+    """Export the student to ``student.onnx`` and check it against PyTorch on the evaluation images (of
+    a streamed split, :data:`ONNX_CHECK_IMAGES` of them: :func:`~gacd_core.evaluation.resident`)."""
     from gacd_core.export import ONNX_FILE, export_and_verify
 
     cb.at(Stage.EXPORTING, 0.0)
-    check = export_and_verify(student, out_dir / ONNX_FILE, test.images, info=onnx_info, before_write=cb.writing)
+    images = E.resident(test, ONNX_CHECK_IMAGES).images
+    check = export_and_verify(student, out_dir / ONNX_FILE, images, info=onnx_info, before_write=cb.writing)
     return OnnxCheck.model_validate(check)
 
 
 def _measure(
-    subject: ReportSubject, test: ImageSet, device: torch.device, cb: Callbacks, channels_last: bool
+    subject: ReportSubject, test: Split, device: torch.device, cb: Callbacks, channels_last: bool
 ) -> _Measured:
     """The protocol on the student, then on the teacher (or only its features, across tasks), then the
     figures that compare the two."""
@@ -594,7 +597,7 @@ def _measure(
         )
         log.info("teacher: %s", E.summary_line(measured.teacher.metrics))
     else:  # across tasks the teacher's accuracy means nothing here; its features still do
-        feats, logits = E.features_and_logits(teacher, test.images.float().div(255), device, ev.batch_size)
+        feats, logits = E.features_and_logits(teacher, test, device, ev.batch_size)
         measured.teacher = E.Evaluation({}, logits, feats)
     cb.at(Stage.STRUCTURE, 0.0)
     measured.agreement, measured.structure = E.pair_metrics(
@@ -605,7 +608,7 @@ def _measure(
 
 def _report(
     subject: ReportSubject,
-    test: ImageSet,
+    test: Split,
     measured: _Measured,
     comp: Compression,
     onnx: OnnxCheck | None,

@@ -279,6 +279,7 @@ class Structure(Section):
     logit_corr_diff: float | None = None
     logit_corr_diff_adv: float | None = None
     adv_inputs: str | None = Field(None, description="which adversarial inputs the *_adv figures used")
+    adv_images: int | None = optional_key("images the *_adv figures and the adversarial agreement were computed on")
 
 
 class Compression(Section):

@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from gacd_core.data.base import ImageSet, stratified_subset
+from gacd_core.data.base import ImageSet, Split, stratified_subset
 from gacd_core.errors import TeacherUnfitError
 from gacd_core.models.base import ImageClassifier
 from gacd_core.normalization import IDENTITY, preset_name, same, text
@@ -170,7 +170,7 @@ def _alternatives(
 
 def check_teacher(
     teacher: ImageClassifier,
-    test: ImageSet,
+    test: Split,
     *,
     dataset: str,
     num_classes: int,
@@ -184,7 +184,8 @@ def check_teacher(
     """Measure ``teacher`` on ``dataset``'s test split and decide whether it may teach.
 
     Args:
-        test: the test split (uint8 images, labels 0..num_classes-1).
+        test: the test split (in memory or streamed; labels 0..num_classes-1); only the subsets the
+            check measures are decoded.
         num_classes: the dataset's number of classes.
         dataset_norm: the dataset's channel statistics, tried as an alternative normalisation.
         cross_task: the job says teacher and student label sets differ (exempt from the check).
@@ -209,7 +210,7 @@ def check_teacher(
     teacher.eval()
     try:
         idx = stratified_subset(test.labels, clean_subset)
-        images = test.select(idx)
+        images = test.select(idx).decoded()
         clean = _clean_accuracy(teacher, images, device)
         alts: list[dict[str, Any]] = []
         for name, label, (m, s) in _alternatives(dataset, dataset_norm):
@@ -218,13 +219,13 @@ def check_teacher(
             with _normalised_with(teacher, m, s):
                 acc = _clean_accuracy(teacher, images, device)
             alts.append({"name": name, "label": label, "mean": list(m), "std": list(s), "clean_acc": acc})
-        pgd_images = test.select(stratified_subset(test.labels, pgd_subset))
+        pgd_images = test.select(stratified_subset(test.labels, pgd_subset)).decoded()
         skipped = None
         if pgd is None:
             if device.type == "cuda":
                 pgd = True
             else:
-                cost = _pgd_cost(teacher, len(pgd_images), int(test.images.shape[-1]))
+                cost = _pgd_cost(teacher, len(pgd_images), test.side)
                 pgd = cost <= CPU_PGD_BUDGET
                 if not pgd:
                     skipped = (

@@ -259,7 +259,8 @@ class Trainer:
             the fastest (:func:`gacd_core.fastpath.probe`; bf16 is a candidate only where the device
             has bf16 arithmetic). The choice is saved in the checkpoint, and a resumed run keeps it.
         seed: seeds data order and augmentation (with the epoch number).
-        val: a held-out split for per-epoch clean and PGD-10 accuracy (never used to pick a model).
+        val: a held-out split, in memory or streamed, for per-epoch clean and PGD-10 accuracy (never used
+            to pick a model).
         augment: random crop and flip.
         checkpoint_dir: where ``checkpoint.pt`` is written after every epoch.
         progress: receives :class:`~gacd_core.progress.TrainingStarted` once, then
@@ -295,7 +296,7 @@ class Trainer:
         device: torch.device,
         precision: str = "fp32",
         seed: int = 0,
-        val: ImageSet | None = None,
+        val: ImageSet | StreamedSet | None = None,
         augment: bool = True,
         checkpoint_dir: Path | None = None,
         progress: Callable[[TrainingEvent], None] | None = None,
@@ -681,7 +682,7 @@ class Trainer:
         )
 
     @torch.no_grad()
-    def _accuracy(self, batches: Batches, attack: PGD | None) -> float:
+    def _accuracy(self, batches: Batches | StreamBatches, attack: PGD | None) -> float:
         """The fraction right on ``batches`` (under ``attack``). Processes of one job each take their rows
         of every batch, agree on a stop request before it, and sum their counts."""
         model = self.method.student
@@ -708,7 +709,9 @@ class Trainer:
         was = model.training
         model.eval()
         try:
-            batches = Batches(self.val, 256, device=self.device, channels_last=self.channels_last)
+            batches = batches_of(
+                self.val, 256, workers=self.workers, device=self.device, channels_last=self.channels_last
+            )
             with fastpath.eager(model):  # other batch sizes than training's: no recompilation for them
                 return {
                     "val_clean_acc": self._accuracy(batches, None),

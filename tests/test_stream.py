@@ -57,7 +57,7 @@ def test_a_folder_streamed_gives_the_batches_it_gives_in_memory(tmp_path: Path, 
     make_image_folder(tmp_path / "ds", n_train=8, n_test=3, size=(16, 16))
     memory, streamed = _both(tmp_path)
     assert len(streamed.train) == len(memory.train) == 24
-    assert torch.equal(streamed.test.images, memory.test.images)
+    assert torch.equal(streamed.test.decoded().images, memory.test.images)  # the evaluation's images
     # the normalisation statistics: measured on the same training images, by running sums
     assert torch.allclose(torch.tensor(streamed.mean), torch.tensor(memory.mean), atol=1e-6)
     assert torch.allclose(torch.tensor(streamed.std), torch.tensor(memory.std), atol=1e-6)
@@ -75,7 +75,7 @@ def test_random_resized_crops_are_the_same_in_both_paths(tmp_path: Path) -> None
     pre = {"train": "random_resized_crop", "size": 24, "scale": [0.2, 0.6]}
     memory, streamed = _both(tmp_path, preprocessing=pre, val_size=3, train_subset=12)
     assert len(memory.train) == len(streamed.train) == 12
-    assert torch.equal(memory.val.images, streamed.val.images)
+    assert torch.equal(memory.val.images, streamed.val.decoded().images)
     pairs = _pairs(memory, streamed, 1, 1, batch_size=4)
     _assert_same(pairs)
     assert streamed.info["preprocessing"]["train"] == "random_resized_crop"
@@ -100,13 +100,14 @@ def test_resize_and_centre_crop_follow_the_preset(tmp_path: Path) -> None:
         preprocessing={"preset": "BicubicRes256Crop224", "size": 24, "resize": 32, "center_crop": 24},
     )
     data = load_dataset(spec)
-    assert data.image_size == 24 and data.test.images.shape[1:] == (3, 24, 24)
+    test = data.test.decoded()
+    assert data.image_size == 24 and test.images.shape[1:] == (3, 24, 24)
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms.v2 import functional as TF
 
     first = TF.pil_to_tensor(Image.open(sorted((tmp_path / "ds" / "test" / "cat").iterdir())[0]).convert("RGB"))
     expected = TF.center_crop(TF.resize(first, [32], interpolation=InterpolationMode.BICUBIC, antialias=True), [24, 24])
-    assert torch.equal(data.test.images[0], expected)
+    assert torch.equal(test.images[0], expected)
     assert data.info["preprocessing"]["interpolation"] == "bicubic"
 
 
@@ -133,7 +134,7 @@ def test_shards_stream_as_the_folder_they_were_written_from(tmp_path: Path) -> N
     folder = load_dataset(DatasetSpec(name="imagefolder", path="ds", root=str(tmp_path)))
     shards = load_dataset(DatasetSpec(name="shards", path="sh", root=str(tmp_path)))
     assert shards.class_names == folder.class_names and shards.info["format"] == "shards"
-    assert torch.equal(shards.test.images, folder.test.images)
+    assert torch.equal(shards.test.decoded().images, folder.test.decoded().images)
     a = StreamBatches(folder.train, 4, shuffle=True, augment=True, seed=1, workers=0)
     b = StreamBatches(shards.train, 4, shuffle=True, augment=True, seed=1, workers=2)
     _assert_same(list(zip(a, b, strict=True)))
@@ -341,3 +342,93 @@ def test_the_cli_resolves_relative_paths_under_gacd_data_roots(tmp_path: Path, m
         load_dataset(DatasetSpec(name="imagefolder", path="../b/ds"))
     with pytest.raises(DatasetNotFound):
         load_dataset(DatasetSpec(name="imagefolder", path="nothing"))
+
+
+# --- evaluation, streamed ---------------------------------------------------------------------------
+EVAL = {"attacks": ["fgsm", "pgd20"], "eps_sweep": [0.0], "batch_size": 8}
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A 24-image test split streamed by two loader processes, and the protocol (AutoAttack on 6 of
+    the images, PGD-20 examples kept) on it and on the same images decoded into memory."""
+    from gacd_core.evaluation import evaluate_model
+    from gacd_core.models import create_model
+    from gacd_core.spec import EvaluationSpec
+
+    root = tmp_path_factory.mktemp("eval")
+    make_image_folder(root / "ds", classes=("ant", "bee", "cat", "dog"), n_train=2, n_test=6, size=(20, 20))
+    data = load_dataset(DatasetSpec(name="imagefolder", path="ds", root=str(root), image_size=16, workers=2))
+    torch.manual_seed(0)
+    model = create_model("tiny_resnet", 4)  # AutoAttack's targeted attacks need 4 classes
+    with torch.no_grad():  # at initialisation the logits barely move with the input: make them (and the
+        model.linear.weight.mul_(300)  # attacks, AutoAttack's first breaking every point, so it is quick)
+        model.linear.bias.zero_()
+    ev = EvaluationSpec(**EVAL, autoattack=True, autoattack_subset=6)
+    memory = data.test.decoded()
+    run = {
+        name: evaluate_model(model, split, ev, torch.device("cpu"), keep_adv=True)
+        for name, split in (("of_memory", memory), ("of_stream", data.test))
+    }
+    return {"data": data, "memory": memory, "model": model, **run}
+
+
+@pytest.mark.slow
+def test_a_streamed_test_split_evaluates_exactly_as_its_images_in_memory(evaluated: dict[str, Any]) -> None:
+    from gacd_core.evaluation import features_and_logits
+
+    a, b = evaluated["of_memory"], evaluated["of_stream"]
+    assert len(evaluated["data"].test) == 24 and evaluated["data"].image_size == 16
+    assert {**a.metrics, "seconds": 0} == {**b.metrics, "seconds": 0}
+    assert a.metrics["autoattack_acc"] is not None and a.metrics["autoattack_breakdown"]
+    assert torch.equal(a.clean_logits, b.clean_logits) and torch.equal(a.clean_feats, b.clean_feats)
+    assert torch.equal(a.adv_inputs, b.adv_inputs) and torch.equal(b.adv_positions, torch.arange(24))
+    bits_a, bits_b = a.extra["per_image"], b.extra["per_image"]
+    assert bits_a["correct"].keys() == bits_b["correct"].keys()
+    assert all(torch.equal(bits_a["correct"][k], bits_b["correct"][k]) for k in bits_a["correct"])
+    assert torch.equal(bits_a["autoattack"], bits_b["autoattack"]) and len(bits_b["autoattack"]) == 6
+    assert torch.equal(bits_a["autoattack_positions"], bits_b["autoattack_positions"])
+    # the features of a model on a split, as a teacher's across tasks: read a batch at a time
+    model, memory = evaluated["model"], evaluated["memory"]
+    whole = features_and_logits(model, memory.images.float().div(255), torch.device("cpu"), 8)
+    streamed = features_and_logits(model, evaluated["data"].test, torch.device("cpu"), 8)
+    assert all(torch.equal(x, y) for x, y in zip(whole, streamed, strict=True))
+
+
+@pytest.mark.slow
+def test_a_streamed_split_keeps_a_bounded_stratified_share_of_its_examples_and_chunks_autoattack(
+    evaluated: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gacd_core import evaluation as E
+    from gacd_core.attacks import AutoAttack
+    from gacd_core.data import stratified_subset
+    from gacd_core.spec import EvaluationSpec
+
+    per_image = 3 * 16 * 16 * 4
+    monkeypatch.setattr(E, "KEEP_ADV_BYTES", 5 * per_image + 7)  # room for 5 examples
+    monkeypatch.setattr(E, "AUTOATTACK_CHUNK_BYTES", 4 * per_image)  # AutoAttack on 4 images at a time
+    data, model, memory, whole = evaluated["data"], evaluated["model"], evaluated["memory"], evaluated["of_memory"]
+    ev = EvaluationSpec(**EVAL, autoattack=True, autoattack_subset=6)
+    got = E.evaluate_model(model, data.test, ev, torch.device("cpu"), keep_adv=True)
+    kept = stratified_subset(data.test.labels, 5)
+    assert torch.equal(got.adv_positions, kept) and torch.bincount(data.test.labels[kept]).tolist() == [2, 1, 1, 1]
+    assert torch.equal(got.adv_inputs, whole.adv_inputs[kept])  # the same examples, five of them
+    assert {k: v for k, v in got.metrics.items() if "autoattack" not in k and k != "seconds"} == {
+        k: v for k, v in whole.metrics.items() if "autoattack" not in k and k != "seconds"
+    }
+    # AutoAttack in two chunks (4 + 2 images), chunk k seeded seed + k: each is the run on its images alone
+    aa = memory.select(stratified_subset(memory.labels, 6))
+    x = aa.images.float().div(255)
+    parts = [
+        AutoAttack(ev.eps, 4, seed=E.EVAL_SEED + k, batch_size=8).run(model, x[s : s + 4], aa.labels[s : s + 4])
+        for k, s in enumerate((0, 4))
+    ]
+    bits = got.extra["per_image"]["autoattack"]
+    assert torch.equal(bits, torch.cat([p.correct for p in parts]))
+    assert got.metrics["autoattack_acc"] == pytest.approx(float(bits.float().mean()))
+    # the breakdown: robust images after each attack, counted over both chunks
+    names = list(dict.fromkeys(name for p in parts for name in p.breakdown))
+    robust = {n: sum(round(p.breakdown.get(n, 0.0) * m) for p, m in zip(parts, (4, 2), strict=True)) for n in names}
+    assert names and got.metrics["autoattack_breakdown"] == pytest.approx({n: r / 6 for n, r in robust.items()})
+    # an in-memory split keeps every example, whatever the bound
+    assert torch.equal(E.resident_positions(memory, 1), torch.arange(24))

@@ -114,3 +114,82 @@ def test_a_folder_under_the_data_roots_trains_through_the_cli_and_resumes_exactl
     assert resumed["training"]["resumed_from_epoch"] == at
     a, b = load_file(tmp_path / "ref" / "student.safetensors"), load_file(tmp_path / "run" / "student.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+EVALUATION = {"attacks": ["pgd20"], "eps_sweep": [0.0], "batch_size": 8, "teacher": False, "throughput": False}
+
+
+@pytest.mark.slow
+def test_a_streamed_job_reads_its_test_split_a_batch_at_a_time_and_never_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gacd_core import jobs
+    from gacd_core.data.stream import StreamedSet
+
+    make_image_folder(tmp_path / "ds", n_train=6, n_test=8, size=(16, 16))  # 3 classes: 18 and 24 images
+    decoded: list[int] = []  # the sizes of the streamed sets decoded whole
+    read: list[tuple[int, int]] = []  # (images, batch) of every streamed read
+    whole, chunks = StreamedSet.decoded, StreamedSet.chunks
+
+    def decode(self: StreamedSet) -> Any:
+        decoded.append(len(self))
+        return whole(self)
+
+    def chunk(self: StreamedSet, size: int, pin: bool = False) -> Any:
+        read.append((len(self), size))
+        return chunks(self, size, pin)
+
+    monkeypatch.setattr(StreamedSet, "decoded", decode)
+    monkeypatch.setattr(StreamedSet, "chunks", chunk)
+    monkeypatch.setattr(jobs, "ONNX_CHECK_IMAGES", 5)
+    spec = parse_spec(
+        {
+            "method": "natural",
+            "student": {"arch": "tiny_resnet"},
+            "dataset": {"name": "imagefolder", "path": "ds", "root": str(tmp_path), "workers": 1, "val_size": 6},
+            "hyperparameters": {"epochs": 1, "batch_size": 4, "lr": 0.05},
+            "evaluation": EVALUATION,
+            "device": "cpu",
+            "precision": "fp32",
+        }
+    )
+    report = jobs.run_job(spec, tmp_path / "out")
+    assert report.dataset is not None and (report.dataset.test_size, report.dataset.val_size) == (24, 6)
+    assert decoded == [5]  # the ONNX check's images, and nothing else decoded whole
+    assert report.export is not None and report.export.onnx is not None and report.export.onnx.images == 5
+    assert (24, 8) in read  # the protocol read the 24 test images 8 at a time
+    assert report.training is not None and report.training.history[0].val_clean_acc is not None  # streamed val
+
+
+@pytest.mark.slow
+def test_the_report_says_on_how_many_images_the_adversarial_structure_was_measured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gacd_core import evaluation as E
+    from gacd_core.jobs import run_evaluation
+    from gacd_core.models import save_weights
+    from gacd_core.spec import TeacherSpec
+
+    make_image_folder(tmp_path / "ds", n_train=2, n_test=8, size=(16, 16))
+    files = []
+    for seed in (0, 1):  # a student and a teacher, both untrained
+        torch.manual_seed(seed)
+        model = create_model("tiny_resnet", 3)
+        files.append(save_weights(model, tmp_path / f"m{seed}.safetensors", {"input_size": 16}))
+    monkeypatch.setattr(E, "KEEP_ADV_BYTES", 5 * 3 * 16 * 16 * 4)  # the examples of five images
+    spec = parse_spec(
+        {
+            "method": "natural",
+            "dataset": {"name": "imagefolder", "path": "ds", "root": str(tmp_path), "workers": 0},
+            "evaluation": EVALUATION,
+            "device": "cpu",
+        }
+    )
+    teacher = TeacherSpec(weights=str(files[1]), allow_weak=True)
+    report = run_evaluation(files[0], tmp_path / "out", spec, teacher=teacher)
+    s = report.structure
+    assert s is not None and s.adv_images == 5 and s.cka_adv is not None
+    assert s.adv_inputs is not None and "on 5 of the 24 images" in s.adv_inputs
+    assert report.agreement is not None and report.agreement.adv is not None
+    assert report.protocol is not None and report.protocol.test_size == 24
+    assert "Images of the adversarial figures" in (tmp_path / "out" / "report.html").read_text()

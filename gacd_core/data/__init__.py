@@ -18,6 +18,7 @@ from gacd_core.data.base import (
     VAL_SEED,
     DatasetBundle,
     ImageSet,
+    Split,
     channel_stats,
     check_cut,
     resize,
@@ -38,6 +39,7 @@ __all__ = [
     "DatasetBundle",
     "ImageSet",
     "RawDataset",
+    "Split",
     "StreamBatches",
     "StreamedSet",
     "Transform",
@@ -65,7 +67,7 @@ def load_dataset(spec: DatasetSpec, device: torch.device | str | None = None) ->
     dataset's published ones, else computed on its whole training split.
 
     ``imagefolder`` and ``shards`` are streamed (:func:`gacd_core.data.stream.load_streamed`): their
-    training split stays on disk.
+    splits stay on disk, read a batch at a time.
 
     Args:
         device: move the splits there (``dataset.on_device`` on a GPU).

@@ -1,15 +1,17 @@
 """In-memory image datasets: uint8 tensors, deterministic subsets, class selection and resizing.
 
-Every dataset, whatever its on-disk layout, becomes an :class:`ImageSet` per split: ``images`` as
-uint8 (N, 3, H, W) and ``labels`` as int64 (N,). Keeping uint8 makes even CIFAR-10 + CIFAR-100 fit in
-a few hundred MB, lets the whole set live on the GPU, and keeps augmentation on whole batches.
+Every dataset read into memory becomes an :class:`ImageSet` per split: ``images`` as uint8
+(N, 3, H, W) and ``labels`` as int64 (N,). Keeping uint8 makes even CIFAR-10 + CIFAR-100 fit in a few
+hundred MB, lets the whole set live on the GPU, and keeps augmentation on whole batches. A streamed
+split (:class:`~gacd_core.data.stream.StreamedSet`) keeps only its file index and labels; both are a
+:class:`Split`, the little the evaluation reads of a split.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -49,23 +51,61 @@ class ImageSet:
     def to(self, device: torch.device | str) -> ImageSet:
         return ImageSet(self.images.to(device), self.labels.to(device))
 
+    @property
+    def side(self) -> int:
+        """The images' width (the model's input size)."""
+        return int(self.images.shape[-1])
+
+    def chunks(self, size: int, pin: bool = False) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        """``(start, uint8 images, labels)`` of ``size`` samples at a time, in order (``pin``: in pinned
+        memory, for copies to a GPU that do not block, when the set is in host memory)."""
+        for s in range(0, len(self), size):
+            images, labels = self.images[s : s + size], self.labels[s : s + size]
+            if pin and images.device.type == "cpu":
+                images, labels = images.pin_memory(), labels.pin_memory()
+            yield s, images, labels
+
+    def decoded(self) -> ImageSet:
+        """The set itself: its images are in memory already."""
+        return self
+
+
+class Split(Protocol):
+    """What the evaluation reads of a split, in memory (:class:`ImageSet`) or streamed
+    (:class:`~gacd_core.data.stream.StreamedSet`): its labels, subsets, its images in order, a chunk at
+    a time, and (for the few steps that need a small set whole) the images decoded into an ImageSet."""
+
+    labels: torch.Tensor
+
+    def __len__(self) -> int: ...
+
+    @property
+    def side(self) -> int: ...
+
+    def select(self, index: torch.Tensor | Sequence[int]) -> Split: ...
+
+    def chunks(self, size: int, pin: bool = False) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]: ...
+
+    def decoded(self) -> ImageSet: ...
+
 
 @dataclass
 class DatasetBundle:
     """The splits a job uses, with what the rest of the job needs to know about them.
 
-    The training split is in memory, or streamed (an ``imagefolder`` or ``shards`` job); the test and
-    validation images are always in memory, at the model's input size. ``transform``: the declared
-    preprocessing of an in-memory split (None: the CIFAR augmentation); a streamed split holds its own.
+    Every split is in memory, or every split is streamed (an ``imagefolder`` or ``shards`` job: the
+    test and validation images are then decoded at the evaluation's transform as they are read, a batch
+    at a time). ``transform``: the declared preprocessing of an in-memory split (None: the CIFAR
+    augmentation); a streamed split holds its own.
     """
 
     name: str
     train: ImageSet | StreamedSet
-    test: ImageSet
+    test: ImageSet | StreamedSet
     class_names: list[str]
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-    val: ImageSet | None = None
+    val: ImageSet | StreamedSet | None = None
     info: dict[str, Any] = field(default_factory=dict)
     transform: Transform | None = None
 
@@ -75,7 +115,7 @@ class DatasetBundle:
 
     @property
     def image_size(self) -> int:
-        return int(self.test.images.shape[-1])
+        return self.test.side
 
     def describe(self) -> dict[str, Any]:
         """The facts a report states about the data."""

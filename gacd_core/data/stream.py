@@ -8,10 +8,11 @@ sample's augmentation parameters in the main process (:func:`~gacd_core.data.pre
 as the in-memory batches do) and hands them, batch by batch, to loader worker processes that decode
 and transform the images; on CUDA the batches come through pinned memory.
 
-The evaluation's images (the test split, or ``test_subset`` of it; the validation images held out by
-``val_size``) are decoded once at the evaluation's size and kept as uint8, like the in-memory splits:
-the protocol's attacks run on a fixed set. They are bounded (:data:`MAX_RESIDENT_BYTES`); a larger test
-split needs ``dataset.test_subset``.
+The test split and the validation images held out by ``val_size`` are streamed too: a
+:class:`StreamedSet` read at the evaluation's transform (:meth:`StreamedSet.chunks`, in order, by the
+same loader processes), so that evaluating a folder of any size needs memory for a batch of images,
+not for the folder. The few steps that need a small set whole (the teacher check's 500 images, the ONNX
+check, AutoAttack a chunk at a time) decode just that (:meth:`StreamedSet.decoded`).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from __future__ import annotations
 import io
 import logging
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +43,10 @@ from gacd_core.data.loader import Batch, EpochBatches
 from gacd_core.data.preprocess import Transform, evaluation_view, train_view, transform_of
 from gacd_core.data.registry import register_dataset
 from gacd_core.datarefs import DataIndex, SplitIndex, env_roots, resolve_reference, scan
-from gacd_core.errors import DatasetError, DatasetInvalid
+from gacd_core.errors import DatasetInvalid
 from gacd_core.spec import DatasetSpec
 
 log = logging.getLogger("gacd.data")
-MAX_RESIDENT_BYTES = 4 << 30  # the evaluation images a streamed dataset keeps decoded (uint8)
 STATS_IMAGES = 1000  # training images the normalisation statistics are measured on
 
 
@@ -57,19 +57,45 @@ def default_workers() -> int:
 
 @dataclass
 class StreamedSet:
-    """Some samples of a scanned split: their rows in the split's index, labels, and the transform."""
+    """Some samples of a scanned split: their rows in the split's index, labels, the transform, and the
+    loader processes that decode them for :meth:`chunks` (None: :func:`default_workers`)."""
 
     split: SplitIndex
     rows: torch.Tensor
     labels: torch.Tensor
     transform: Transform
+    workers: int | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def select(self, index: torch.Tensor | list[int]) -> StreamedSet:
+    @property
+    def side(self) -> int:
+        """The evaluation's image side (its centre crop): the model's input size."""
+        return self.transform.center_crop
+
+    def select(self, index: torch.Tensor | Sequence[int]) -> StreamedSet:
         idx = torch.as_tensor(index, dtype=torch.long)
-        return StreamedSet(self.split, self.rows[idx], self.labels[idx], self.transform)
+        return replace(self, rows=self.rows[idx], labels=self.labels[idx])
+
+    def chunks(self, size: int, pin: bool = False) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        """``(start, uint8 images, labels)`` of ``size`` samples at a time, in order, at the evaluation's
+        transform, decoded by the loader processes (none for a single chunk; ``pin``: through pinned
+        memory); a file that does not decode stops with ``dataset_invalid``. The loader draws its
+        workers' seed from a generator of its own: the global random state, which seeds an evaluation's
+        attacks, is the same as when the images come from memory."""
+        keys = [list(range(s, min(s + size, len(self)))) for s in range(0, len(self), size)]
+        workers = (default_workers() if self.workers is None else self.workers) if len(keys) > 1 else 0
+        for images, labels, pos in _batches(_loader(self, keys, workers, pin, False, torch.Generator())):
+            yield int(pos[0]), images, labels
+
+    def decoded(self) -> ImageSet:
+        """The set decoded at the evaluation's transform into an in-memory uint8 :class:`ImageSet`: for
+        the steps that need a small set whole (every image of it at once: mind its size)."""
+        out = torch.empty(len(self), 3, self.side, self.side, dtype=torch.uint8)
+        for s, images, _ in self.chunks(64):
+            out[s : s + len(images)] = images
+        return ImageSet(out, self.labels.clone())
 
     def relabelled(self, classes: list[int]) -> StreamedSet:
         """Keep ``classes``, relabelled 0..k-1 in that order (as :func:`~gacd_core.data.base.select_classes`)."""
@@ -79,7 +105,7 @@ class StreamedSet:
                 lut[old] = new
         new_labels = lut[self.labels]
         keep = torch.nonzero(new_labels >= 0).flatten()
-        return StreamedSet(self.split, self.rows[keep], new_labels[keep], self.transform)
+        return replace(self, rows=self.rows[keep], labels=new_labels[keep])
 
 
 def _open(split: SplitIndex, row: int) -> Image.Image:
@@ -121,7 +147,14 @@ def _one_thread(_: int) -> None:
     torch.set_num_threads(1)  # each loader process decodes one image at a time; the cores are the pool
 
 
-def _loader(data: StreamedSet, keys: list[list[Any]], workers: int, pin: bool, train: bool) -> DataLoader:
+def _loader(
+    data: StreamedSet,
+    keys: list[list[Any]],
+    workers: int,
+    pin: bool,
+    train: bool,
+    generator: torch.Generator | None = None,
+) -> DataLoader:
     return DataLoader(
         _Decoder(data, train),
         batch_sampler=keys,  # lists of keys: the decoder reads tuples
@@ -129,6 +162,7 @@ def _loader(data: StreamedSet, keys: list[list[Any]], workers: int, pin: bool, t
         pin_memory=pin,
         worker_init_fn=_one_thread if workers else None,
         prefetch_factor=4 if workers else None,
+        generator=generator,
     )
 
 
@@ -163,33 +197,13 @@ class StreamBatches(EpochBatches):
             yield self.on_device(images, labels, pos)
 
 
-def materialise(data: StreamedSet, workers: int, batch_size: int = 64) -> ImageSet:
-    """Decode ``data`` at the evaluation's transform into an in-memory uint8 :class:`ImageSet` (bounded)."""
-    t = data.transform
-    need = len(data) * 3 * t.center_crop**2
-    if need > MAX_RESIDENT_BYTES:
-        raise DatasetError(
-            f"the evaluation images would take {need / 2**30:.1f} GiB decoded (at most "
-            f"{MAX_RESIDENT_BYTES / 2**30:.0f}); set dataset.test_subset to evaluate on fewer",
-            field="dataset.test_subset",
-        )
-    out = torch.empty(len(data), 3, t.center_crop, t.center_crop, dtype=torch.uint8)
-    keys = [list(range(s, min(s + batch_size, len(data)))) for s in range(0, len(data), batch_size)]
-    for images, _, pos in _batches(_loader(data, keys, workers if len(keys) > 1 else 0, False, False)):
-        out[pos] = images
-    return ImageSet(out, data.labels.clone())
-
-
-def channel_stats_streamed(
-    data: StreamedSet, workers: int, batch_size: int = 64
-) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def channel_stats_streamed(data: StreamedSet, batch_size: int = 64) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std (unbiased) of ``data`` at the evaluation's transform, in [0, 1] units,
     from running float64 sums over its batches (no image kept)."""
     total = torch.zeros(3, dtype=torch.float64)
     squares = torch.zeros(3, dtype=torch.float64)
     count = 0
-    keys = [list(range(s, min(s + batch_size, len(data)))) for s in range(0, len(data), batch_size)]
-    for images, _, _ in _batches(_loader(data, keys, workers if len(keys) > 1 else 0, False, False)):
+    for _, images, _ in data.chunks(batch_size):
         for chunk in images.split(8):  # exact integer sums, a few MB at a time
             wide = chunk.to(torch.int64)
             total += wide.sum(dim=(0, 2, 3)).double() / 255
@@ -215,8 +229,8 @@ def _side(index: DataIndex) -> int:
 
 
 def load_streamed(spec: DatasetSpec) -> DatasetBundle:
-    """The bundle of an ``imagefolder`` or ``shards`` job: streamed training split, decoded evaluation
-    images; classes, ``val_size`` and subsets cut as :func:`gacd_core.data.load_dataset` cuts them.
+    """The bundle of an ``imagefolder`` or ``shards`` job, every split streamed; classes, ``val_size``
+    and subsets cut as :func:`gacd_core.data.load_dataset` cuts them.
 
     Raises:
         DatasetError: ``dataset_path_forbidden``, ``dataset_not_found``, ``dataset_invalid`` (see
@@ -227,24 +241,26 @@ def load_streamed(spec: DatasetSpec) -> DatasetBundle:
     index = scan(spec.name, path, root=root, verify=True)
     t = transform_of(spec, _side(index))
     names = list(index.class_names)
-    train = StreamedSet(index.train, torch.arange(len(index.train)), torch.tensor(index.train.labels), t)
-    test = StreamedSet(index.test, torch.arange(len(index.test)), torch.tensor(index.test.labels), t)
+    workers = default_workers() if spec.workers is None else spec.workers
+    train, test = (
+        StreamedSet(split, torch.arange(len(split)), torch.tensor(split.labels), t, workers)
+        for split in (index.train, index.test)
+    )
     check_cut(spec.classes, 0, len(names), len(train), path.name)
     if spec.classes is not None:
         train, test = train.relabelled(spec.classes), test.relabelled(spec.classes)
         names = [names[c] for c in spec.classes]
-    workers = default_workers() if spec.workers is None else spec.workers
     val = None
     if spec.val_size:
         check_cut(None, spec.val_size, len(names), len(train), path.name)
         order = stratified_order(train.labels, VAL_SEED)
-        val = materialise(train.select(order[: spec.val_size].sort().values), workers)
+        val = train.select(order[: spec.val_size].sort().values)
         train = train.select(order[spec.val_size :].sort().values)
     if spec.train_subset is not None:
         train = train.select(stratified_subset(train.labels, spec.train_subset))
     if spec.test_subset is not None:
         test = test.select(stratified_subset(test.labels, spec.test_subset))
-    m, s = channel_stats_streamed(train.select(stratified_subset(train.labels, STATS_IMAGES)), workers)
+    m, s = channel_stats_streamed(train.select(stratified_subset(train.labels, STATS_IMAGES)))
     log.info("%s %s: %d training images streamed by %d loader processes", spec.name, path.name, len(train), workers)
     info = {
         "source": spec.path,
@@ -256,7 +272,7 @@ def load_streamed(spec: DatasetSpec) -> DatasetBundle:
     return DatasetBundle(
         spec.name,
         train,
-        materialise(test, workers),
+        test,
         names,
         (m[0], m[1], m[2]),
         (s[0], s[1], s[2]),

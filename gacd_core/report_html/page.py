@@ -403,6 +403,7 @@ _STRUCTURE_LABELS = {
     "cka_adv": ("Feature CKA (adversarial)", 3),
     "logit_corr_diff": ("Logit correlation gap (clean)", 4),
     "logit_corr_diff_adv": ("Logit correlation gap (adversarial)", 4),
+    "adv_images": ("Images of the adversarial figures", 0),
 }
 
 
