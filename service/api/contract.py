@@ -19,7 +19,7 @@ in ``JobCreate``'s description (:data:`CROSS_FIELD`).
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ConfigDict, Field, create_model, model_validator
 from pydantic.json_schema import SkipJsonSchema
@@ -165,7 +165,7 @@ def _over_http(job: type[JobSpec]) -> type[JobSpec]:
         __base__=job,
         __module__=__name__,
         __doc__=f"A {method.name} job over HTTP: {method.description}.",
-        __validators__={"_one_process": _one_process},
+        __validators__=cast("dict[str, Any]", {"_one_process": _one_process}),  # a pydantic decorator proxy
         **fields,
     )
 
