@@ -24,17 +24,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from gacd_core import catalog, per_image
+from gacd_core import catalog, distributed, per_image
 from gacd_core.attacks import AutoAttack, protocol_attack
 from gacd_core.data import ImageSet, Split, stratified_subset
-from gacd_core.errors import EvaluationStopped
+from gacd_core.errors import EvaluationStopped, TrainingPaused
 from gacd_core.models import ImageClassifier
 from gacd_core.progress import EvalProgress
 from gacd_core.spec import EvaluationSpec
@@ -47,22 +47,41 @@ AUTOATTACK_CHUNK_BYTES = 1 << 30  # float32 images of a streamed split AutoAttac
 
 
 class _Work:
-    """Progress through one model's evaluation in cost units, with a stop check at every report."""
+    """Progress through one model's evaluation in cost units, with a stop check at every report.
+
+    In a job of several processes the processes decide together at every report (they all reach the
+    same reports) whether to stop or pause; between reports, a process checks alone only where ``local``
+    (inside AutoAttack, whose reports differ between processes)."""
 
     def __init__(
         self,
         total: float,
         on_progress: Callable[[EvalProgress], None] | None,
         should_stop: Callable[[], bool] | None,
+        should_pause: Callable[[], bool] | None = None,
     ) -> None:
         self.total, self.done = max(total, 1e-9), 0.0
-        self.on_progress, self.should_stop = on_progress, should_stop
+        self.on_progress, self.should_stop, self.should_pause = on_progress, should_stop, should_pause
         self.t0 = time.perf_counter()
         self.attack = "clean"
+        self.local = False
 
-    def check(self) -> None:
-        """Raise :class:`EvaluationStopped` when the stop callback says so."""
-        if self.should_stop is not None and self.should_stop():
+    def check(self, report: bool = False) -> None:
+        """Raise :class:`EvaluationStopped` when the stop callback says so (several processes: also
+        :class:`~gacd_core.errors.TrainingPaused` when the pause callback does); ``report``: at a report."""
+        if not distributed.active():
+            if self.should_stop is not None and self.should_stop():
+                raise EvaluationStopped(self.attack)
+            return
+        if not (report or self.local):
+            return  # between reports: the next one decides, for every process
+        stop = self.should_stop is not None and self.should_stop()
+        pause = self.should_pause is not None and self.should_pause()
+        if not self.local:
+            pause, stop = distributed.agree(pause, stop)
+        if pause:
+            raise TrainingPaused(-1, -1)
+        if stop:
             raise EvaluationStopped(self.attack)
 
     def at(self, attack: str, done: float | None = None) -> None:
@@ -75,7 +94,7 @@ class _Work:
             fraction = self.done / self.total
             eta = seconds * (1 - fraction) / fraction if fraction > 0 else None
             self.on_progress(EvalProgress(attack, round(fraction, 5), eta, seconds))
-        self.check()
+        self.check(report=True)
 
 
 class _Checked(nn.Module):
@@ -215,8 +234,16 @@ def evaluate_model(
     on_progress: Callable[[EvalProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     channels_last: bool = False,
+    should_pause: Callable[[], bool] | None = None,
 ) -> Evaluation:
     """Run the protocol on ``model`` over ``data``, a batch at a time.
+
+    In a job of several processes (:mod:`gacd_core.distributed`) each process takes its rows of every
+    batch, drawing the random starts of the whole batch (so that every image gets the start it gets in
+    one process), and AutoAttack its share of the AutoAttack images; per-image results are then summed
+    into place, so that every process holds all of them in the original order, and every accuracy is a
+    count over all images, never an average of the processes' rates. Only AutoAttack's figures differ
+    from one process's (each share is its own run, with its own restarts' draws).
 
     Args:
         keep_adv: keep the model's PGD-20 examples (for structure metrics on adversarial inputs): of
@@ -229,6 +256,8 @@ def evaluate_model(
             :class:`~gacd_core.errors.EvaluationStopped`.
         channels_last: run the model and the batches in channels-last memory format (fp32 all the same;
             a speed choice only, the model is returned to its format after).
+        should_pause: several processes: polled with ``should_stop`` at every report (the processes
+            agree on it there); True raises :class:`~gacd_core.errors.TrainingPaused`.
     """
     model = model.to(device)
     fmt_before = _memory_format(model)
@@ -245,23 +274,24 @@ def evaluate_model(
     sweep_attacks = {e: protocol_attack(ref, e) for e in sweep}
     correct = {name: torch.zeros(n, dtype=torch.bool) for name in ["clean", *attacks]}
     sweep_correct = {e: torch.zeros(n, dtype=torch.bool) for e in sweep}
-    logits_all = torch.empty(n, c)
-    feats_all = torch.empty(n, model.num_features)
+    logits_all = torch.zeros(n, c)  # zeros: in several processes, each fills its rows and the sums join them
+    feats_all = torch.zeros(n, model.num_features)
     kept = resident_positions(data, KEEP_ADV_BYTES // _float_bytes(data)) if keep_adv and ref in attacks else None
-    adv_all = torch.empty(len(kept), 3, data.side, data.side) if kept is not None else None
+    adv_all = torch.zeros(len(kept), 3, data.side, data.side) if kept is not None else None
     slot = torch.full((n,), -1, dtype=torch.long)  # image -> its row in adv_all (-1: not kept)
     if kept is not None:
         slot[kept] = torch.arange(len(kept))
     per_image = 1 + sum(map(_attack_cost, attacks.values())) + sum(map(_attack_cost, sweep_attacks.values()))
     aa_n = min(n, ev.autoattack_subset or n) if ev.autoattack else 0
-    work = _Work(n * per_image + aa_n * AUTOATTACK_COST, on_progress, should_stop)
+    work = _Work(n * per_image + aa_n * AUTOATTACK_COST, on_progress, should_stop, should_pause)
     checked = _Checked(model, work)
     precision = contextlib.ExitStack()
     precision.enter_context(strict_fp32())  # attacks, AutoAttack included, in true fp32
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
-            for s, x, y in _batches(data, ev.batch_size, device, channels_last):
+            batches = _shares(_batches(data, ev.batch_size, device, channels_last))
+            for s, x, y in precision.enter_context(contextlib.closing(batches)):  # closed on a stop too
                 e = s + len(y)
                 work.at("clean", s * per_image)
                 with torch.no_grad():
@@ -282,6 +312,9 @@ def evaluate_model(
                     sweep_correct[eps][s:e] = (_predict(model, attack(checked, x, y)) == y).cpu()
                     done += len(y) * _attack_cost(attack)
             work.at(work.attack, n * per_image)
+        distributed.sum_across(*correct.values(), *sweep_correct.values(), logits_all, feats_all)
+        if adv_all is not None:
+            distributed.sum_across(adv_all)
         metrics: dict[str, Any] = {"clean_acc": _mean(correct["clean"])}
         for name, row in catalog.EVAL_ATTACKS.items():
             metrics[row.key] = _mean(correct[name]) if name in correct else None
@@ -295,7 +328,11 @@ def evaluate_model(
             def aa_progress(attack: str, fraction: float) -> None:
                 work.at(f"autoattack/{attack}", base + fraction * aa_n * AUTOATTACK_COST)
 
-            aa_correct, breakdown = _autoattack(checked, data.select(aa_idx), ev, c, seed, device, aa_progress)
+            work.local = True  # AutoAttack's reports differ between processes: each checks on its own
+            aa_correct, breakdown = _autoattack_shared(
+                data.select(aa_idx), lambda part: _autoattack(checked, part, ev, c, seed, device, aa_progress)
+            )
+            work.local = False
             metrics["autoattack_acc"] = _mean(aa_correct)
             metrics["autoattack_breakdown"] = breakdown
             bits["autoattack"], bits["autoattack_positions"] = aa_correct, aa_idx.cpu()
@@ -317,6 +354,43 @@ def evaluate_model(
         model.train(was)
         model.to(memory_format=fmt_before)
     return Evaluation(metrics, logits_all, feats_all, adv_all, extra={"per_image": bits}, adv_positions=kept)
+
+
+def _shares(
+    batches: Iterator[tuple[int, torch.Tensor, torch.Tensor]],
+) -> Generator[tuple[int, torch.Tensor, torch.Tensor], None, None]:
+    """This process's rows of each batch (all of them in one process), computed inside
+    :func:`gacd_core.distributed.batch_rows` (random starts drawn for the whole batch); a process may
+    have none of a last, small batch, and still takes part in its reports."""
+    for s, x, y in batches:
+        with distributed.batch_rows(len(y)) as rows:
+            yield s + (rows.start or 0), x[rows], y[rows]
+
+
+def _autoattack_shared(
+    data: Split, run: Callable[[Split], tuple[torch.Tensor, dict[str, float]]]
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """``run`` (AutoAttack: per image, whether the model is still right; the robust accuracy after each
+    attack) on this process's share of ``data`` (all of it in one process); the results of every share
+    summed into place: per image, and the robust count after each attack."""
+    if not distributed.active():
+        return run(data)
+    rows = distributed.rows(len(data))
+    share = data.select(torch.arange(len(data))[rows])
+    mine, after = run(share) if len(share) else (None, {})
+    correct = torch.zeros(len(data), dtype=torch.bool)
+    if mine is not None:
+        correct[rows] = mine.cpu()
+    distributed.sum_across(correct)
+    return correct, _robust_after(distributed.gather_objects((len(share), after)), len(data))
+
+
+def _robust_after(parts: list[tuple[int, dict[str, float]]], n: int) -> dict[str, float]:
+    """The robust accuracy after each attack over ``n`` images, from parts of ``m`` images each (their
+    rates times ``m``, rounded, are the counts; an attack a part skipped, none of it robust, counts 0)."""
+    names = list(dict.fromkeys(name for _, after in parts for name in after))
+    robust = {name: sum(round(after.get(name, 0.0) * m) for m, after in parts) for name in names}
+    return {name: count / n for name, count in robust.items()}
 
 
 def _autoattack(
@@ -356,9 +430,7 @@ def _autoattack(
         parts.append((len(part), result.breakdown))
     if len(parts) == 1:
         return correct[0], parts[0][1]
-    names = list(dict.fromkeys(name for _, after in parts for name in after))
-    robust = {name: sum(round(after.get(name, 0.0) * m) for m, after in parts) for name in names}
-    return torch.cat(correct), {name: count / n for name, count in robust.items()}
+    return torch.cat(correct), _robust_after(parts, n)
 
 
 def per_image_document(evaluation: Evaluation, labels: torch.Tensor, split: str) -> dict[str, Any] | None:

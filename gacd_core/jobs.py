@@ -82,6 +82,10 @@ class Callbacks:
     before_write: Callable[[], None] | None = None
     should_pause: Callable[[], bool] | None = None
 
+    def evaluation_pause(self) -> Callable[[], bool] | None:
+        """The pause callback the evaluation polls itself: in a job of several processes only."""
+        return self.should_pause if distributed.active() else None
+
     def writing(self) -> None:
         if self.before_write is not None:
             self.before_write()
@@ -96,8 +100,9 @@ class Callbacks:
             self.progress(StageChanged(stage, fraction))
 
     def evaluating(self, p: EvalProgress) -> None:
-        """Evaluation progress: a pause request stops here too (the evaluation is redone on resuming)."""
-        if self.should_pause is not None and self.should_pause():
+        """Evaluation progress: a pause request stops here too (the evaluation is redone on resuming; in
+        a job of several processes the evaluation asks, and the processes agree: :meth:`evaluation_pause`)."""
+        if self.should_pause is not None and self.should_pause() and not distributed.active():
             raise TrainingPaused(-1, -1)
         if self.progress is not None:
             self.progress(p)
@@ -578,6 +583,7 @@ def _measure(
             keep_adv=teacher is not None,
             on_progress=passes.pass_(0, "student"),
             should_stop=cb.should_stop,
+            should_pause=cb.evaluation_pause(),
             channels_last=channels_last,
         )
     )
@@ -593,6 +599,7 @@ def _measure(
             device,
             on_progress=passes.pass_(1, "teacher"),
             should_stop=cb.should_stop,
+            should_pause=cb.evaluation_pause(),
             channels_last=channels_last,
         )
         log.info("teacher: %s", E.summary_line(measured.teacher.metrics))
