@@ -33,6 +33,7 @@ from torchvision.transforms.v2 import functional as TF
 from gacd_core import catalog
 from gacd_core.data.base import (
     VAL_SEED,
+    ChannelSums,
     DatasetBundle,
     ImageSet,
     check_cut,
@@ -199,19 +200,11 @@ class StreamBatches(EpochBatches):
 
 def channel_stats_streamed(data: StreamedSet, batch_size: int = 64) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std (unbiased) of ``data`` at the evaluation's transform, in [0, 1] units,
-    from running float64 sums over its batches (no image kept)."""
-    total = torch.zeros(3, dtype=torch.float64)
-    squares = torch.zeros(3, dtype=torch.float64)
-    count = 0
+    from exact running sums over its batches (:class:`~gacd_core.data.base.ChannelSums`; no image kept)."""
+    sums = ChannelSums()
     for _, images, _ in data.chunks(batch_size):
-        for chunk in images.split(8):  # exact integer sums, a few MB at a time
-            wide = chunk.to(torch.int64)
-            total += wide.sum(dim=(0, 2, 3)).double() / 255
-            squares += wide.square().sum(dim=(0, 2, 3)).double() / 255**2
-            count += wide[:, 0].numel()
-    mean = total / count
-    std = ((squares - count * mean.square()) / max(1, count - 1)).clamp_min(0).sqrt().clamp_min(1e-3)
-    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+        sums.add(images)
+    return sums.stats()
 
 
 def _located(spec: DatasetSpec) -> tuple[Path, Path | None]:
