@@ -28,6 +28,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ from gacd_core.progress import (
 
 EVENTS = {cls.__name__: cls for cls in (TrainingStarted, TrainingStep, EpochCompleted, StageChanged, EvalProgress)}
 OUTCOME = "outcome"  # the ``event`` of the last record of an events file
+CONTROL_POLL_SECONDS = 0.25  # how often a process looks at the control folder for stop and pause
 EXIT = {"done": 0, "error": 2, "stopped": 130, "paused": 130}  # the command's exit status for each outcome
 
 
@@ -166,20 +168,32 @@ class _Events:
 # --------------------------------------------------------------------------------------------------
 class _Requests:
     """Stop and pause requests reaching this process: SIGTERM (stop), and the files ``stop`` and ``pause``
-    of the control folder."""
+    of the control folder. The callbacks are polled before every forward pass of an attack, so the
+    folder is looked at no more often than every :data:`CONTROL_POLL_SECONDS` (the answer is kept between)."""
 
     def __init__(self, control: Path | None) -> None:
         self.control, self.terminated = control, False
+        self._seen: dict[str, bool] = {}
+        self._looked = -float("inf")
         signal.signal(signal.SIGTERM, self._terminate)
 
     def _terminate(self, _signum: int, _frame: Any) -> None:
         self.terminated = True
 
+    def _asked(self, name: str) -> bool:
+        if self.control is None:
+            return False
+        now = time.monotonic()
+        if now - self._looked >= CONTROL_POLL_SECONDS:
+            self._looked = now
+            self._seen = {n: (self.control / n).exists() for n in ("stop", "pause")}
+        return self._seen.get(name, False)
+
     def stop(self) -> bool:
-        return self.terminated or (self.control is not None and (self.control / "stop").exists())
+        return self.terminated or self._asked("stop")
 
     def pause(self) -> bool:
-        return self.control is not None and (self.control / "pause").exists()
+        return self._asked("pause")
 
 
 def _die_with_parent() -> None:
