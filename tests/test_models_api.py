@@ -180,5 +180,8 @@ def test_the_listing_needs_a_key_and_is_documented(api: TestClient) -> None:
     assert {"401", "422", "503"} <= set(listing["responses"]) and {"401", "404", "503"} <= set(one["responses"])
     source = next(p for p in listing["parameters"] if p["name"] == "source")
     assert source["schema"]["anyOf"][0]["enum"] == ["registry", "timm", "torchvision", "robustbench"]
-    assert listing["responses"]["200"]["links"]["GetModel"]["operationId"] == "getModel"
+    # no OpenAPI link from the listing to one model: with it, the fuzzer's stateful phase stopped reaching the jobs
+    assert "links" not in listing["responses"]["200"]
+    assert listing["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/ModelList")
+    assert one["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/Model")
     assert doc["components"]["schemas"]["Model"]["example"]["name"] == WANG
